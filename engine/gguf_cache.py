@@ -1,0 +1,85 @@
+"""Convert a GGUF file once and cache it as safetensors + tokenizer files.
+
+transformers can load GGUF directly, but dequantizing takes tens of seconds on
+a CPU. We do it once, write the state dict, config, generation config and
+tokenizer to ``<cache dir>/converted/<stem>-<key>/`` and load that afterwards.
+The key hashes the file's bytes and the transformers version, so a changed file
+(or a converter that changed) is converted again. A directory is complete only
+when its ``logitlab-conversion.json`` marker exists; conversion writes to a
+temporary directory and renames it into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import transformers
+
+from engine.paths import cache_dir
+
+MARKER = "logitlab-conversion.json"
+_HASH_CHUNK = 4 << 20
+
+
+def file_key(path: Path) -> str:
+    """Content hash of the GGUF file plus the transformers version that converts it."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    digest.update(f"transformers={transformers.__version__}".encode())
+    return digest.hexdigest()[:20]
+
+
+def converted_dir(path: Path) -> Path:
+    return cache_dir() / "converted" / f"{path.stem}-{file_key(path)}"
+
+
+def cached_conversion(path: Path) -> Path | None:
+    """The converted directory for this GGUF file if a complete one exists."""
+    target = converted_dir(path)
+    return target if (target / MARKER).is_file() else None
+
+
+def convert(path: Path, load_gguf: Callable[[Path], tuple[object, object]]) -> Path:
+    """Convert `path` with `load_gguf` (returns model, tokenizer) into the cache.
+
+    Returns the directory holding a regular transformers checkpoint.
+    """
+    from safetensors.torch import save_model
+
+    target = converted_dir(path)
+    if (target / MARKER).is_file():
+        return target
+    model, tokenizer = load_gguf(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        config = model.config  # type: ignore[attr-defined]
+        # the checkpoint we write is plain safetensors, not GGUF
+        if hasattr(config, "quantization_config"):
+            delattr(config, "quantization_config")
+        config.save_pretrained(tmp)
+        model.generation_config.save_pretrained(tmp)  # type: ignore[attr-defined]
+        # save_model drops tied duplicates (lm_head shares embed_tokens)
+        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})  # type: ignore[arg-type]
+        tokenizer.save_pretrained(tmp)  # type: ignore[attr-defined]
+        marker = {
+            "source": str(path),
+            "size": path.stat().st_size,
+            "transformers": transformers.__version__,
+        }
+        (tmp / MARKER).write_text(json.dumps(marker, indent=2))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

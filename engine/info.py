@@ -1,0 +1,181 @@
+"""The model's anatomy, as the tutorials inspect it by hand: `print(model)`,
+parameter counts, config essentials, special tokens, and the effective
+generation config with where each value came from.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from engine.params import SamplingParams, resolve_sampling
+
+if TYPE_CHECKING:
+    from engine.loading import LoadedModel
+
+# parameter-name fragments -> a readable kind; first match wins
+_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("lm_head", ("lm_head",)),
+    ("embeddings", ("embed_tokens", "wte", "wpe", "embed_positions", "word_embeddings")),
+    ("attention.q", ("q_proj", "query")),
+    ("attention.k", ("k_proj", "key")),
+    ("attention.v", ("v_proj", "value")),
+    ("attention.qkv", ("c_attn", "qkv_proj", "query_key_value", "Wqkv")),
+    ("attention.o", ("o_proj", "out_proj", "c_proj.attn", "dense")),
+    ("mlp.gate", ("gate_proj", "w1")),
+    ("mlp.up", ("up_proj", "w3", "c_fc", "fc1")),
+    ("mlp.down", ("down_proj", "w2", "c_proj", "fc2")),
+    ("norms", ("norm", "ln_", "layernorm")),
+)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Facts about a loaded model; `to_dict()` is `logitlab info --format json`."""
+
+    model_id: str
+    source: str
+    architecture: str
+    model_type: str
+    device: str
+    dtype: str
+    quantize: str
+    checkpoint_dir: str
+    load_seconds: float
+    config: dict[str, Any]
+    parameters: dict[str, Any]
+    memory_bytes: int
+    special_tokens: dict[str, Any]
+    generation: dict[str, dict[str, Any]]
+    module_tree: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def describe(loaded: LoadedModel) -> ModelInfo:
+    model = loaded.model
+    config = model.config
+    params, sources = resolve_sampling(loaded.generation_config_file)
+    return ModelInfo(
+        model_id=loaded.model_id,
+        source=loaded.source,
+        architecture=type(model).__name__,
+        model_type=str(getattr(config, "model_type", "unknown")),
+        device=str(loaded.device),
+        dtype=loaded.dtype_name,
+        quantize=loaded.quantize,
+        checkpoint_dir=str(loaded.checkpoint_dir),
+        load_seconds=round(loaded.load_seconds, 3),
+        config=config_essentials(config, loaded.context_window),
+        parameters=parameter_counts(model),
+        memory_bytes=int(model.get_memory_footprint()),
+        special_tokens=special_tokens(loaded.tokenizer, loaded.eos_token_ids),
+        generation=generation_table(params, sources),
+        module_tree=str(model),
+    )
+
+
+def config_essentials(config: Any, context_window: int) -> dict[str, Any]:
+    def get(*names: str) -> Any:
+        for name in names:
+            value = getattr(config, name, None)
+            if value is not None:
+                return value
+        return None
+
+    hidden = get("hidden_size", "n_embd", "d_model")
+    heads = get("num_attention_heads", "n_head")
+    rope = get("rope_parameters", "rope_scaling") or {}
+    essentials = {
+        "layers": get("num_hidden_layers", "n_layer"),
+        "hidden_size": hidden,
+        "intermediate_size": get("intermediate_size", "n_inner"),
+        "attention_heads": heads,
+        "kv_heads": get("num_key_value_heads") or heads,
+        "head_dim": get("head_dim") or (hidden // heads if hidden and heads else None),
+        "vocab_size": get("vocab_size"),
+        "context_length": context_window,
+        "rope_theta": (rope.get("rope_theta") if isinstance(rope, dict) else None)
+        or get("rope_theta"),
+        "rope_type": rope.get("rope_type") if isinstance(rope, dict) else None,
+        "activation": get("hidden_act", "activation_function"),
+        "tie_word_embeddings": bool(get("tie_word_embeddings")),
+    }
+    return {k: v for k, v in essentials.items() if v is not None}
+
+
+def parameter_counts(model: Any) -> dict[str, Any]:
+    """Counts by top-level module, by layer kind, and the exact total.
+
+    ``named_parameters()`` lists a tied weight once (under the embedding), so
+    every breakdown sums to the total; ``lm_head_tied`` says when that happened.
+    """
+    by_module: Counter[str] = Counter()
+    by_kind: Counter[str] = Counter()
+    total = 0
+    for name, param in model.named_parameters():
+        count = int(param.numel())
+        total += count
+        by_module[_module_key(name)] += count
+        by_kind[_kind(name)] += count
+    head = getattr(model, "lm_head", None)
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    tied = bool(
+        head is not None
+        and embeddings is not None
+        and getattr(head, "weight", None) is getattr(embeddings, "weight", None)
+    )
+    return {
+        "total": total,
+        "trainable": sum(int(p.numel()) for p in model.parameters() if p.requires_grad),
+        "by_module": dict(by_module),
+        "by_kind": dict(sorted(by_kind.items(), key=lambda kv: -kv[1])),
+        "lm_head_tied": tied,
+    }
+
+
+def _module_key(name: str) -> str:
+    parts = name.split(".")
+    if len(parts) > 2 and parts[1] in {"layers", "h", "blocks", "decoder"}:
+        return f"{parts[0]}.{parts[1]}"
+    return ".".join(parts[:-1]) or name
+
+
+def _kind(name: str) -> str:
+    lowered = name.lower()
+    for kind, fragments in _KINDS:
+        if any(fragment.lower() in lowered for fragment in fragments):
+            return kind
+    return "other"
+
+
+def special_tokens(tokenizer: Any, eos_ids: tuple[int, ...]) -> dict[str, Any]:
+    named = {}
+    for role in ("bos_token", "eos_token", "pad_token", "unk_token"):
+        token = getattr(tokenizer, role, None)
+        if token is not None:
+            named[role] = {"token": str(token), "id": tokenizer.convert_tokens_to_ids(str(token))}
+    additional = [
+        {"token": str(t), "id": tokenizer.convert_tokens_to_ids(str(t))}
+        for t in getattr(tokenizer, "additional_special_tokens", None) or []
+    ]
+    return {
+        **named,
+        "additional": additional,
+        "eos_ids": list(eos_ids),
+        "vocab_size": len(tokenizer),
+        "has_chat_template": bool(getattr(tokenizer, "chat_template", None)),
+    }
+
+
+def generation_table(params: SamplingParams, sources: dict[str, str]) -> dict[str, dict[str, Any]]:
+    table = {}
+    for name, source in sources.items():
+        value = getattr(params, name)
+        table[name] = {
+            "value": list(value) if isinstance(value, tuple) else value,
+            "source": source,
+        }
+    return table

@@ -1,0 +1,95 @@
+"""Frozen records the decode loop yields; the UI, the CLI and sessions read them.
+
+Token ids are the source of truth; `text` is derived from the running id list.
+`logprob`/`prob`/`rank`/`entropy` without a prefix are of the **raw**
+distribution (softmax of the model's logits, what the model believes); the
+`processed_*` fields are of the distribution actually sampled from, after
+repetition penalty, temperature, top-k, top-p and min-p. A token removed by a
+filter has ``processed_logprob == -inf`` and ``processed_prob == 0``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+FinishReason = Literal["stop", "length", "cancelled", "context"]
+FINISH_REASONS: tuple[str, ...] = ("stop", "length", "cancelled", "context")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One entry of a step's top-N: a token the model could have chosen."""
+
+    token_id: int
+    piece: str  # the raw vocabulary piece ("Ġthe", "<|im_end|>")
+    logprob: float  # raw
+    processed_logprob: float  # -inf when a filter removed it
+    text: str = ""  # what this token would add to the text, decoded in context
+
+    @property
+    def prob(self) -> float:
+        return math.exp(self.logprob)
+
+    @property
+    def processed_prob(self) -> float:
+        return math.exp(self.processed_logprob) if self.processed_logprob > -math.inf else 0.0
+
+
+@dataclass(frozen=True)
+class Step:
+    """One generated token with everything the inspector shows about it."""
+
+    index: int
+    token_id: int
+    piece: str
+    text: str  # the new complete-UTF-8 text this step adds (may be "")
+    forced: bool
+    logprob: float
+    rank: int  # 1-based rank under the raw distribution
+    entropy: float  # nats, raw distribution
+    processed_logprob: float
+    processed_rank: int
+    processed_entropy: float
+    top: tuple[Candidate, ...] = ()
+    elapsed_ms: float = 0.0
+    special: bool = False
+    token_bytes: bytes = b""
+    finish_reason: FinishReason | None = None  # set on the step that ended generation
+
+    @property
+    def prob(self) -> float:
+        return math.exp(self.logprob)
+
+    @property
+    def processed_prob(self) -> float:
+        return math.exp(self.processed_logprob) if self.processed_logprob > -math.inf else 0.0
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """The distribution over the next token before it is chosen (step-through mode).
+
+    `sampled` is the token the sampler would pick; accepting it or forcing
+    another goes through `Decoder.step(force=...)`.
+    """
+
+    index: int
+    sampled: int
+    top: tuple[Candidate, ...]
+    entropy: float
+    processed_entropy: float
+
+
+@dataclass(frozen=True)
+class GenerationSummary:
+    """What a finished generation reports: the JSONL summary object's data."""
+
+    finish_reason: FinishReason
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    tokens_per_second: float
+    time_to_first_token_ms: float
+    token_ids: tuple[int, ...] = field(default=())

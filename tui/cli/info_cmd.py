@@ -1,0 +1,75 @@
+"""`logitlab info`: the model's anatomy as text or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from tui.cli.options import add_model_options, model_spec_from
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "info", help="show the model's anatomy: modules, parameters, config, tokens"
+    )
+    add_model_options(parser)
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--tree", action="store_true", help="text format: print the full module tree"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.loading import load
+
+    loaded = load(model_spec_from(args))
+    info = loaded.info
+    if args.format == "json":
+        json.dump(info.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_text(info.to_dict(), tree=args.tree))
+    return 0
+
+
+def format_text(info: dict[str, Any], *, tree: bool = False) -> str:
+    """A readable report, the way the tutorials print(model) and count parameters."""
+    params = info["parameters"]
+    lines = [
+        f"{info['model_id']}  ({info['architecture']}, {info['source']})",
+        f"  device {info['device']}  dtype {info['dtype']}  quantize {info['quantize']}"
+        f"  memory {info['memory_bytes'] / 2**20:.1f} MiB  loaded in {info['load_seconds']:.2f} s",
+        "",
+        "config",
+        *(f"  {key:<20} {value}" for key, value in info["config"].items()),
+        "",
+        f"parameters  {params['total']:,} total"
+        + ("  (lm_head tied to embeddings)" if params["lm_head_tied"] else ""),
+        *(
+            f"  {kind:<20} {count:>14,}  {100 * count / max(params['total'], 1):5.1f}%"
+            for kind, count in params["by_kind"].items()
+        ),
+        "  by module",
+        *(f"    {name:<18} {count:>14,}" for name, count in params["by_module"].items()),
+        "",
+        "special tokens",
+        *(
+            f"  {role:<20} {value['token']!r} (id {value['id']})"
+            for role, value in info["special_tokens"].items()
+            if isinstance(value, dict)
+        ),
+        f"  {'eos ids':<20} {info['special_tokens']['eos_ids']}",
+        f"  {'vocab size':<20} {info['special_tokens']['vocab_size']}",
+        "",
+        "generation config (effective value and source)",
+        *(
+            f"  {name:<20} {entry['value']!s:<12} {entry['source']}"
+            for name, entry in info["generation"].items()
+        ),
+    ]
+    if tree:
+        lines += ["", "module tree", info["module_tree"]]
+    return "\n".join(lines) + "\n"

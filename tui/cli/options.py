@@ -1,0 +1,79 @@
+"""Options shared by subcommands: MODEL OPTS and SAMPLING OPTS from DESIGN.md."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from engine.spec import DTYPES, QUANTIZE, ModelSpec
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model options")
+    group.add_argument(
+        "--model",
+        metavar="ID_OR_PATH",
+        help="hub id, local checkpoint dir, or .gguf file (default: bundled SmolLM2-135M-Instruct)",
+    )
+    group.add_argument(
+        "--gguf-file", metavar="NAME", help="GGUF file inside --model (a hub repo or a directory)"
+    )
+    group.add_argument(
+        "--device",
+        default="auto",
+        metavar="auto|cpu|cuda|cuda:N|mps",
+        help="where to run (default: auto)",
+    )
+    group.add_argument(
+        "--dtype", default="auto", choices=DTYPES, help="weights dtype (default: auto)"
+    )
+    group.add_argument(
+        "--quantize",
+        default="none",
+        choices=QUANTIZE,
+        help="bitsandbytes quantization (default: none)",
+    )
+    group.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow custom model code from the checkpoint (off by default)",
+    )
+
+
+def model_spec_from(args: argparse.Namespace) -> ModelSpec:
+    """Build the spec; raises InvalidParameterError (exit 2) on a bad value."""
+    return ModelSpec(
+        model=args.model,
+        gguf_file=args.gguf_file,
+        device=args.device,
+        dtype=args.dtype,
+        quantize=args.quantize,
+        trust_remote_code=args.trust_remote_code,
+    )
+
+
+def add_sampling_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("sampling options (unset = the model's generation config)")
+    group.add_argument("--max-new-tokens", type=int, metavar="N")
+    group.add_argument("--temperature", type=float, metavar="T", help="0 = greedy")
+    group.add_argument("--top-k", type=int, metavar="K", help="0 = off")
+    group.add_argument("--top-p", type=float, metavar="P")
+    group.add_argument("--min-p", type=float, metavar="P")
+    group.add_argument("--repetition-penalty", type=float, metavar="R")
+    group.add_argument("--seed", type=int, metavar="S")
+    group.add_argument("--stop", action="append", metavar="TEXT", help="stop string (repeatable)")
+
+
+def sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The sampling values the user gave on the command line (None = not given)."""
+    stop = getattr(args, "stop", None)
+    return {
+        "max_new_tokens": args.max_new_tokens,
+        "temperature": args.temperature,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "min_p": args.min_p,
+        "repetition_penalty": args.repetition_penalty,
+        "seed": args.seed,
+        "stop": tuple(stop) if stop else None,
+    }
