@@ -116,7 +116,7 @@ def parameter_counts(model: Any) -> dict[str, Any]:
     by_kind: Counter[str] = Counter()
     total = 0
     for name, param in model.named_parameters():
-        count = int(param.numel())
+        count = logical_numel(param)
         total += count
         by_module[_module_key(name)] += count
         by_kind[_kind(name)] += count
@@ -129,11 +129,27 @@ def parameter_counts(model: Any) -> dict[str, Any]:
     )
     return {
         "total": total,
-        "trainable": sum(int(p.numel()) for p in model.parameters() if p.requires_grad),
+        "trainable": sum(logical_numel(p) for p in model.parameters() if p.requires_grad),
         "by_module": dict(by_module),
         "by_kind": dict(sorted(by_kind.items(), key=lambda kv: -kv[1])),
         "lm_head_tied": tied,
     }
+
+
+def logical_numel(param: Any) -> int:
+    """Elements of the parameter as the model defines it, not as stored.
+
+    bitsandbytes 4-bit packs two weights per byte into a flat tensor; its
+    ``quant_state.shape`` keeps the original shape, which is what we count.
+    """
+    state = getattr(param, "quant_state", None)
+    shape = getattr(state, "shape", None)
+    if shape is not None:
+        count = 1
+        for size in shape:
+            count *= int(size)
+        return count
+    return int(param.numel())
 
 
 def _module_key(name: str) -> str:

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -271,6 +272,9 @@ def _gguf_checkpoint(path: Path, spec: ModelSpec, report: ProgressCallback) -> t
 def _check_quantization(spec: ModelSpec, device: torch.device) -> None:
     if spec.quantize == "none":
         return
+    # bitsandbytes warns on every 8-bit matmul that fp32 inputs are cast to fp16;
+    # once per step that would flood a terminal (and tear the TUI).
+    warnings.filterwarnings("ignore", message=r"MatMul8bitLt: inputs will be cast")
     if device.type == "mps":
         raise QuantizationUnavailableError(
             f"{spec.quantize} quantization (bitsandbytes) does not run on mps; use --device cpu or cuda"

@@ -50,8 +50,8 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, real_model: Any) ->
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=64,  # >= 64: bitsandbytes 4-bit blocks on CPU need it
+        intermediate_size=128,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
