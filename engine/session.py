@@ -1,0 +1,161 @@
+"""Sessions as plain frozen data: what a chat was, with every token's numbers.
+
+A `Session` is what the store saves, the browser lists and the exporters write.
+It holds no database handles and no UI types, so the TUI, the CLI and tests can
+build and compare sessions freely. Timestamps are always timezone-aware UTC:
+they are compared, sorted and written as RFC 3339, and a naive datetime would
+silently mean "local time somewhere".
+
+Branching never destroys data: when a reply is regenerated from some step on,
+the part of the old reply that the new one no longer shares is kept as an
+`Alternative` of the message (see `branched`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from engine.params import SamplingParams
+from engine.records import Step
+
+Role = Literal["system", "user", "assistant"]
+ROLES: tuple[str, ...] = ("system", "user", "assistant")
+SOURCES: tuple[str, ...] = ("hub", "local", "gguf")
+TITLE_LENGTH = 60
+
+
+def utc_now() -> datetime:
+    """The current time, UTC-aware (what every `created_at`/`updated_at` holds)."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """Which model produced a session, as shown and exported (not how to reload it)."""
+
+    id: str
+    source: str  # "hub" | "local" | "gguf"
+    device: str
+    dtype: str
+    quantize: str = "none"
+
+    @classmethod
+    def from_loaded(cls, loaded: Any) -> ModelRecord:
+        """Describe an `engine.loading.LoadedModel` (duck-typed so tests can fake it)."""
+        return cls(
+            id=str(loaded.model_id),
+            source=str(loaded.source),
+            device=str(loaded.device),
+            dtype=str(loaded.dtype_name),
+            quantize=str(loaded.quantize),
+        )
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """What the user set for a session: restored when the session is reopened."""
+
+    system_prompt: str = ""
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """A cut-off tail of a reply that a branch replaced, kept so nothing is lost.
+
+    `content` is the whole text of the replaced reply. `steps` are its steps from
+    the first one that differs from the current reply on; their `index` is kept,
+    so the shared prefix is the message's ``steps[:alternative.steps[0].index]``.
+    """
+
+    content: str
+    finish_reason: str | None
+    steps: tuple[Step, ...]
+    created_at: datetime
+
+    @property
+    def branch_index(self) -> int:
+        """The step where this alternative leaves the current reply (0 without steps)."""
+        return self.steps[0].index if self.steps else 0
+
+
+@dataclass(frozen=True)
+class SessionMessage:
+    """One chat message; an assistant reply carries its generated steps."""
+
+    role: str  # "system" | "user" | "assistant"
+    content: str
+    created_at: datetime
+    finish_reason: str | None = None  # stop | length | cancelled | context (replies)
+    steps: tuple[Step, ...] = ()
+    alternatives: tuple[Alternative, ...] = ()
+    id: int | None = None  # the store's row id; None until stored
+
+
+@dataclass(frozen=True)
+class Session:
+    """A whole conversation with the model and settings it ran under."""
+
+    id: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    model: ModelRecord
+    settings: SessionSettings
+    messages: tuple[SessionMessage, ...] = ()
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One row of the session browser / `sessions list`."""
+
+    id: str
+    title: str
+    model_id: str
+    message_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+def default_title(content: str) -> str:
+    """A title from the start of the first user message: its first non-empty line."""
+    line = next((ln.strip() for ln in content.splitlines() if ln.strip()), "")
+    if len(line) <= TITLE_LENGTH:
+        return line
+    return line[: TITLE_LENGTH - 1].rstrip() + "…"
+
+
+def branched(old: SessionMessage, new: SessionMessage) -> SessionMessage:
+    """`new` replacing `old`, with `old`'s unshared tail kept as an alternative.
+
+    The common prefix is the run of leading steps with the same token ids.
+    Alternatives `old` already had are re-based: their prefix was ``old``'s
+    steps up to their branch point, and the part of it that `new` no longer
+    shares is prepended to them, so each alternative's prefix stays
+    ``new.steps[:branch_index]``.
+    """
+    shared = _shared_prefix(old.steps, new.steps)
+    rebased = tuple(
+        replace(alt, steps=old.steps[shared : alt.branch_index] + alt.steps)
+        if alt.branch_index > shared and alt.steps
+        else alt
+        for alt in old.alternatives
+    )
+    tail = Alternative(
+        content=old.content,
+        finish_reason=old.finish_reason,
+        steps=old.steps[shared:],
+        created_at=old.created_at,
+    )
+    return replace(new, alternatives=(*rebased, tail, *new.alternatives), id=old.id)
+
+
+def _shared_prefix(a: tuple[Step, ...], b: tuple[Step, ...]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x.token_id != y.token_id:
+            break
+        n += 1
+    return n
