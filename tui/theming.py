@@ -99,14 +99,17 @@ _FALLBACK_VARIABLES: dict[str, str] = {
 def shipped_themes_dir() -> Path | None:
     """The directory of the themes that ship with logitlab.
 
-    Two places, first hit wins:
+    The files live in ``<repo>/themes`` (DESIGN.md's layout), outside the ``tui``
+    package, so they are found in two ways, first hit wins:
 
-    1. ``<repo>/themes`` next to the ``tui`` package — a source checkout or the
-       editable install `make` does (``pip install -e .`` keeps ``tui`` in the
-       repo, so the sibling directory is right there).
-    2. ``importlib.resources.files("themes")`` — a wheel install, where
-       pyproject ships ``themes/*.toml`` as package data of a data-only
-       ``themes`` namespace package (see the lead's pyproject entry).
+    1. ``themes`` beside the ``tui`` package directory. True in a source
+       checkout and in the editable install `make` does (``tui`` stays in the
+       repo), and also in a wheel, because pyproject ships ``themes/`` as a
+       data-only top-level (namespace) package that lands beside ``tui`` in
+       site-packages.
+    2. ``importlib.resources.files("themes")`` — the same package looked up
+       through the import system, for installs where ``tui`` and ``themes`` end
+       up in different sys.path entries (zipapps, split installs).
 
     A directory only counts if it holds the default theme, so an unrelated
     ``themes`` package elsewhere on sys.path is never mistaken for ours.
