@@ -16,6 +16,8 @@ from textual.widgets import Static
 from engine.errors import ConfigError
 from tui.theming import (
     DEFAULT_THEME,
+    PROB_HIGH,
+    PROB_MID,
     REQUIRED_FIELDS,
     THEME_VARIABLES,
     available_theme_names,
@@ -126,9 +128,9 @@ def test_contrast_ratio_blends_translucent_text_over_background() -> None:
 
 def test_probability_bands() -> None:
     assert probability_band(0.97) == "prob-high"
-    assert probability_band(0.5) == "prob-high"
-    assert probability_band(0.2) == "prob-mid"
-    assert probability_band(0.1) == "prob-mid"
+    assert probability_band(PROB_HIGH) == "prob-high"
+    assert probability_band(0.4) == "prob-mid"
+    assert probability_band(PROB_MID) == "prob-mid"
     assert probability_band(0.01) == "prob-low"
     assert {probability_band(p) for p in (0.9, 0.3, 0.0)} <= set(THEME_VARIABLES)
 

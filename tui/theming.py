@@ -52,9 +52,10 @@ THEME_VARIABLES: tuple[str, ...] = (
     "token-stream-background",  # background behind chips and prompt tokens
 )
 
-# The probability bands the chip colours stand for (probability of the chosen token).
-PROB_HIGH = 0.5
-PROB_MID = 0.1
+# The probability bands the chip colours stand for (raw probability of the chosen
+# token); the same thresholds as the token stream widget uses.
+PROB_HIGH = 0.6
+PROB_MID = 0.25
 
 # Theme fields a file must set, and the ones it may set. `name` and `dark` aside,
 # each is a colour; `boost` may carry alpha (Textual's default is a translucent
