@@ -31,6 +31,20 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def rfc3339(value: datetime) -> str:
+    """UTC, microseconds, ``Z``: one fixed-width spelling, so text order is time order
+    (the store sorts on it) and exports compare as text."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """Inverse of `rfc3339` (accepts any offset; returns UTC). Raises ValueError."""
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        raise ValueError(f"timestamp {text!r} has no time zone")
+    return parsed.astimezone(UTC)
+
+
 @dataclass(frozen=True)
 class ModelRecord:
     """Which model produced a session, as shown and exported (not how to reload it)."""

@@ -37,22 +37,14 @@ from engine.session import (
     SessionSummary,
     branched,
     default_title,
+    parse_rfc3339,
+    rfc3339,
     utc_now,
 )
 from engine.store_schema import MIGRATIONS, SCHEMA_VERSION, settings_from_json, settings_to_json
 
 DB_NAME = "sessions.db"
 _CORRUPT_CODES = {"SQLITE_NOTADB", "SQLITE_CORRUPT"}
-_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-
-def ts_to_text(value: datetime) -> str:
-    """UTC, fixed width, so text order is time order in SQL."""
-    return value.astimezone(UTC).strftime(_TS_FORMAT)
-
-
-def ts_from_text(text: str) -> datetime:
-    return datetime.strptime(text, _TS_FORMAT).replace(tzinfo=UTC)
 
 
 class SessionStore:
@@ -208,7 +200,7 @@ class SessionStore:
             conn.execute(
                 "UPDATE messages SET role = ?, content = ?, created_at = ?, finish_reason = ?"
                 " WHERE id = ?",
-                (new.role, new.content, ts_to_text(new.created_at), new.finish_reason, message_id),
+                (new.role, new.content, rfc3339(new.created_at), new.finish_reason, message_id),
             )
             _insert_steps(conn, message_id, None, new.steps)
             for position, alt in enumerate(new.alternatives):
@@ -287,8 +279,8 @@ class SessionStore:
         return Session(
             id=row[0],
             title=row[1],
-            created_at=ts_from_text(row[2]),
-            updated_at=ts_from_text(row[3]),
+            created_at=parse_rfc3339(row[2]),
+            updated_at=parse_rfc3339(row[3]),
             model=model,
             settings=settings_from_json(row[9]),
             messages=messages,
@@ -313,7 +305,7 @@ class SessionStore:
         with self._lock:
             rows = self._conn.execute(sql, params).fetchall()
         return [
-            SessionSummary(r[0], r[1], r[2], r[5], ts_from_text(r[3]), ts_from_text(r[4]))
+            SessionSummary(r[0], r[1], r[2], r[5], parse_rfc3339(r[3]), parse_rfc3339(r[4]))
             for r in rows
         ]
 
@@ -358,7 +350,7 @@ def save_generation(
 def _touch(conn: sqlite3.Connection, session_id: str) -> None:
     conn.execute(
         "UPDATE sessions SET updated_at = max(updated_at, ?) WHERE id = ?",
-        (ts_to_text(utc_now()), session_id),
+        (rfc3339(utc_now()), session_id),
     )
 
 
@@ -369,8 +361,8 @@ def _insert_session(conn: sqlite3.Connection, s: Session) -> None:
         (
             s.id,
             s.title,
-            ts_to_text(s.created_at),
-            ts_to_text(s.updated_at),
+            rfc3339(s.created_at),
+            rfc3339(s.updated_at),
             s.model.id,
             s.model.source,
             s.model.device,
@@ -387,7 +379,7 @@ def _insert_message(
     cur = conn.execute(
         "INSERT INTO messages (session_id, position, role, content, created_at, finish_reason)"
         " VALUES (?,?,?,?,?,?)",
-        (session_id, position, m.role, m.content, ts_to_text(m.created_at), m.finish_reason),
+        (session_id, position, m.role, m.content, rfc3339(m.created_at), m.finish_reason),
     )
     message_id = int(cur.lastrowid or 0)
     _insert_steps(conn, message_id, None, m.steps)
@@ -402,7 +394,7 @@ def _insert_alternative(
     cur = conn.execute(
         "INSERT INTO alternatives (message_id, position, content, finish_reason, created_at)"
         " VALUES (?,?,?,?,?)",
-        (message_id, position, alt.content, alt.finish_reason, ts_to_text(alt.created_at)),
+        (message_id, position, alt.content, alt.finish_reason, rfc3339(alt.created_at)),
     )
     _insert_steps(conn, None, int(cur.lastrowid or 0), alt.steps)
 
@@ -483,12 +475,12 @@ def _load_messages(conn: sqlite3.Connection, session_id: str) -> Iterator[Sessio
         yield SessionMessage(
             role=role,
             content=content,
-            created_at=ts_from_text(created_at),
+            created_at=parse_rfc3339(created_at),
             finish_reason=finish_reason,
             steps=_load_steps(conn, "message_id", mid),
             alternatives=tuple(
                 Alternative(
-                    a[1], a[2], _load_steps(conn, "alternative_id", a[0]), ts_from_text(a[3])
+                    a[1], a[2], _load_steps(conn, "alternative_id", a[0]), parse_rfc3339(a[3])
                 )
                 for a in alts
             ),

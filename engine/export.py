@@ -1,0 +1,235 @@
+"""Sessions out to JSON, TOML and Markdown, and back in from JSON or TOML.
+
+JSON and TOML follow the "Session export" schema of DESIGN.md exactly (format
+``logitlab.session``, version 1); TOML is the same tree, written with tomli-w.
+Other tools read these files, so the schema's keys keep their meaning and
+shape; ``logprobs.content`` is OpenAI-shaped (``token`` is the token's text,
+``logprob`` the **raw** log-probability).
+
+Optional additions, so that a round trip loses nothing (each is omitted when
+empty/absent; TOML has no null, so nothing is ever written as null/"None"):
+
+- ``settings.stop`` (list of strings, omitted when empty) and
+  ``settings.top_logprobs`` (int); ``settings.seed`` is omitted when unset.
+- per token: ``piece`` (raw vocabulary piece), ``rank``/``entropy`` (raw
+  distribution), ``processed_logprob``/``processed_rank``/``processed_entropy``
+  (after the sampling processors; ``processed_logprob`` is omitted when -inf,
+  i.e. a filter removed the token), ``special`` (only when true),
+  ``elapsed_ms`` (only when non-zero), ``index`` (only when it differs from the
+  token's position in the list: alternatives start at their branch point),
+  ``finish_reason`` (on the step that ended generation).
+- per top_logprobs entry: ``piece`` and ``processed_logprob`` (omitted when
+  -inf). Its ``bytes`` are the UTF-8 bytes of ``token``.
+- per message: ``finish_reason`` and ``logprobs`` on any message that has them
+  (in practice assistant replies), and ``alternatives``: the cut-off tails of
+  branched replies, ``[{content, created_at, finish_reason?, logprobs?}]``.
+
+A raw logprob of -inf (JSON cannot hold it) is written as -9999.0, the value
+OpenAI uses for "practically impossible".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import tomli_w
+
+from engine.records import Candidate, Step
+from engine.session import Alternative, Session, SessionMessage, rfc3339
+from engine.session_import import (
+    FORMAT,
+    MAX_IMPORT_BYTES,
+    VERSION,
+    import_session_text,
+    session_from_dict,
+)
+from engine.store_schema import settings_to_dict
+
+NEG_INF_LOGPROB = -9999.0
+
+__all__ = [
+    "FORMAT",
+    "MAX_IMPORT_BYTES",
+    "VERSION",
+    "export_json",
+    "export_markdown",
+    "export_toml",
+    "import_session_text",
+    "rfc3339",
+    "session_from_dict",
+    "session_to_dict",
+]
+
+
+def session_to_dict(session: Session) -> dict[str, Any]:
+    """The DESIGN.md export tree (plus the optional additions in the module doc)."""
+    m = session.model
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "id": session.id,
+        "title": session.title,
+        "created_at": rfc3339(session.created_at),
+        "updated_at": rfc3339(session.updated_at),
+        "model": {
+            "id": m.id,
+            "source": m.source,
+            "device": m.device,
+            "dtype": m.dtype,
+            "quantize": m.quantize,
+        },
+        "settings": settings_to_dict(session.settings),
+        "messages": [_message(msg) for msg in session.messages],
+    }
+
+
+def export_json(session: Session) -> str:
+    """Pretty, strict JSON (no NaN/Infinity), non-ASCII kept as-is."""
+    return (
+        json.dumps(session_to_dict(session), ensure_ascii=False, indent=2, allow_nan=False) + "\n"
+    )
+
+
+def export_toml(session: Session) -> str:
+    """The same tree as TOML (tomli-w); timestamps stay RFC 3339 strings."""
+    return tomli_w.dumps(session_to_dict(session))
+
+
+def _message(msg: SessionMessage) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "role": msg.role,
+        "content": msg.content,
+        "created_at": rfc3339(msg.created_at),
+    }
+    if msg.finish_reason is not None:
+        out["finish_reason"] = msg.finish_reason
+    if msg.steps:
+        out["logprobs"] = {"content": [_token(s, i) for i, s in enumerate(msg.steps)]}
+    if msg.alternatives:
+        out["alternatives"] = [_alternative(a) for a in msg.alternatives]
+    return out
+
+
+def _alternative(alt: Alternative) -> dict[str, Any]:
+    out: dict[str, Any] = {"content": alt.content, "created_at": rfc3339(alt.created_at)}
+    if alt.finish_reason is not None:
+        out["finish_reason"] = alt.finish_reason
+    if alt.steps:
+        out["logprobs"] = {"content": [_token(s, i) for i, s in enumerate(alt.steps)]}
+    return out
+
+
+def _raw(logprob: float) -> float:
+    return NEG_INF_LOGPROB if logprob == -math.inf else float(logprob)
+
+
+def _token(step: Step, position: int) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "token": step.text,
+        "token_id": step.token_id,
+        "logprob": _raw(step.logprob),
+        "bytes": list(step.token_bytes),
+        "forced": step.forced,
+        "top_logprobs": [_candidate(c) for c in step.top],
+        "piece": step.piece,
+        "rank": step.rank,
+        "entropy": float(step.entropy),
+    }
+    if step.processed_logprob != -math.inf:
+        out["processed_logprob"] = float(step.processed_logprob)
+    out["processed_rank"] = step.processed_rank
+    out["processed_entropy"] = float(step.processed_entropy)
+    if step.special:
+        out["special"] = True
+    if step.elapsed_ms:
+        out["elapsed_ms"] = float(step.elapsed_ms)
+    if step.index != position:
+        out["index"] = step.index
+    if step.finish_reason is not None:
+        out["finish_reason"] = step.finish_reason
+    return out
+
+
+def _candidate(c: Candidate) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "token": c.text,
+        "token_id": c.token_id,
+        "logprob": _raw(c.logprob),
+        "bytes": list(c.text.encode("utf-8")),
+        "piece": c.piece,
+    }
+    if c.processed_logprob != -math.inf:
+        out["processed_logprob"] = float(c.processed_logprob)
+    return out
+
+
+# --- Markdown ---------------------------------------------------------------------
+
+
+def export_markdown(session: Session, *, low_prob_tokens: int = 0) -> str:
+    """A readable transcript: model and settings in a header, then each message.
+
+    With ``low_prob_tokens=N`` each reply is followed by its N least likely
+    tokens (raw probability): where the model was unsure, or was overruled.
+    """
+    m = session.model
+    settings = settings_to_dict(session.settings)
+    sampling = " · ".join(
+        f"{k} {v!r}" if isinstance(v, list) else f"{k} {v}"
+        for k, v in settings.items()
+        if k != "system_prompt"
+    )
+    lines = [
+        f"# {session.title or 'Untitled session'}",
+        "",
+        f"- **Model:** `{m.id}` ({m.source}) · {m.device} · {m.dtype} · quantize {m.quantize}",
+        f"- **Sampling:** {sampling}",
+        f"- **Created:** {_when(session.created_at)} · **Updated:** {_when(session.updated_at)}",
+        f"- **Session:** `{session.id}`",
+    ]
+    if session.settings.system_prompt:
+        lines += ["", "**System prompt**", "", *_quote(session.settings.system_prompt)]
+    for msg in session.messages:
+        heading = f"## {msg.role.capitalize()} · {_when(msg.created_at)}"
+        if msg.finish_reason:
+            heading += f" · {msg.finish_reason}"
+        lines += ["", heading, "", msg.content if msg.content else "*(empty)*"]
+        if msg.alternatives:
+            n = len(msg.alternatives)
+            lines += ["", f"*{n} earlier branch{'es' if n > 1 else ''} kept.*"]
+        if low_prob_tokens > 0 and msg.steps:
+            lines += ["", *_low_prob_table(msg.steps, low_prob_tokens)]
+    return "\n".join(lines) + "\n"
+
+
+def _when(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _quote(text: str) -> list[str]:
+    return [f"> {line}" if line else ">" for line in text.splitlines()] or [">"]
+
+
+def _low_prob_table(steps: tuple[Step, ...], n: int) -> list[str]:
+    worst = sorted(steps, key=lambda s: (s.logprob, s.index))[:n]
+    rows = [
+        f"| {s.index} | {_code(s.text or s.piece)} | {math.exp(s.logprob):.4f} | {s.rank}"
+        f" | {'yes' if s.forced else ''} |"
+        for s in worst
+    ]
+    return [
+        f"Lowest-probability tokens ({len(worst)}):",
+        "",
+        "| step | token | prob | rank | forced |",
+        "|---:|---|---:|---:|---|",
+        *rows,
+    ]
+
+
+def _code(text: str) -> str:
+    shown = json.dumps(text, ensure_ascii=False)[1:-1].replace("|", "\\|")
+    fence = "``" if "`" in shown else "`"
+    return f"{fence} {shown} {fence}" if fence == "``" else f"`{shown}`"
