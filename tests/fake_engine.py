@@ -1,0 +1,234 @@
+"""A scripted engine behind the UI's `Backend` protocol: deterministic and instant.
+
+Replies are split into word tokens; every step offers three candidates (the
+scripted token and two alternatives, one of them filtered out by the sampler),
+the reply ends with a special ``<|im_end|>`` token, and forcing another
+candidate records a forced step and then carries on with the script. Gates let
+tests freeze loading or a reply mid-way (waits are bounded, never hang a run).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections.abc import Sequence
+
+from engine.chat import ChatMessage
+from engine.errors import ModelLoadError
+from engine.params import SamplingParams
+from engine.records import Candidate, GenerationSummary, Proposal, Step
+from engine.spec import ModelSpec
+
+from tui.backend import ModelFacts, ProgressFn, PromptToken, PromptView, visible
+
+END = "<|im_end|>"
+START = "<|im_start|>"
+PROBS = (0.92, 0.55, 0.18, 0.75, 0.35, 0.97, 0.62)
+ALTERNATES = (" the", " a", " it", " so", " then")
+WAIT_LIMIT = 10.0
+DEFAULT_REPLY = "The capital of **France** is Paris.\nIt is known for the Eiffel Tower."
+
+
+class Vocab:
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {END: 2, START: 1}
+
+    def id(self, text: str) -> int:
+        return self.ids.setdefault(text, 100 + len(self.ids))
+
+    def text(self, token_id: int) -> str:
+        for text, tid in self.ids.items():
+            if tid == token_id:
+                return text
+        return f"<{token_id}>"
+
+
+def piece(text: str) -> str:
+    return text.replace(" ", "Ġ").replace("\n", "Ċ")
+
+
+class FakeGeneration:
+    def __init__(self, backend: FakeBackend, script: list[str], params: SamplingParams,
+                 cancel: threading.Event, prompt_tokens: int) -> None:
+        self.backend, self.script, self.params = backend, script + [END], params
+        self.cancel_event = cancel
+        self.prompt_tokens = prompt_tokens
+        self.steps: list[Step] = []
+        self._finish: str | None = None
+
+    # the protocol -------------------------------------------------------------------
+    def prefill(self) -> float:
+        return 12.0
+
+    def propose(self) -> Proposal:
+        top = self._candidates(len(self.steps))
+        return Proposal(index=len(self.steps), sampled=self._scripted_id(len(self.steps)),
+                        top=top, entropy=_entropy(top), processed_entropy=_entropy(top) / 2)
+
+    def step(self, force: int | None = None) -> Step:
+        index = len(self.steps)
+        self.backend.maybe_pause(index, self.cancel_event)
+        top = self._candidates(index)
+        token_id = self._scripted_id(index) if force is None else force
+        chosen = next((c for c in top if c.token_id == token_id), None)
+        text = self.backend.vocab.text(token_id)
+        logprob = chosen.logprob if chosen else math.log(1e-4)
+        processed = chosen.processed_logprob if chosen else -math.inf
+        ranked = sorted(top, key=lambda c: -c.logprob)
+        rank = next((i + 1 for i, c in enumerate(ranked) if c.token_id == token_id), 99)
+        special = text == END
+        finish = None
+        if special:
+            finish = "stop"
+        elif index + 1 >= self.params.max_new_tokens:
+            finish = "length"
+        step = Step(
+            index=index, token_id=token_id, piece=piece(text), text="" if special else text,
+            forced=force is not None, logprob=logprob, rank=rank, entropy=_entropy(top),
+            processed_logprob=processed, processed_rank=rank,
+            processed_entropy=_entropy(top) / 2, top=top, elapsed_ms=25.0, special=special,
+            token_bytes=text.encode(), finish_reason=finish,  # type: ignore[arg-type]
+        )
+        self.steps.append(step)
+        self._finish = finish
+        return step
+
+    def rewind(self, n: int) -> None:
+        del self.steps[len(self.steps) - n:]
+        self._finish = None
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+        self._finish = "cancelled"
+
+    @property
+    def done(self) -> bool:
+        return self._finish is not None
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self._finish
+
+    def summary(self) -> GenerationSummary:
+        text = "".join(s.text for s in self.steps)
+        return GenerationSummary(
+            finish_reason=self._finish or "stop",  # type: ignore[arg-type]
+            text=text, prompt_tokens=self.prompt_tokens, completion_tokens=len(self.steps),
+            tokens_per_second=40.0, time_to_first_token_ms=37.0,
+            token_ids=tuple(s.token_id for s in self.steps),
+        )
+
+    # the script ---------------------------------------------------------------------
+    def _scripted_id(self, index: int) -> int:
+        return self.backend.vocab.id(self.script[min(index, len(self.script) - 1)])
+
+    def _candidates(self, index: int) -> tuple[Candidate, ...]:
+        vocab = self.backend.vocab
+        p = PROBS[index % len(PROBS)]
+        alt1 = ALTERNATES[index % len(ALTERNATES)]
+        alt2 = ALTERNATES[(index + 2) % len(ALTERNATES)]
+        scripted = self.script[min(index, len(self.script) - 1)]
+        entries = [(scripted, p, p + 0.02), (alt1, (1 - p) * 0.6, (1 - p) * 0.55),
+                   (alt2, (1 - p) * 0.3, 0.0)]
+        seen: set[str] = set()
+        out = []
+        for text, prob, processed in sorted(entries, key=lambda e: -e[1]):
+            if text in seen:
+                continue
+            seen.add(text)
+            out.append(Candidate(
+                token_id=vocab.id(text), piece=piece(text), logprob=math.log(prob),
+                processed_logprob=math.log(processed) if processed > 0 else -math.inf,
+                text=text))
+        return tuple(out)
+
+
+class FakeBackend:
+    """Scripted `Backend`: `replies` are used in turn, the last one repeats."""
+
+    def __init__(self, replies: Sequence[str] = (DEFAULT_REPLY,), *, pause_at: int | None = None,
+                 step_delay: float = 0.0, hold_load: bool = False, fail_load: str | None = None,
+                 context_window: int = 8192) -> None:
+        self.replies = list(replies)
+        self.vocab = Vocab()
+        self.pause_at = pause_at
+        self.step_delay = step_delay
+        self.release = threading.Event()
+        self.load_gate = threading.Event()
+        if not hold_load:
+            self.load_gate.set()
+        self.fail_load = fail_load
+        self.context_window = context_window
+        self.started: list[FakeGeneration] = []
+        self.loads: list[ModelSpec] = []
+
+    def close(self) -> None:
+        """Let every waiting worker finish (test teardown)."""
+        self.release.set()
+        self.load_gate.set()
+
+    def maybe_pause(self, index: int, cancel: threading.Event) -> None:
+        if self.step_delay:
+            time.sleep(self.step_delay)
+        if self.pause_at is not None and index == self.pause_at:
+            deadline = time.monotonic() + WAIT_LIMIT
+            while not self.release.is_set() and not cancel.is_set() and time.monotonic() < deadline:
+                time.sleep(0.005)
+
+    def load(self, spec: ModelSpec, progress: ProgressFn) -> ModelFacts:
+        self.loads.append(spec)
+        progress("resolving", 0.0, spec.display_name)
+        progress("converting", 0.3, "first-time conversion of model.gguf (about 30 s)")
+        self.load_gate.wait(WAIT_LIMIT)
+        if self.fail_load:
+            raise ModelLoadError(self.fail_load)
+        progress("loading weights", 0.6, "fake-model")
+        progress("ready", 1.0, "fake-model on cpu (float32)")
+        return ModelFacts(
+            spec=spec, model_id=spec.model or "fake-model", device="cpu", dtype="float32",
+            quantize=spec.quantize, context_window=self.context_window,
+            info={"model_id": spec.model or "fake-model", "architecture": "FakeForCausalLM",
+                  "source": "gguf", "device": "cpu", "dtype": "float32", "quantize": "none",
+                  "parameters": {"total": 134515008, "by_kind": {"mlp": 80000000,
+                                 "attention": 30000000, "embeddings": 24515008}},
+                  "config": {"layers": 30, "hidden_size": 576, "vocab_size": 49152}},
+            generation_config={"do_sample": True, "temperature": 0.2, "top_p": 0.9},
+        )
+
+    def render_prompt(self, messages: Sequence[ChatMessage], *, allow_special: bool) -> PromptView:
+        tokens: list[PromptToken] = []
+        warnings: list[str] = []
+
+        def add(text: str, special: bool, origin: str) -> None:
+            tokens.append(PromptToken(len(tokens), self.vocab.id(text), visible(text), special, origin))
+
+        for m in messages:
+            add(START, True, "template")
+            add(m.role + "\n", False, "template")
+            if START in m.content or END in m.content:
+                what = "injected as special tokens" if allow_special else "kept as plain text"
+                warnings.append(f"{m.role} message contains special-token text ({what})")
+            for word in re.findall(r"\s*\S+|\s+", m.content):
+                add(word, False, m.role)
+            add(END, True, "template")
+            add("\n", False, "template")
+        add(START, True, "template")
+        add("assistant\n", False, "template")
+        return PromptView(tuple(tokens), self.context_window, tuple(warnings),
+                          {"bos_token": {"token": START, "id": 1},
+                           "eos_token": {"token": END, "id": 2}, "eos_ids": [2]})
+
+    def start(self, messages: Sequence[ChatMessage], params: SamplingParams, *,
+              allow_special: bool, cancel: threading.Event) -> FakeGeneration:
+        reply = self.replies[min(len(self.started), len(self.replies) - 1)]
+        script = re.findall(r"\s*\S+", reply)
+        prompt = self.render_prompt(messages, allow_special=allow_special)
+        gen = FakeGeneration(self, script, params, cancel, prompt.count)
+        self.started.append(gen)
+        return gen
+
+
+def _entropy(top: Sequence[Candidate]) -> float:
+    return -sum(c.prob * c.logprob for c in top)

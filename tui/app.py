@@ -1,0 +1,87 @@
+"""The logitlab app: wires themes, the main screen, commands and app-wide bindings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.errors import ConfigError
+from engine.spec import ModelSpec
+from textual.app import App
+from textual.binding import Binding
+from textual.theme import Theme
+
+from tui import theming
+from tui.backend import Backend
+from tui.commands import PROVIDERS
+from tui.recorder import Recorder
+from tui.screens.help import HelpScreen
+from tui.screens.main import MainScreen
+from tui.settings import UISettings
+
+STYLES = Path(__file__).parent / "styles"
+
+
+class LogitlabApp(App[None]):
+    TITLE = "logitlab"
+    CSS_PATH = [STYLES / "app.tcss", STYLES / "dialogs.tcss"]
+    COMMANDS = App.COMMANDS | set(PROVIDERS)
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
+        Binding("f1", "help", "Help", id="app.help"),
+    ]
+
+    def __init__(self, backend: Backend, spec: ModelSpec, *, settings: UISettings | None = None,
+                 recorder: Recorder | None = None, theme: str | None = None,
+                 persist_theme: bool = True) -> None:
+        self._themes, self._theme_problems = theming.load_themes()
+        super().__init__()
+        self.backend, self.spec = backend, spec
+        self.ui_settings, self.recorder = settings, recorder
+        self._persist_theme = persist_theme
+        for item in self._themes.values():
+            self.register_theme(item)
+        self.theme = theme or (theming.DEFAULT_THEME if theming.DEFAULT_THEME in self._themes else "textual-dark")
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        themes = getattr(self, "_themes", {})
+        dark = True
+        try:
+            dark = self.current_theme.dark
+        except Exception:  # before the first theme is set
+            pass
+        return theming.theme_variable_defaults(themes, dark=dark)
+
+    def on_mount(self) -> None:
+        for problem in self._theme_problems:
+            self.notify(problem, severity="warning", timeout=8)
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        self.push_screen(MainScreen(self.backend, self.spec, settings=self.ui_settings, recorder=self.recorder))
+
+    def _theme_changed(self, theme: Theme) -> None:
+        if not self._persist_theme:
+            return
+        from engine.config import set_theme
+
+        try:
+            set_theme(theme.name)
+        except ConfigError as exc:
+            self.notify(f"Theme not saved: {exc}", severity="warning")
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        main = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
+        sections = main.binding_sections() if main else [("app", list(self.BINDINGS))]
+        self.push_screen(HelpScreen(sections))
+
+
+def make_app(backend: Backend | None = None, spec: ModelSpec | None = None, *,
+             settings: UISettings | None = None, recorder: Recorder | None = None,
+             theme: str | None = None, persist_theme: bool = True) -> LogitlabApp:
+    """The app the CLI runs and the tests drive; `backend` defaults to the local engine."""
+    if backend is None:
+        from tui.backend import EngineBackend
+
+        backend = EngineBackend()
+    return LogitlabApp(backend, spec or ModelSpec(), settings=settings, recorder=recorder,
+                       theme=theme, persist_theme=persist_theme)

@@ -1,0 +1,40 @@
+"""`logitlab chat` (and bare `logitlab`): open the workbench."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from tui.cli.options import add_model_options, model_spec_from
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("chat", help="open the workbench TUI (the default)")
+    add_model_options(parser)
+    parser.add_argument("--session", metavar="ID", help="resume a saved session")
+    parser.add_argument("--theme", metavar="NAME", help="colour theme (see themes/README.md)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.config import load_config
+
+    from tui import theming
+    from tui.app import make_app
+    from tui.settings import UISettings
+
+    config = load_config()
+    themes, _problems = theming.load_themes()
+    theme, _warnings = theming.initial_theme_name(args.theme, config.theme, themes)
+    spec = model_spec_from(args)
+    if spec.is_default and args.device == "auto" and config.model.model is not None:
+        spec = config.model.to_spec(trust_remote_code=args.trust_remote_code)
+    settings = UISettings(
+        overrides=config.sampling.as_overrides(), allow_special=config.allow_special
+    )
+    if args.session:
+        from engine.errors import SessionError
+
+        raise SessionError("resuming sessions (--session) is not available in this build yet")
+    make_app(spec=spec, settings=settings, theme=theme).run()
+    return 0

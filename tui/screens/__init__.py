@@ -1,0 +1,1 @@
+"""Screens own the handlers and the workers."""

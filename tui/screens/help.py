@@ -1,0 +1,52 @@
+"""F1: every key binding, where it works and what it does."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static
+
+# keys handled inside widgets rather than through bindings
+EXTRA_KEYS: tuple[tuple[str, str, str], ...] = (
+    ("prompt", "enter", "send the message"),
+    ("prompt", "ctrl+j / shift+enter", "new line in the message"),
+    ("palette", "ctrl+p", "command palette: every action by name"),
+)
+
+
+def binding_rows(area: str, bindings: list[BindingType]) -> list[tuple[str, str, str]]:
+    rows = []
+    for binding in bindings:
+        if isinstance(binding, Binding):
+            rows.append((area, binding.key.replace(",", " / "), binding.description or binding.action))
+    return rows
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape,f1,q", "dismiss", "Close", id="help.close"),
+    ]
+
+    def __init__(self, sections: list[tuple[str, list[BindingType]]]) -> None:
+        super().__init__()
+        self.sections = sections
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help-box", classes="dialog"):
+            yield Static("Keys  (Esc closes · Ctrl+P finds any action by name)", classes="dialog-title")
+            table: DataTable[str] = DataTable(id="help-table", cursor_type="row")
+            table.add_columns("where", "key", "does")
+            for area, bindings in self.sections:
+                for row in binding_rows(area, bindings):
+                    table.add_row(*row)
+            for row in EXTRA_KEYS:
+                table.add_row(*row)
+            yield table
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).focus()
+
+    async def action_dismiss(self, result: None = None) -> None:
+        self.dismiss(None)

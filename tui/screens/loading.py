@@ -1,0 +1,96 @@
+"""Loading a model: progress bar and stage text; on failure, the reason and a way out."""
+
+from __future__ import annotations
+
+from engine.errors import LogitlabError
+from engine.spec import ModelSpec
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, ProgressBar, Static
+
+from tui.backend import Backend, ModelFacts
+from tui.messages import LoadProgressed, ModelLoaded, ModelLoadFailed
+
+
+class LoadingScreen(Screen[ModelFacts]):
+    BINDINGS = [
+        Binding("f3", "pick_model", "Pick model", id="load.pick"),
+        Binding("ctrl+r", "retry", "Retry", id="load.retry"),
+    ]
+
+    def __init__(self, backend: Backend, spec: ModelSpec) -> None:
+        super().__init__()
+        self.backend = backend
+        self.spec = spec
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="loading-box"):
+            yield Static("logitlab", id="loading-title")
+            yield Static(f"Loading {self.spec.display_name}", id="loading-model")
+            yield ProgressBar(total=100, show_eta=False, id="loading-bar")
+            yield Static("starting", id="loading-stage")
+            yield Static("", id="loading-error", markup=False)
+            with Horizontal(id="loading-actions"):
+                yield Button("Pick another model", id="pick", variant="primary")
+                yield Button("Retry", id="retry")
+                yield Button("Quit", id="quit", variant="error")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._begin()
+
+    def _begin(self) -> None:
+        self.query_one("#loading-model", Static).update(f"Loading {self.spec.display_name}")
+        self.query_one("#loading-bar", ProgressBar).update(progress=0)
+        self.query_one("#loading-stage", Static).update("starting")
+        self.remove_class("failed")
+        self._load(self.spec)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="load")
+    def _load(self, spec: ModelSpec) -> None:
+        def progress(stage: str, fraction: float, detail: str) -> None:
+            self.post_message(LoadProgressed(stage, fraction, detail))
+
+        try:
+            self.post_message(ModelLoaded(self.backend.load(spec, progress)))
+        except LogitlabError as exc:
+            self.post_message(ModelLoadFailed(str(exc)))
+        except Exception as exc:  # shown in one line, never as a traceback
+            self.post_message(ModelLoadFailed(f"{type(exc).__name__}: {exc}"))
+
+    def on_load_progressed(self, event: LoadProgressed) -> None:
+        self.query_one("#loading-bar", ProgressBar).update(progress=round(event.fraction * 100))
+        detail = f" — {event.detail}" if event.detail else ""
+        self.query_one("#loading-stage", Static).update(f"{event.stage}{detail}")
+
+    def on_model_loaded(self, event: ModelLoaded) -> None:
+        self.dismiss(event.facts)
+
+    def on_model_load_failed(self, event: ModelLoadFailed) -> None:
+        self.add_class("failed")
+        self.query_one("#loading-stage", Static).update("could not load the model")
+        self.query_one("#loading-error", Static).update(event.error)
+        self.query_one("#pick", Button).focus()
+
+    @on(Button.Pressed, "#pick")
+    def action_pick_model(self) -> None:
+        from tui.screens.model_picker import ModelPickerScreen
+
+        self.app.push_screen(ModelPickerScreen(self.spec), self._picked)
+
+    def _picked(self, spec: ModelSpec | None) -> None:
+        if spec is not None:
+            self.spec = spec
+            self._begin()
+
+    @on(Button.Pressed, "#retry")
+    def action_retry(self) -> None:
+        if self.has_class("failed"):
+            self._begin()
+
+    @on(Button.Pressed, "#quit")
+    def quit(self) -> None:
+        self.app.exit()

@@ -1,0 +1,349 @@
+"""The workbench: chat pane, token stream, inspector, status bar; owns generation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.errors import InvalidParameterError
+from engine.params import SamplingParams
+from engine.records import Proposal
+from engine.spec import ModelSpec
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from tui.backend import Backend, ModelFacts
+from tui.conversation import Conversation
+from tui.driver import GenerationRun
+from tui.messages import (
+    GenerationFailed,
+    GenerationFinished,
+    GenerationStarted,
+    PromptRendered,
+    ProposalReady,
+    StepsDecoded,
+)
+from tui.recorder import NullRecorder, Recorder
+from tui.settings import UISettings
+from tui.widgets.chat_pane import ChatPane
+from tui.widgets.inspector import Inspector
+from tui.widgets.model_view import ModelView
+from tui.widgets.prompt_input import PromptInput
+from tui.widgets.prompt_tokens import PromptTokens
+from tui.widgets.status_bar import StatusBar
+from tui.widgets.step_view import StepView
+from tui.widgets.token_stream import TokenStream
+
+STEP_KEYS = [
+    Binding(str(n), f"choose({n})", f"Candidate {n}", show=False, id=f"step.choose{n}") for n in range(1, 10)
+]
+
+
+class MainScreen(Screen[None]):
+    BINDINGS = [
+        Binding("escape", "stop", "Stop", id="gen.stop"),
+        Binding("ctrl+t", "toggle_step_mode", "Step mode", id="gen.step_mode"),
+        Binding("space,enter", "accept", "Accept", id="step.accept"),
+        *STEP_KEYS,
+        Binding("c", "continue_free", "Continue", id="step.continue"),
+        Binding("f2", "settings", "Settings", id="settings.open"),
+        Binding("f3", "pick_model", "Model", id="model.pick"),
+        Binding("f6", "toggle_focus", "Tokens/prompt", id="view.focus"),
+        Binding("ctrl+y", "copy_reply", "Copy reply", show=False, id="copy.reply"),
+    ]
+
+    def __init__(self, backend: Backend, spec: ModelSpec, *, recorder: Recorder | None = None,
+                 settings: UISettings | None = None) -> None:
+        super().__init__()
+        self.backend = backend
+        self.spec = spec
+        self.recorder: Recorder = recorder or NullRecorder()
+        self.settings = settings or UISettings()
+        self.facts: ModelFacts | None = None
+        self.conversation = Conversation()
+        self.step_mode = False
+        self.gen_run: GenerationRun | None = None
+        self.proposal: Proposal | None = None
+        self._params: SamplingParams | None = None
+        self._prompt_tokens = 0
+        self._prefill_ms = 0.0
+        self._decode_ms = 0.0
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="body"):
+            with Vertical(id="left"):
+                yield ChatPane(id="chat")
+                yield PromptInput(id="prompt")
+            with Vertical(id="right"):
+                yield TokenStream(id="tokens")
+                yield Inspector(id="inspector")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(PromptInput).focus()
+        self.load_model(self.spec)
+
+    # --- model ------------------------------------------------------------------------
+
+    def load_model(self, spec: ModelSpec) -> None:
+        """Show the loading screen; the conversation stays as it is."""
+        from tui.screens.loading import LoadingScreen
+
+        if self.gen_run is not None and self.gen_run.active:
+            self.gen_run.stop()
+        self.app.push_screen(LoadingScreen(self.backend, spec), self._model_ready)
+
+    def _model_ready(self, facts: ModelFacts | None) -> None:
+        if facts is None:
+            return
+        self.facts, self.spec = facts, facts.spec
+        self.gen_run = None
+        status = self.query_one(StatusBar)
+        status.model, status.device, status.dtype = facts.model_id, facts.device, facts.dtype
+        status.quantize, status.context_window = facts.quantize, facts.context_window
+        self._show_model()
+        self.recorder.model_loaded(facts)
+
+    def _show_model(self) -> None:
+        if self.facts is None:
+            return
+        try:
+            params, sources = self.settings.resolve(self.facts.generation_config)
+        except InvalidParameterError:
+            return
+        table = {name: (getattr(params, name), source) for name, source in sources.items()}
+        self.query_one(ModelView).show(self.facts, table)
+
+    # --- sending and generating ---------------------------------------------------------
+
+    @on(PromptInput.Submitted)
+    async def send(self, event: PromptInput.Submitted) -> None:
+        if self.facts is None:
+            self.notify("The model is still loading.", severity="warning")
+            return
+        if self.gen_run is not None and self.gen_run.active:
+            self.notify("Still generating — Esc stops it.", severity="warning")
+            return
+        self.query_one(PromptInput).clear()
+        turn = self.conversation.add_user(event.text)
+        await self.query_one(ChatPane).add_user(event.text)
+        try:
+            params, _ = self.settings.resolve(self.facts.generation_config)
+        except InvalidParameterError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self._params = params
+        self.recorder.message_completed(turn, self.settings, params)
+        messages = self.conversation.chat_messages(self.settings.system_prompt)
+        self.conversation.begin_reply()
+        await self.query_one(ChatPane).begin_reply()
+        self.query_one(TokenStream).clear()
+        self._decode_ms = 0.0
+        status = self.query_one(StatusBar)
+        status.tokens_per_second = status.ttft_ms = None
+        status.state = "prefilling"
+        self.gen_run = GenerationRun(self.backend, messages, params,
+                                 allow_special=self.settings.allow_special, step_mode=self.step_mode)
+        self._generate(self.gen_run)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="generate")
+    def _generate(self, run: GenerationRun) -> None:
+        run.run(self.post_message)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="generate")
+    def _resume(self, run: GenerationRun, cut: int) -> None:
+        run.resume_branch(cut, self.post_message)
+
+    def on_prompt_rendered(self, event: PromptRendered) -> None:
+        self.query_one(PromptTokens).show(event.view)
+
+    def on_generation_started(self, event: GenerationStarted) -> None:
+        self._prompt_tokens, self._prefill_ms = event.prompt_tokens, event.prefill_ms
+        status = self.query_one(StatusBar)
+        status.context_used = event.prompt_tokens
+        status.state = "generating"
+
+    async def on_steps_decoded(self, event: StepsDecoded) -> None:
+        delta = self.conversation.add_steps(event.steps)
+        await self.query_one(ChatPane).append(delta)
+        stream = self.query_one(TokenStream)
+        first = not stream.steps
+        stream.append(event.steps)
+        status = self.query_one(StatusBar)
+        if first:
+            status.ttft_ms = self._prefill_ms + event.steps[0].elapsed_ms
+        self._decode_ms += sum(s.elapsed_ms for s in event.steps)
+        if self._decode_ms > 0:
+            status.tokens_per_second = 1000.0 * len(stream.steps) / self._decode_ms
+        status.context_used = self._prompt_tokens + len(stream.steps)
+
+    def on_proposal_ready(self, event: ProposalReady) -> None:
+        self.proposal = event.proposal
+        self.query_one(StepView).show_proposal(event.proposal)
+        self.query_one(Inspector).show_tab("tab-step")
+        self.query_one(StatusBar).state = "your pick: Space accept · 1-9 · c · Esc"
+        self.query_one(TokenStream).focus()
+        self.refresh_bindings()
+
+    async def on_generation_finished(self, event: GenerationFinished) -> None:
+        self.proposal = None
+        reply = self.conversation.finish(event.finish_reason)
+        await self.query_one(ChatPane).finish_reply(event.finish_reason)
+        status = self.query_one(StatusBar)
+        status.state = event.finish_reason
+        if event.summary is not None and event.summary.completion_tokens:
+            status.tokens_per_second = event.summary.tokens_per_second
+            status.ttft_ms = event.summary.time_to_first_token_ms
+        if reply is not None and self._params is not None:
+            self.recorder.message_completed(reply, self.settings, self._params)
+        self.query_one(StepView).show_step(self.query_one(TokenStream).selected)
+        self.query_one(PromptInput).focus()
+        self.refresh_bindings()
+
+    async def on_generation_failed(self, event: GenerationFailed) -> None:
+        self.notify(event.error, title="Generation failed", severity="error")
+        self.proposal = None
+        if self.conversation.last_reply is not None and self.conversation.last_reply.finish_reason is None:
+            self.conversation.finish("cancelled")
+            await self.query_one(ChatPane).finish_reply("error")
+        self.query_one(StatusBar).state = "failed"
+        self.refresh_bindings()
+
+    @on(TokenStream.Selected)
+    def inspect(self, event: TokenStream.Selected) -> None:
+        if self.proposal is None:
+            self.query_one(StepView).show_step(self.query_one(TokenStream).selected)
+
+    # --- actions ------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        waiting = self.proposal is not None and self.gen_run is not None and self.gen_run.waiting
+        if action in ("accept", "choose", "continue_free"):
+            return True if waiting else None
+        if action == "stop":
+            return True if self.gen_run is not None and self.gen_run.active else None
+        return True
+
+    def action_stop(self) -> None:
+        if self.gen_run is not None and self.gen_run.active:
+            self.gen_run.stop()
+            self.query_one(StatusBar).state = "stopping"
+
+    def action_toggle_step_mode(self) -> None:
+        self.step_mode = not self.step_mode
+        self.query_one(StatusBar).step_mode = self.step_mode
+        if self.gen_run is not None and self.gen_run.active:
+            self.gen_run.set_step_mode(self.step_mode)
+        self.notify("Step-through mode " + ("on: each token waits for you" if self.step_mode else "off"))
+
+    def action_accept(self) -> None:
+        if self.gen_run is not None and self.proposal is not None:
+            self.proposal = None
+            self.gen_run.accept()
+
+    def action_choose(self, n: int) -> None:
+        if self.gen_run is None or self.proposal is None:
+            return
+        if not 1 <= n <= len(self.proposal.top):
+            self.notify(f"There is no candidate {n}.", severity="warning")
+            return
+        token_id = self.proposal.top[n - 1].token_id
+        self.proposal = None
+        self.gen_run.force(token_id)
+
+    def action_continue_free(self) -> None:
+        if self.gen_run is not None and self.proposal is not None:
+            self.proposal = None
+            self.gen_run.continue_free()
+            self.query_one(StatusBar).state = "generating"
+
+    def action_branch(self) -> None:
+        stream = self.query_one(TokenStream)
+        reply = self.conversation.last_reply
+        run = self.gen_run
+        if run is None or run.active or run.generation is None or reply is None:
+            self.notify("Branching works on the last reply once it has finished.", severity="warning")
+            return
+        at = stream.cursor
+        if at is None or not 0 <= at < len(reply.steps):
+            self.notify("Select a token of the last reply first (←/→).", severity="warning")
+            return
+        self.call_after_refresh(self._branch, at)
+
+    async def _branch(self, at: int) -> None:
+        reply, run = self.conversation.last_reply, self.gen_run
+        if reply is None or run is None:
+            return
+        cut = len(reply.steps) - at
+        alternative = self.conversation.branch(at)
+        self.recorder.alternative_added(reply, alternative)
+        self.query_one(TokenStream).truncate(at)
+        tail = "".join(s.text for s in alternative.steps[at:])
+        note = f"⎇ branched at step {at}; kept alternative {len(reply.alternatives)}: …{tail[:60]}"
+        await self.query_one(ChatPane).restart_reply(reply.content, note)
+        self.query_one(StatusBar).state = "branching"
+        self._resume(run, cut)
+
+    def action_settings(self) -> None:
+        from tui.screens.settings import SettingsScreen
+
+        config = self.facts.generation_config if self.facts else {}
+        self.app.push_screen(SettingsScreen(self.settings, config), self._settings_saved)
+
+    def _settings_saved(self, settings: UISettings | None) -> None:
+        if settings is not None:
+            self.settings = settings
+            self._show_model()
+            self.notify("Settings saved; they apply to the next reply.")
+
+    def action_pick_model(self) -> None:
+        from tui.screens.model_picker import ModelPickerScreen
+
+        self.app.push_screen(ModelPickerScreen(self.spec), self._model_picked)
+
+    def _model_picked(self, spec: ModelSpec | None) -> None:
+        if spec is not None:
+            self.load_model(spec)
+
+    def action_toggle_focus(self) -> None:
+        stream, prompt = self.query_one(TokenStream), self.query_one(PromptInput)
+        (prompt if stream.has_focus else stream).focus()
+
+    def action_focus_tokens(self) -> None:
+        self.query_one(TokenStream).focus()
+
+    def action_focus_prompt(self) -> None:
+        self.query_one(PromptInput).focus()
+
+    def action_token_move(self, delta: int) -> None:
+        self.query_one(TokenStream).action_move(delta)
+
+    def action_token_jump(self, index: int) -> None:
+        self.query_one(TokenStream).action_jump(index)
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one(Inspector).show_tab(tab)
+
+    def action_copy_reply(self) -> None:
+        reply = self.conversation.last_reply
+        self._copy(reply.content if reply else "", "reply")
+
+    def action_copy_token(self) -> None:
+        step = self.query_one(TokenStream).selected
+        self._copy((step.text or step.piece) if step else "", "token")
+
+    def _copy(self, text: str, what: str) -> None:
+        if not text:
+            self.notify(f"No {what} to copy.", severity="warning")
+            return
+        self.app.copy_to_clipboard(text)
+        self.notify(f"Copied the {what} ({len(text)} chars). If nothing arrives, your terminal "
+                    "does not allow clipboard access (OSC 52).")
+
+    def binding_sections(self) -> list[tuple[str, list[Any]]]:
+        return [("app", list(self.app.BINDINGS)), ("workbench", list(self.BINDINGS)),
+                ("token stream", list(TokenStream.BINDINGS))]

@@ -1,0 +1,74 @@
+"""The conversation: user turns as text, replies as Markdown streamed by appending."""
+
+from __future__ import annotations
+
+from textual.containers import VerticalScroll
+from textual.widgets import Markdown, Static
+from textual.widgets.markdown import MarkdownStream
+
+FINISH_NOTES = {
+    "cancelled": "⏹ cancelled",
+    "length": "… stopped at max new tokens",
+    "context": "… context window full",
+    "error": "✗ failed",
+}
+
+
+class ChatPane(VerticalScroll):
+    """Append-only: a reply grows through `MarkdownStream`; nothing re-renders the transcript."""
+
+    DEFAULT_CSS = """
+    ChatPane { height: 1fr; }
+    ChatPane > .chat-user, ChatPane > .chat-note { height: auto; }
+    ChatPane > Markdown { height: auto; margin: 0; }
+    """
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.can_focus = False
+        self._reply: Markdown | None = None
+        self._stream: MarkdownStream | None = None
+
+    def on_mount(self) -> None:
+        self.anchor()
+
+    async def add_user(self, text: str) -> None:
+        await self.mount(Static(text, classes="chat-user", markup=False))
+
+    async def begin_reply(self) -> None:
+        self._reply = Markdown(classes="chat-reply")
+        await self.mount(self._reply)
+        self._stream = Markdown.get_stream(self._reply)
+
+    async def append(self, delta: str) -> None:
+        if self._stream is not None and delta:
+            await self._stream.write(delta)
+
+    async def finish_reply(self, reason: str) -> None:
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        note = FINISH_NOTES.get(reason)
+        if note:
+            await self.mount(Static(note, classes=f"chat-note chat-{reason}", markup=False))
+
+    async def restart_reply(self, content: str, note: str) -> None:
+        """After a branch: the last reply shows the kept prefix and streams again."""
+        if self._stream is not None:
+            await self._stream.stop()
+        if self._reply is None:
+            await self.begin_reply()
+        assert self._reply is not None
+        await self.mount(Static(note, classes="chat-note chat-branch", markup=False), before=self._reply)
+        await self._reply.update(content)
+        self._stream = Markdown.get_stream(self._reply)
+
+    @property
+    def reply_text(self) -> str:
+        return self._reply.source if self._reply is not None else ""
+
+    async def clear(self) -> None:
+        if self._stream is not None:
+            await self._stream.stop()
+        self._stream = self._reply = None
+        await self.remove_children()

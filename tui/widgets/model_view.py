@@ -1,0 +1,44 @@
+"""The Model tab: the `info` facts, with where each generation setting came from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import Static
+
+from tui.backend import ModelFacts
+
+
+class ModelView(Static):
+    COMPONENT_CLASSES = {"model-view--dim"}
+    DEFAULT_CSS = "ModelView { height: auto; }"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("No model loaded yet.", **kwargs)
+
+    def show(self, facts: ModelFacts, generation: dict[str, tuple[Any, str]]) -> None:
+        dim = self.get_component_rich_style("model-view--dim")
+        info = facts.info
+        out = Text()
+        out.append(f"{facts.model_id}\n", style="bold")
+        if info.get("architecture"):
+            out.append(f"{info['architecture']} ({info.get('source', '?')})\n", dim)
+        out.append(f"device {facts.device}  dtype {facts.dtype}  quantize {facts.quantize}\n")
+        out.append(f"context window {facts.context_window}\n")
+        params = info.get("parameters") or {}
+        if params:
+            out.append(f"\nparameters {params.get('total', 0):,}\n", style="bold")
+            total = max(int(params.get("total", 1)), 1)
+            for kind, count in (params.get("by_kind") or {}).items():
+                out.append(f"  {kind:<16} {count:>13,} {100 * count / total:5.1f}%\n")
+        config = info.get("config") or {}
+        if config:
+            out.append("\nconfig\n", style="bold")
+            for key, value in config.items():
+                out.append(f"  {key:<20} {value}\n")
+        out.append("\ngeneration (effective · source)\n", style="bold")
+        for name, (value, source) in generation.items():
+            out.append(f"  {name:<20} {value!s:<10} ")
+            out.append(f"{source}\n", dim)
+        self.update(out)

@@ -1,0 +1,54 @@
+"""The Prompt tab: the rendered chat template as tokens, coloured by message span."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import Static
+
+from tui.backend import PromptView
+
+ORIGINS = ("template", "system", "user", "assistant", "text")
+
+
+class PromptTokens(Static):
+    COMPONENT_CLASSES = {
+        *(f"prompt-tokens--{o}" for o in ORIGINS),
+        "prompt-tokens--special",
+        "prompt-tokens--warning",
+        "prompt-tokens--dim",
+    }
+    DEFAULT_CSS = "PromptTokens { height: auto; }"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("The prompt appears here when you send a message.", **kwargs)
+        self.view: PromptView | None = None
+
+    def show(self, view: PromptView) -> None:
+        self.view = view
+        dim = self.get_component_rich_style("prompt-tokens--dim")
+        special = self.get_component_rich_style("prompt-tokens--special")
+        out = Text()
+        out.append(f"{view.count} tokens / {view.context_window} context window", style="bold")
+        out.append(f"  ({view.count / max(view.context_window, 1):.1%})\n", dim)
+        for warning in view.warnings:
+            out.append(f"⚠ {warning}\n", self.get_component_rich_style("prompt-tokens--warning"))
+        out.append("\n")
+        for token in view.tokens:
+            style = self.get_component_rich_style(f"prompt-tokens--{token.origin}") if token.origin in ORIGINS else dim
+            if token.special:
+                style = style + special
+            out.append(token.display, style)
+            out.append(" ")
+            if token.display.endswith("↵"):
+                out.append("\n")
+        out.append("\n\nspecial tokens\n", style="bold")
+        for name, value in view.special_tokens.items():
+            if isinstance(value, dict) and "token" in value:
+                out.append(f"  {name:<12} {value['token']} (id {value.get('id')})\n")
+            elif isinstance(value, list | tuple | int | str | bool):
+                out.append(f"  {name:<12} {value}\n", dim)
+        out.append("\nids: ", dim)
+        out.append(" ".join(str(t.id) for t in view.tokens), dim)
+        self.update(out)

@@ -1,0 +1,94 @@
+"""The Step tab: one step (or a pending proposal) and its top-N candidates."""
+
+from __future__ import annotations
+
+from engine.records import Candidate, Proposal, Step
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+
+from tui.backend import visible
+
+BAR_WIDTH = 8
+EIGHTHS = " ▏▎▍▌▋▊▉█"
+
+
+def bar(fraction: float, width: int = BAR_WIDTH) -> str:
+    """A horizontal bar in eighth-blocks; `fraction` in [0, 1]."""
+    cells = max(0.0, min(1.0, fraction)) * width
+    full = int(cells)
+    rest = EIGHTHS[int((cells - full) * 8)] if full < width else ""
+    return ("█" * full + rest).ljust(width)
+
+
+def fmt_prob(p: float) -> str:
+    return f"{p:6.1%}" if p >= 0.001 else ("  0   " if p == 0 else f"{p:.0e}")
+
+
+class StepView(Vertical):
+    COMPONENT_CLASSES = {"step-view--raw", "step-view--processed", "step-view--sampled", "step-view--dim"}
+    DEFAULT_CSS = """
+    StepView { height: 1fr; }
+    StepView > #step-facts { height: auto; }
+    StepView > DataTable { height: 1fr; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static("Select a token in the stream (←/→) to inspect it.", id="step-facts")
+        table: DataTable[Text | str] = DataTable(id="candidates", cursor_type="row", zebra_stripes=False)
+        table.add_columns("#", "token", "id", "raw", "processed")
+        yield table
+
+    def show_step(self, step: Step | None) -> None:
+        facts = self.query_one("#step-facts", Static)
+        if step is None:
+            facts.update("Select a token in the stream (←/→) to inspect it.")
+            self._fill(())
+            return
+        text = Text()
+        text.append(f"step {step.index}  ", style="bold")
+        text.append(repr(step.piece))
+        text.append(f"  id {step.token_id}")
+        if step.forced:
+            text.append("  forced", self.get_component_rich_style("step-view--sampled"))
+        if step.special:
+            text.append("  special")
+        text.append(f"\nbytes {' '.join(f'{b:02x}' for b in step.token_bytes) or '–'}")
+        text.append(f"\nraw        p {fmt_prob(step.prob)}  rank {step.rank:<4} H {step.entropy:.2f} nats")
+        text.append(f"\nprocessed  p {fmt_prob(step.processed_prob)}  rank {step.processed_rank:<4} H {step.processed_entropy:.2f} nats")
+        if step.finish_reason:
+            text.append(f"\nfinished: {step.finish_reason}")
+        facts.update(text)
+        self._fill(step.top, chosen=step.token_id)
+
+    def show_proposal(self, proposal: Proposal) -> None:
+        facts = self.query_one("#step-facts", Static)
+        text = Text()
+        text.append(f"next token (step {proposal.index})", style="bold")
+        text.append(f"  H raw {proposal.entropy:.2f} / processed {proposal.processed_entropy:.2f}")
+        text.append("\nSpace/Enter accept ▶ sampled · 1-9 force candidate · c continue · Esc stop")
+        facts.update(text)
+        self._fill(proposal.top, chosen=proposal.sampled, numbered=True)
+
+    def _fill(self, top: tuple[Candidate, ...] | list[Candidate], chosen: int | None = None, numbered: bool = False) -> None:
+        table: DataTable[Text | str] = self.query_one("#candidates", DataTable)
+        table.clear()
+        raw_style = self.get_component_rich_style("step-view--raw")
+        processed_style = self.get_component_rich_style("step-view--processed")
+        mark_style = self.get_component_rich_style("step-view--sampled")
+        for i, cand in enumerate(top):
+            mark = Text("▶", mark_style) if cand.token_id == chosen else Text(" ")
+            label = f"{i + 1}" if numbered and i < 9 else f"{i + 1}"
+            table.add_row(
+                mark + Text(label),
+                visible(cand.text or cand.piece),
+                str(cand.token_id),
+                Text(f"{fmt_prob(cand.prob)} ") + Text(bar(cand.prob), raw_style),
+                Text(f"{fmt_prob(cand.processed_prob)} ") + Text(bar(cand.processed_prob), processed_style),
+                key=str(i),
+            )
+
+    @property
+    def candidate_count(self) -> int:
+        return self.query_one("#candidates", DataTable).row_count

@@ -1,0 +1,118 @@
+"""The reply's tokens as chips, coloured by probability, with a step cursor."""
+
+from __future__ import annotations
+
+from engine.records import Step
+from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from tui.backend import visible
+
+HIGH, MID = 0.6, 0.25  # raw-probability thresholds of the colour scale
+
+
+def prob_class(step: Step) -> str:
+    if step.special:
+        return "special"
+    if step.prob >= HIGH:
+        return "high"
+    return "mid" if step.prob >= MID else "low"
+
+
+def chip_text(step: Step) -> str:
+    return step.piece if step.special else visible(step.text or step.piece)
+
+
+class TokenStream(Widget, can_focus=True):
+    """Steps are appended in batches; the cursor selects the step the inspector shows."""
+
+    COMPONENT_CLASSES = {
+        "token-stream--high",
+        "token-stream--mid",
+        "token-stream--low",
+        "token-stream--special",
+        "token-stream--forced",
+        "token-stream--cursor",
+        "token-stream--empty",
+    }
+    BINDINGS = [
+        Binding("left,h", "screen.token_move(-1)", "Prev token", id="token.prev"),
+        Binding("right,l", "screen.token_move(1)", "Next token", id="token.next"),
+        Binding("home", "screen.token_jump(0)", "First token", show=False, id="token.first"),
+        Binding("end", "screen.token_jump(-1)", "Last token", show=False, id="token.last"),
+        Binding("b", "screen.branch", "Branch here", id="token.branch"),
+        Binding("y", "screen.copy_token", "Copy token", id="token.copy"),
+    ]
+    DEFAULT_CSS = """
+    TokenStream { height: auto; min-height: 3; max-height: 10; overflow-y: auto; }
+    """
+
+    cursor: reactive[int | None] = reactive(None)
+
+    class Selected(Message):
+        def __init__(self, index: int | None) -> None:
+            super().__init__()
+            self.index = index
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.steps: list[Step] = []
+        self.follow = True  # the cursor rides the newest token until the user moves it
+
+    def append(self, steps: tuple[Step, ...] | list[Step]) -> None:
+        self.steps.extend(steps)
+        if self.follow and self.steps:
+            self.cursor = len(self.steps) - 1
+        self.refresh(layout=True)
+
+    def truncate(self, count: int) -> None:
+        del self.steps[count:]
+        self.cursor = min(self.cursor or 0, count - 1) if count else None
+        self.refresh(layout=True)
+
+    def clear(self) -> None:
+        self.steps.clear()
+        self.follow = True
+        self.cursor = None
+        self.refresh(layout=True)
+
+    @property
+    def selected(self) -> Step | None:
+        if self.cursor is None or not 0 <= self.cursor < len(self.steps):
+            return None
+        return self.steps[self.cursor]
+
+    def watch_cursor(self, cursor: int | None) -> None:
+        self.post_message(self.Selected(cursor))
+
+    def action_move(self, delta: int) -> None:
+        if not self.steps:
+            return
+        current = len(self.steps) - 1 if self.cursor is None else self.cursor
+        self.cursor = max(0, min(len(self.steps) - 1, current + delta))
+        self.follow = self.cursor == len(self.steps) - 1
+
+    def action_jump(self, index: int) -> None:
+        if self.steps:
+            self.cursor = index % len(self.steps)
+            self.follow = self.cursor == len(self.steps) - 1
+
+    def render(self) -> Text:
+        if not self.steps:
+            return Text("no tokens yet — send a message", style=self.get_component_rich_style("token-stream--empty"))
+        out = Text()
+        styles = {name: self.get_component_rich_style(f"token-stream--{name}") for name in ("high", "mid", "low", "special")}
+        forced = self.get_component_rich_style("token-stream--forced")
+        cursor = self.get_component_rich_style("token-stream--cursor")
+        for i, step in enumerate(self.steps):
+            style = styles[prob_class(step)]
+            if step.forced:
+                style = style + forced
+            if i == self.cursor:
+                style = style + cursor
+            out.append(chip_text(step), style)
+            out.append(" ")
+        return out
