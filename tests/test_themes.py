@@ -97,6 +97,27 @@ def test_token_colours_meet_aa_on_token_stream(name: str, variable: str) -> None
     assert ratio >= minimum, f"{name}: {variable} on token-stream-background is {ratio:.2f}:1"
 
 
+# Other text/background pairs the UI's stylesheet (tui/styles/app.tcss) draws.
+UI_PAIRS = [
+    ("foreground", "token-stream-background"),  # plain-text prompt tokens
+    ("warning", "token-stream-background"),  # injection warnings in the Prompt tab
+    ("prob-high", "surface"),  # Step tab: processed-probability bars
+    ("prob-mid", "surface"),  # Step tab: raw-probability bars
+    ("token-forced", "surface"),  # Step tab: the sampled candidate
+    ("warning", "surface"),  # a cancelled reply's note
+    ("error", "surface"),  # an error in the chat pane
+    ("background", "token-forced"),  # the STEP badge in the status bar
+]
+
+
+@pytest.mark.parametrize("name", shipped_theme_ids())
+@pytest.mark.parametrize(("fg", "bg"), UI_PAIRS, ids=[f"{f}-on-{b}" for f, b in UI_PAIRS])
+def test_ui_text_pairs_meet_aa(name: str, fg: str, bg: str) -> None:
+    theme = SHIPPED[name]
+    ratio = contrast_ratio(_colour(theme, fg), _colour(theme, bg))
+    assert ratio >= AA, f"{name}: {fg} on {bg} is {ratio:.2f}:1"
+
+
 @pytest.mark.parametrize("name", shipped_theme_ids())
 def test_chip_colours_are_distinct(name: str) -> None:
     """Each chip meaning gets its own colour, or the stream cannot be read."""
