@@ -221,27 +221,25 @@ def is_special(tokenizer: Any, token_id: int) -> bool:
 def display_bytes(data: bytes) -> str:
     """Text with whitespace made visible; bytes that are not whole UTF-8 characters
     show as ``<0xNN>`` so half a character never becomes a replacement glyph."""
-    text = data.decode("utf-8", errors="surrogateescape")
-    return "".join(_visible(ch) for ch in text)
+    return data.decode("utf-8", errors="surrogateescape").translate(_visible_table())
 
 
-def _visible(ch: str) -> str:
-    if "\udc80" <= ch <= "\udcff":  # an undecodable byte, escaped by surrogateescape
-        return f"<0x{ord(ch) - 0xDC00:02X}>"
-    if ch in _VISIBLE:
-        return _VISIBLE[ch]
-    if ord(ch) < 0x20:
-        return chr(0x2400 + ord(ch))  # control pictures: ␀ ␁ ...
-    return ch
+@lru_cache(maxsize=1)
+def _visible_table() -> dict[int, str]:
+    """str.translate table: visible whitespace, control pictures, escaped bytes as <0xNN>."""
+    table = {code: chr(0x2400 + code) for code in range(0x20)}  # control pictures: ␀ ␁ ...
+    table.update({ord(ch): shown for ch, shown in _VISIBLE.items()})
+    table.update({0xDC00 + b: f"<0x{b:02X}>" for b in range(0x80, 0x100)})  # surrogateescape
+    return table
 
 
 def display_piece(tokenizer: Any, token_id: int) -> str:
     """What the inspector shows for a token: special tokens as written, others as
     their bytes with visible whitespace and the leading-space marker resolved."""
-    return _display(tokenizer, token_id, token_bytes(tokenizer, token_id))
+    return token_display(tokenizer, token_id, token_bytes(tokenizer, token_id))
 
 
-def _display(tokenizer: Any, token_id: int, data: bytes) -> str:
+def token_display(tokenizer: Any, token_id: int, data: bytes) -> str:
     content = _scheme(tokenizer).added.get(token_id)
     if content is not None and not content.isspace():
         return content  # control markup shows as written: <|im_end|>
@@ -314,7 +312,7 @@ def _infos(
                 position=position,
                 id=token_id,
                 piece=pieces[position],
-                display=_display(tokenizer, token_id, own[position]),
+                display=token_display(tokenizer, token_id, own[position]),
                 bytes=own[position],
                 special=special,
                 partial=partial,
