@@ -129,25 +129,25 @@ def _raw(logprob: float) -> float:
 def _token(step: Step, position: int) -> dict[str, Any]:
     out: dict[str, Any] = {
         "token": step.text,
-        "token_id": step.token_id,
+        "token_id": int(step.token_id),
         "logprob": _raw(step.logprob),
         "bytes": list(step.token_bytes),
-        "forced": step.forced,
+        "forced": bool(step.forced),
         "top_logprobs": [_candidate(c) for c in step.top],
         "piece": step.piece,
-        "rank": step.rank,
+        "rank": int(step.rank),
         "entropy": float(step.entropy),
     }
     if step.processed_logprob != -math.inf:
         out["processed_logprob"] = float(step.processed_logprob)
-    out["processed_rank"] = step.processed_rank
+    out["processed_rank"] = int(step.processed_rank)
     out["processed_entropy"] = float(step.processed_entropy)
     if step.special:
         out["special"] = True
     if step.elapsed_ms:
         out["elapsed_ms"] = float(step.elapsed_ms)
     if step.index != position:
-        out["index"] = step.index
+        out["index"] = int(step.index)
     if step.finish_reason is not None:
         out["finish_reason"] = step.finish_reason
     return out
@@ -156,7 +156,7 @@ def _token(step: Step, position: int) -> dict[str, Any]:
 def _candidate(c: Candidate) -> dict[str, Any]:
     out: dict[str, Any] = {
         "token": c.text,
-        "token_id": c.token_id,
+        "token_id": int(c.token_id),
         "logprob": _raw(c.logprob),
         "bytes": list(c.text.encode("utf-8")),
         "piece": c.piece,

@@ -19,11 +19,11 @@ import math
 import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from engine.errors import InvalidParameterError, SessionImportError
 from engine.params import FIELD_NAMES
-from engine.records import FINISH_REASONS, Candidate, Step
+from engine.records import FINISH_REASONS, Candidate, FinishReason, Step
 from engine.session import (
     ROLES,
     SOURCES,
@@ -314,7 +314,10 @@ def _step(d: dict[str, Any], path: str) -> Step:
         elapsed_ms=_get(d, "elapsed_ms", path, _float, 0.0),
         special=_get(d, "special", path, _bool, False),
         token_bytes=_get(d, "bytes", path, _bytes),
-        finish_reason=_get(d, "finish_reason", path, _one_of(FINISH_REASONS), None),
+        finish_reason=cast(
+            "FinishReason | None",
+            _get(d, "finish_reason", path, _one_of(FINISH_REASONS), None),
+        ),
     )
 
 

@@ -77,6 +77,7 @@ class SessionStore:
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.create_function("casefold", 1, _casefold, deterministic=True)
         try:
             conn.execute("PRAGMA busy_timeout = 5000")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -293,14 +294,12 @@ class SessionStore:
             " (SELECT count(*) FROM messages m WHERE m.session_id = s.id) FROM sessions s"
         )
         params: tuple[str, ...] = ()
-        if search:
-            pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            pattern += "%"
+        if search:  # casefold in Python: SQLite's LIKE folds ASCII only
             sql += (
-                " WHERE s.title LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m"
-                " WHERE m.session_id = s.id AND m.content LIKE ? ESCAPE '\\')"
+                " WHERE instr(casefold(s.title), ?) OR EXISTS (SELECT 1 FROM messages m"
+                " WHERE m.session_id = s.id AND instr(casefold(m.content), ?))"
             )
-            params = (pattern, pattern)
+            params = (search.casefold(), search.casefold())
         sql += " ORDER BY s.updated_at DESC, s.rowid DESC"
         with self._lock:
             rows = self._conn.execute(sql, params).fetchall()
@@ -345,6 +344,10 @@ def save_generation(
 
 
 # --- row helpers ------------------------------------------------------------------
+
+
+def _casefold(text: str | None) -> str | None:
+    return None if text is None else text.casefold()
 
 
 def _touch(conn: sqlite3.Connection, session_id: str) -> None:

@@ -383,15 +383,20 @@ def test_bad_json_is_refused_naming_the_field(store: SessionStore, tree: Any, pa
     refused(store, json_bytes(tree), pattern)
 
 
-@pytest.mark.parametrize(("tree", "pattern"), BAD_TREES[:-1])
+def toml_can_say(tree: Any) -> bool:
+    """TOML has no null and cannot encode a lone surrogate: skip those cases for TOML."""
+    try:
+        tomli_w.dumps(tree).encode()
+    except (TypeError, UnicodeEncodeError):
+        return False
+    return True
+
+
+BAD_TOML = [(t, p) for t, p in BAD_TREES if isinstance(t, dict) and toml_can_say(t)]
+
+
+@pytest.mark.parametrize(("tree", "pattern"), BAD_TOML)
 def test_bad_toml_is_refused_naming_the_field(store: SessionStore, tree: Any, pattern: str) -> None:
-    if "\ud800" in json.dumps(tree, ensure_ascii=False):
-        pytest.skip("TOML cannot even encode a lone surrogate")
-    cleaned = json.loads(
-        json.dumps(tree), object_hook=lambda d: {k: v for k, v in d.items() if v is not None}
-    )
-    if cleaned != tree:
-        pytest.skip("TOML has no null")
     refused(store, tomli_w.dumps(tree).encode(), pattern)
 
 

@@ -84,6 +84,8 @@ def test_list_sorts_by_activity_and_searches_titles_and_text(store: SessionStore
     assert [s.id for s in store.list("alpha")] == [a.id]
     assert [s.id for s in store.list("0%")] == [a.id]  # LIKE wildcards are literal
     assert store.list("_") == []
+    c = store.create(MODEL, SETTINGS, title="ÉTÉ à Paris")
+    assert [s.id for s in store.list("été")] == [c.id]
 
 
 def test_get_by_unique_prefix_and_errors(store: SessionStore) -> None:
