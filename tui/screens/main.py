@@ -51,8 +51,8 @@ class MainScreen(Screen[None]):
         Binding("c", "continue_free", "Continue", id="step.continue"),
         Binding("f2", "settings", "Settings", id="settings.open"),
         Binding("f3", "pick_model", "Model", id="model.pick"),
-        Binding("f6", "toggle_focus", "Tokens/prompt", id="view.focus"),
-        Binding("ctrl+y", "copy_reply", "Copy reply", show=False, id="copy.reply"),
+        Binding("f4", "toggle_focus", "Tokens/prompt", id="view.focus"),
+        Binding("f8", "copy_reply", "Copy reply", show=False, id="copy.reply"),
     ]
 
     def __init__(self, backend: Backend, spec: ModelSpec, *, recorder: Recorder | None = None,

@@ -1,0 +1,54 @@
+"""Helpers shared by the TUI tests: build the app over the fake engine, wait for states."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from textual.pilot import Pilot
+
+from tests.fake_engine import FakeBackend
+from tui.app import LogitlabApp, make_app
+from tui.screens.main import MainScreen
+from tui.settings import UISettings
+
+SIZE = (100, 30)
+
+
+def fake_app(backend: FakeBackend | None = None, **kwargs: object) -> LogitlabApp:
+    return make_app(backend or FakeBackend(), persist_theme=False, **kwargs)  # type: ignore[arg-type]
+
+
+def main_screen(app: LogitlabApp) -> MainScreen:
+    return next(s for s in app.screen_stack if isinstance(s, MainScreen))
+
+
+async def until(pilot: Pilot[None], condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await pilot.pause(0.02)
+
+
+async def ready(pilot: Pilot[None]) -> MainScreen:
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, MainScreen) and main_screen(app).facts is not None)  # type: ignore[arg-type]
+    return main_screen(app)  # type: ignore[arg-type]
+
+
+async def send(pilot: Pilot[None], text: str) -> None:
+    screen = main_screen(pilot.app)  # type: ignore[arg-type]
+    screen.query_one("#prompt").focus()
+    screen.query_one("#prompt").insert(text)  # type: ignore[attr-defined]
+    await pilot.press("enter")
+
+
+def finished(screen: MainScreen) -> bool:
+    reply = screen.conversation.last_reply
+    return reply is not None and reply.finish_reason is not None and not (screen.gen_run and screen.gen_run.active)
+
+
+def greedy() -> UISettings:
+    return UISettings(overrides={"temperature": 0.0})
