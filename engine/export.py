@@ -87,10 +87,27 @@ def session_to_dict(session: Session) -> dict[str, Any]:
 
 
 def export_json(session: Session) -> str:
-    """Pretty, strict JSON (no NaN/Infinity), non-ASCII kept as-is."""
-    return (
-        json.dumps(session_to_dict(session), ensure_ascii=False, indent=2, allow_nan=False) + "\n"
-    )
+    """Strict JSON (no NaN/Infinity), non-ASCII kept as-is, one token per line.
+
+    The structure is indented for reading, but each token object (with its
+    top_logprobs) sits on one line: fully indented, a long reply is ~3x the
+    size, which matters against the import size limit.
+    """
+    return _pretty(session_to_dict(session), 0) + "\n"
+
+
+def _pretty(value: Any, level: int) -> str:
+    pad, inner = "  " * level, "  " * (level + 1)
+    if isinstance(value, dict) and value and "token_id" not in value:
+        items = (f"{inner}{_compact(k)}: {_pretty(v, level + 1)}" for k, v in value.items())
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
+        return "[\n" + ",\n".join(inner + _pretty(v, level + 1) for v in value) + f"\n{pad}]"
+    return _compact(value)
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(", ", ": "))
 
 
 def export_toml(session: Session) -> str:
