@@ -13,6 +13,7 @@ the part of the old reply that the new one no longer shares is kept as an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -131,6 +132,23 @@ class SessionSummary:
     message_count: int
     created_at: datetime
     updated_at: datetime
+
+
+def reply_from_steps(
+    steps: Sequence[Step], finish_reason: str | None, created_at: datetime | None = None
+) -> SessionMessage:
+    """An assistant message from a generation's steps (text = their deltas joined).
+
+    What the TUI appends when a reply finishes or is cancelled, and what
+    ``generate --save`` stores.
+    """
+    return SessionMessage(
+        role="assistant",
+        content="".join(step.text for step in steps),
+        created_at=created_at or utc_now(),
+        finish_reason=finish_reason,
+        steps=tuple(steps),
+    )
 
 
 def default_title(content: str) -> str:

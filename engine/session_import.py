@@ -48,8 +48,7 @@ def import_session_text(data: bytes) -> Session:
     """Parse and validate an export (JSON or TOML bytes) into a `Session`."""
     if len(data) > MAX_IMPORT_BYTES:
         raise SessionImportError(
-            f"the file is {len(data) / 2**20:.1f} MiB; session files over "
-            f"{MAX_IMPORT_BYTES // 2**20} MiB are refused"
+            f"the file is too large: session files over {_size(MAX_IMPORT_BYTES)} are refused"
         )
     try:
         text = data.decode("utf-8")
@@ -61,6 +60,10 @@ def import_session_text(data: bytes) -> Session:
     if not text.strip():
         raise SessionImportError("the file is empty")
     return session_from_dict(_parse(text))
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n} bytes"
 
 
 def _parse(text: str) -> Any:

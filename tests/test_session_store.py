@@ -12,7 +12,13 @@ from session_factories import MODEL, SETTINGS, T0, make_step, reply, user
 
 from engine.errors import SessionError, SessionNotFoundError, StoreError
 from engine.params import SamplingParams
-from engine.session import Alternative, ModelRecord, SessionSettings, branched
+from engine.session import (
+    Alternative,
+    ModelRecord,
+    SessionSettings,
+    branched,
+    reply_from_steps,
+)
 from engine.store import SessionStore, save_generation
 from engine.store_schema import SCHEMA_VERSION
 
@@ -246,3 +252,15 @@ def test_forward_migration_keeps_data(
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
         assert "pinned" in [r[1] for r in conn.execute("PRAGMA table_info(sessions)")]
+
+
+def test_reply_from_steps_joins_the_text_deltas() -> None:
+    steps = (make_step(0, 1, "Hel"), make_step(1, 2, ""), make_step(2, 3, "lo"))
+    msg = reply_from_steps(steps, "cancelled", T0)
+    assert (msg.role, msg.content, msg.finish_reason, msg.steps) == (
+        "assistant",
+        "Hello",
+        "cancelled",
+        steps,
+    )
+    assert reply_from_steps((), "stop").created_at.tzinfo is not None
