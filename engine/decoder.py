@@ -1,0 +1,359 @@
+"""Our own decode loop: one prefill, then one-token steps over an explicit KV cache.
+
+`Decoder` is the local-transformers backend of the small decode protocol
+(prefill / propose / step / rewind / cancel) the UI and CLI drive. Every step
+yields a frozen `Step` with the raw and processed distributions' numbers, so the
+inspector gets probabilities for free; iterating the decoder runs until a stop.
+
+Why not ``model.generate()``: it hides the per-step distribution and cannot be
+stepped, forced, rewound or cancelled between tokens. Parity with it (greedy
+ids, processed scores, the multinomial draw) is checked by the tests.
+
+The model forward for a committed token is run lazily, at the next `propose` or
+`step`: a finished generation never pays for a forward it does not use, and a
+rewind needs only one forward of the last kept token, never the prefix.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from engine.errors import GenerationError, InvalidParameterError, PromptTooLongError
+from engine.params import SamplingParams
+from engine.records import Candidate, FinishReason, GenerationSummary, Proposal, Step
+from engine.sampling import StepStats, choose, make_generator, process, summarize
+from engine.textstream import TextStream, TokenTable
+
+
+@dataclass(frozen=True)
+class _Draw:
+    """The next token's distribution and the sampler's pick, before commit."""
+
+    raw: torch.Tensor  # [vocab] float32 logits
+    processed: torch.Tensor  # [vocab] float32, -inf where filtered
+    stats: StepStats  # numbers for the sampled token
+    proposal: Proposal
+    seconds: float  # time spent producing this draw (forward included)
+
+
+class Decoder:
+    """A step-by-step generation over a `LoadedModel` with the given sampling params.
+
+    Not thread-safe: drive it from one thread; another thread may only set the
+    cancel event (or call `cancel`).
+    """
+
+    def __init__(
+        self,
+        loaded: Any,
+        params: SamplingParams,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.params = params
+        self._model = loaded.model
+        self._device: torch.device = loaded.device
+        self._cancel = cancel if cancel is not None else threading.Event()
+        self._eos = frozenset(int(i) for i in loaded.eos_token_ids)
+        self._context = int(loaded.context_window)
+        self._tokens = TokenTable(loaded.tokenizer)
+        self._generator = make_generator(self._device, params.seed)
+        self._keep_one = "logits_to_keep" in inspect.signature(self._model.forward).parameters
+        self._cache: Any = None
+        self._seen: torch.Tensor | None = None  # [vocab] bool: ids in prompt + generated
+        self._logits: torch.Tensor | None = None  # [vocab] float32, for the next position
+        self._unforwarded: int | None = None  # last id in the sequence, not yet in the cache
+        self._draw_cache: _Draw | None = None
+        self._stream = TextStream(loaded.tokenizer, params.stop)
+        self._prefill_seconds = 0.0
+        self.prompt_ids: list[int] = []
+        self.generated_ids: list[int] = []
+        self.steps: list[Step] = []
+        self.finish_reason: FinishReason | None = None
+
+    # --- the protocol ----------------------------------------------------------------
+
+    @torch.inference_mode()
+    def prefill(self, prompt_ids: Sequence[int]) -> None:
+        """Run the prompt once, filling the KV cache and the first logits.
+
+        Raises `PromptTooLongError` before any work when the prompt leaves no
+        room in the context window for one new token.
+        """
+        if self._cache is not None:
+            raise GenerationError("this decoder is already prefilled; start a new one")
+        ids = [int(i) for i in prompt_ids]
+        if not ids:
+            raise InvalidParameterError("prompt", "is empty; give at least one token")
+        if len(ids) >= self._context:
+            raise PromptTooLongError(
+                f"the prompt is {len(ids)} tokens but the model's context window is "
+                f"{self._context}; shorten it to at most {self._context - 1} tokens"
+            )
+        from transformers import DynamicCache
+
+        started = time.perf_counter()
+        self._cache = DynamicCache(config=self._model.config)
+        self._logits = self._forward(ids)
+        self._seen = torch.zeros(self._logits.shape[-1], dtype=torch.bool, device=self._device)
+        self._mark_seen(ids)
+        self.prompt_ids = ids
+        self._prefill_seconds = time.perf_counter() - started
+
+    @torch.inference_mode()
+    def propose(self) -> Proposal:
+        """The next token's candidates and the sampler's pick, without committing.
+
+        A following `step()` commits exactly this draw (same random number).
+        """
+        self._check_can_step()
+        return self._draw().proposal
+
+    @torch.inference_mode()
+    def step(self, force: int | None = None) -> Step:
+        """Commit one token: the sampler's pick, or `force` (step-through choice)."""
+        self._check_can_step()
+        started = time.perf_counter()
+        if force is not None:
+            self._check_token(force)
+        draw = self._draw()
+        stats = draw.stats
+        if force is not None and force != stats.token_id:
+            stats = summarize(draw.raw, draw.processed, force, self.params.top_logprobs)
+        token = stats.token_id
+        self._commit(token)
+        text = self._stream.push(token)
+        reason = self._finish_reason_after(token)
+        if reason is not None:
+            text += self._stream.finish()
+            self.finish_reason = reason
+        step = Step(
+            index=len(self.generated_ids) - 1,
+            token_id=token,
+            piece=self._tokens.piece(token),
+            text=text,
+            forced=force is not None,
+            logprob=stats.logprob,
+            rank=stats.rank,
+            entropy=stats.entropy,
+            processed_logprob=stats.processed_logprob,
+            processed_rank=stats.processed_rank,
+            processed_entropy=stats.processed_entropy,
+            top=draw.proposal.top,
+            elapsed_ms=(draw.seconds + time.perf_counter() - started) * 1000.0,
+            special=self._tokens.is_special(token),
+            token_bytes=self._tokens.token_bytes(token),
+            finish_reason=reason,
+        )
+        self.steps.append(step)
+        return step
+
+    @torch.inference_mode()
+    def rewind(self, n: int) -> None:
+        """Drop the last `n` generated tokens and continue from there (a new branch).
+
+        The KV cache is cropped, never recomputed: the next step runs one
+        forward of the last kept token. A rewind also clears a previous cancel,
+        since it starts a new branch the user asked for.
+        """
+        if self._cache is None:
+            raise GenerationError("nothing to rewind: call prefill() first")
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= len(self.generated_ids):
+            raise InvalidParameterError(
+                "n", f"must be an integer in [0, {len(self.generated_ids)}], got {n!r}"
+            )
+        if n == 0:
+            return
+        keep = self.generated_ids[: len(self.generated_ids) - n]
+        sequence = [*self.prompt_ids, *keep]
+        surplus = self._cache.get_seq_length() - (len(sequence) - 1)
+        if surplus > 0:
+            self._cache.crop(-surplus)  # negative = drop that many (old and new transformers)
+        self._unforwarded = sequence[-1]
+        self._logits = None
+        self._draw_cache = None
+        self.generated_ids = keep
+        self.steps = self.steps[: len(keep)]
+        self.finish_reason = None
+        self._cancel.clear()
+        assert self._seen is not None
+        self._seen.zero_()
+        self._mark_seen(sequence)
+        self._stream = TextStream.replay(self.loaded.tokenizer, self.params.stop, keep)
+
+    @torch.inference_mode()
+    def next_distribution(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Full raw and processed log-probabilities of the next token, [vocab] each.
+
+        For views that need more than the recorded top-N (layer lens, compare,
+        parity checks). Same draw as `propose`; returns copies on the CPU.
+        """
+        self._check_can_step()
+        draw = self._draw()
+        raw = torch.log_softmax(draw.raw, dim=-1)
+        processed = torch.log_softmax(draw.processed, dim=-1)
+        return raw.cpu().clone(), processed.cpu().clone()
+
+    def cancel(self) -> None:
+        """Ask the loop to stop before its next step (safe from any thread)."""
+        self._cancel.set()
+
+    def __iter__(self) -> Iterator[Step]:
+        """Steps until a stop; a cancel ends it with finish reason ``cancelled``."""
+        if self._cache is None:
+            raise GenerationError("call prefill() before iterating")
+        while not self.done:
+            if self._cancel.is_set():
+                self.finish_reason = "cancelled"
+                return
+            yield self.step()
+
+    # --- state -----------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None
+
+    @property
+    def text(self) -> str:
+        """The text emitted so far (the concatenation of the steps' deltas)."""
+        return self._stream.text
+
+    @property
+    def prefill_seconds(self) -> float:
+        return self._prefill_seconds
+
+    def summary(self) -> GenerationSummary:
+        """Throughput and usage of the finished generation.
+
+        Time to first token = prefill + the first step. Tokens per second counts
+        the tokens after the first over the time after it (decode speed, the
+        prefill reported separately), or 1 / TTFT for a one-token answer.
+        """
+        if self.finish_reason is None:
+            raise GenerationError("the generation has not finished")
+        elapsed = [s.elapsed_ms / 1000.0 for s in self.steps]
+        ttft = self._prefill_seconds + (elapsed[0] if elapsed else 0.0)
+        later = sum(elapsed[1:])
+        if len(elapsed) > 1 and later > 0:
+            rate = (len(elapsed) - 1) / later
+        else:
+            rate = len(elapsed) / ttft if ttft > 0 else 0.0
+        return GenerationSummary(
+            finish_reason=self.finish_reason,
+            text=self.text,
+            prompt_tokens=len(self.prompt_ids),
+            completion_tokens=len(self.generated_ids),
+            tokens_per_second=rate,
+            time_to_first_token_ms=ttft * 1000.0,
+            token_ids=tuple(self.generated_ids),
+        )
+
+    # --- internals -------------------------------------------------------------------
+
+    def _check_can_step(self) -> None:
+        if self._cache is None:
+            raise GenerationError("call prefill() before stepping")
+        if self.finish_reason is not None:
+            raise GenerationError(
+                f"the generation has finished ({self.finish_reason}); rewind to continue"
+            )
+
+    def _check_token(self, token: int) -> None:
+        assert self._seen is not None
+        vocab = self._seen.shape[0]
+        if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < vocab:
+            raise InvalidParameterError(
+                "force", f"must be a token id in [0, {vocab}), got {token!r}"
+            )
+
+    def _draw(self) -> _Draw:
+        """Compute (once per position) the distributions and the sampler's pick."""
+        if self._draw_cache is not None:
+            return self._draw_cache
+        started = time.perf_counter()
+        raw = self._next_logits()
+        assert self._seen is not None
+        processed = process(raw, self.params, self._seen)
+        sampled = choose(processed, self.params, self._generator)  # 0-d, on device
+        stats = summarize(raw, processed, sampled, self.params.top_logprobs)
+        proposal = Proposal(
+            index=len(self.generated_ids),
+            sampled=stats.token_id,
+            top=self._candidates(stats),
+            entropy=stats.entropy,
+            processed_entropy=stats.processed_entropy,
+        )
+        self._draw_cache = _Draw(raw, processed, stats, proposal, time.perf_counter() - started)
+        return self._draw_cache
+
+    def _candidates(self, stats: StepStats) -> tuple[Candidate, ...]:
+        return tuple(
+            Candidate(
+                token_id=token,
+                piece=self._tokens.piece(token),
+                logprob=lp,
+                processed_logprob=plp,
+                text=self._stream.peek(token),
+            )
+            for token, lp, plp in zip(
+                stats.top_ids, stats.top_logprobs, stats.top_processed_logprobs, strict=True
+            )
+        )
+
+    def _commit(self, token: int) -> None:
+        self.generated_ids.append(token)
+        self._mark_seen([token])
+        self._unforwarded = token
+        self._logits = None
+        self._draw_cache = None
+
+    def _finish_reason_after(self, token: int) -> FinishReason | None:
+        if token in self._eos or self._stream.stopped is not None:
+            return "stop"
+        if len(self.generated_ids) >= self.params.max_new_tokens:
+            return "length"
+        if len(self.prompt_ids) + len(self.generated_ids) >= self._context:
+            return "context"
+        return None
+
+    def _next_logits(self) -> torch.Tensor:
+        if self._logits is None:
+            assert self._unforwarded is not None
+            self._logits = self._forward([self._unforwarded])
+            self._unforwarded = None
+        return self._logits
+
+    def _mark_seen(self, ids: Sequence[int]) -> None:
+        assert self._seen is not None
+        vocab = self._seen.shape[0]
+        index = torch.tensor([i for i in ids if 0 <= i < vocab], dtype=torch.long)
+        self._seen[index.to(self._device)] = True
+
+    def _forward(self, ids: list[int]) -> torch.Tensor:
+        """Run `ids` through the model on top of the cache; the last position's logits.
+
+        Returns [vocab] float32. Only the last position goes through ``lm_head``.
+        """
+        input_ids = torch.tensor([ids], dtype=torch.long, device=self._device)  # [1, n]
+        kwargs: dict[str, Any] = {"past_key_values": self._cache, "use_cache": True}
+        if self._keep_one:
+            kwargs["logits_to_keep"] = 1
+        try:
+            out = self._model(input_ids=input_ids, **kwargs)
+        except torch.OutOfMemoryError as exc:
+            raise GenerationError(f"out of memory on {self._device} during a decode step") from exc
+        except RuntimeError as exc:
+            if "out of memory" in str(exc).lower():
+                raise GenerationError(
+                    f"out of memory on {self._device} during a decode step"
+                ) from exc
+            raise
+        return out.logits[0, -1].float()  # [vocab]

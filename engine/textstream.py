@@ -1,0 +1,212 @@
+"""Incremental, UTF-8-safe detokenizing and per-token display data.
+
+Token ids are the source of truth. `TextStream` derives text by decoding a
+short window of the running id list (the prefix/read offsets of transformers'
+``TextStreamer`` and ``tokenizers.decoders.DecodeStream``): a step emits the new
+suffix only once it is complete UTF-8, so an emoji or CJK character split over
+byte tokens appears once, whole. It also holds back text that could be the
+start of a stop string, so a matched stop string is never emitted.
+
+`TokenTable` answers per-id questions (piece, exact bytes, special?, display
+text) lazily with a cache, so recording candidates costs dict lookups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
+
+REPLACEMENT = "\ufffd"
+
+
+class TextStream:
+    """Text deltas for a growing id list; deltas concatenate to the full decode.
+
+    ``"".join(deltas) == tokenizer.decode(ids, skip_special_tokens=True)``, minus
+    a matched stop string and anything after it. Call `finish` once when the
+    generation ends to flush text still held back.
+    """
+
+    def __init__(self, tokenizer: Any, stop: tuple[str, ...] = ()) -> None:
+        self._tokenizer = tokenizer
+        self._stop = stop
+        self._max_stop = max((len(s) for s in stop), default=0)
+        self._ids: list[int] = []
+        self._prefix_offset = 0
+        self._read_offset = 0
+        self._prefix_text = ""  # decode(ids[prefix_offset:read_offset])
+        self._complete = ""  # all complete text decoded so far
+        self._emitted = 0  # how much of _complete has been handed out
+        self.stopped: str | None = None  # the stop string that matched
+
+    @classmethod
+    def replay(cls, tokenizer: Any, stop: tuple[str, ...], ids: Iterable[int]) -> TextStream:
+        """A stream that has already seen `ids` (used after a rewind)."""
+        stream = cls(tokenizer, stop)
+        for token_id in ids:
+            stream.push(token_id)
+        return stream
+
+    @property
+    def text(self) -> str:
+        """The text emitted so far."""
+        return self._complete[: self._emitted]
+
+    def push(self, token_id: int) -> str:
+        """Add one token; return the text it makes safe to show (may be "")."""
+        self._ids.append(token_id)
+        if self.stopped is not None:
+            return ""
+        window = self._decode(self._ids[self._prefix_offset :])
+        if len(window) > len(self._prefix_text) and not window.endswith(REPLACEMENT):
+            self._complete += window[len(self._prefix_text) :]
+            self._prefix_offset, self._read_offset = self._read_offset, len(self._ids)
+            self._prefix_text = self._decode(self._ids[self._prefix_offset : self._read_offset])
+        return self._release(final=False)
+
+    def finish(self) -> str:
+        """Flush everything still pending (an incomplete character decodes as U+FFFD)."""
+        if self.stopped is None and self._read_offset < len(self._ids):
+            window = self._decode(self._ids[self._prefix_offset :])
+            self._complete += window[len(self._prefix_text) :]
+            self._prefix_offset = self._read_offset = len(self._ids)
+            self._prefix_text = ""
+        return self._release(final=True)
+
+    def peek(self, token_id: int) -> str:
+        """What `token_id` would add if pushed next (best-effort, ignores stop strings)."""
+        window = self._decode([*self._ids[self._prefix_offset :], token_id])
+        return window[len(self._prefix_text) :]
+
+    def _decode(self, ids: list[int]) -> str:
+        return str(self._tokenizer.decode(ids, skip_special_tokens=True))
+
+    def _release(self, *, final: bool) -> str:
+        """Hand out complete text, stopping at a stop string and holding a partial one."""
+        if self.stopped is not None:
+            return ""
+        start = self._emitted
+        end = len(self._complete)
+        if self._stop:
+            match = _first_match(self._complete, self._stop, start)
+            if match is not None:
+                index, stop = match
+                self.stopped = stop
+                self._complete = self._complete[:index]
+                self._emitted = index
+                return self._complete[start:index]
+            if not final:
+                end -= _partial_stop_suffix(self._complete, self._stop, start, self._max_stop)
+        self._emitted = end
+        return self._complete[start:end]
+
+
+def _first_match(text: str, stops: tuple[str, ...], start: int) -> tuple[int, str] | None:
+    """The earliest stop string occurrence at or after `start`."""
+    best: tuple[int, str] | None = None
+    for stop in stops:
+        index = text.find(stop, start)
+        if index >= 0 and (best is None or index < best[0]):
+            best = (index, stop)
+    return best
+
+
+def _partial_stop_suffix(text: str, stops: tuple[str, ...], start: int, longest: int) -> int:
+    """Length of the longest tail of text[start:] that begins some stop string."""
+    limit = min(longest - 1, len(text) - start)
+    for size in range(limit, 0, -1):
+        tail = text[-size:]
+        if any(stop.startswith(tail) for stop in stops):
+            return size
+    return 0
+
+
+# --- per-token data -----------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _gpt2_unicode_to_byte() -> dict[str, int]:
+    """Inverse of GPT-2's bytes_to_unicode: the printable stand-in char -> its byte."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    codes = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            codes.append(256 + extra)
+            extra += 1
+    return {chr(code): byte for byte, code in zip(printable, codes, strict=True)}
+
+
+class TokenTable:
+    """Piece, exact bytes, special flag and display text of ids, cached per id."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self._special = _special_ids(tokenizer)
+        self._byte_level = _is_byte_level(tokenizer)
+        self._pieces: dict[int, str] = {}
+        self._bytes: dict[int, bytes] = {}
+
+    def piece(self, token_id: int) -> str:
+        """The raw vocabulary piece (``convert_ids_to_tokens``), e.g. "Ġthe"."""
+        piece = self._pieces.get(token_id)
+        if piece is None:
+            piece = str(self._tokenizer.convert_ids_to_tokens(token_id))
+            self._pieces[token_id] = piece
+        return piece
+
+    def is_special(self, token_id: int) -> bool:
+        return token_id in self._special
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The token's exact bytes: GPT-2 byte map undone, ``<0xNN>`` -> that byte."""
+        data = self._bytes.get(token_id)
+        if data is None:
+            data = self._compute_bytes(token_id)
+            self._bytes[token_id] = data
+        return data
+
+    def display(self, token_id: int) -> str:
+        """Text to show for one token: its decoded bytes, or the piece if special.
+
+        A token holding part of a UTF-8 character shows its bytes as ``\\xNN``.
+        """
+        if self.is_special(token_id):
+            return self.piece(token_id)
+        return self.token_bytes(token_id).decode("utf-8", errors="backslashreplace")
+
+    def _compute_bytes(self, token_id: int) -> bytes:
+        piece = self.piece(token_id)
+        if self.is_special(token_id):
+            return piece.encode("utf-8")
+        if self._byte_level:
+            table = _gpt2_unicode_to_byte()
+            if all(ch in table for ch in piece):
+                return bytes(table[ch] for ch in piece)
+            return piece.encode("utf-8")
+        if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+            try:
+                return bytes([int(piece[3:5], 16)])
+            except ValueError:
+                pass
+        return piece.replace("▁", " ").encode("utf-8")
+
+
+def _special_ids(tokenizer: Any) -> frozenset[int]:
+    ids = set(getattr(tokenizer, "all_special_ids", []) or [])
+    for token_id, token in (getattr(tokenizer, "added_tokens_decoder", {}) or {}).items():
+        if getattr(token, "special", False):
+            ids.add(int(token_id))
+    return frozenset(ids)
+
+
+def _is_byte_level(tokenizer: Any) -> bool:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    decoder = getattr(backend, "decoder", None)
+    return type(decoder).__name__ == "ByteLevel"
