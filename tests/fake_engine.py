@@ -20,7 +20,6 @@ from engine.errors import ModelLoadError
 from engine.params import SamplingParams
 from engine.records import Candidate, GenerationSummary, Proposal, Step
 from engine.spec import ModelSpec
-
 from tui.backend import ModelFacts, ProgressFn, PromptToken, PromptView, visible
 
 END = "<|im_end|>"
@@ -50,9 +49,15 @@ def piece(text: str) -> str:
 
 
 class FakeGeneration:
-    def __init__(self, backend: FakeBackend, script: list[str], params: SamplingParams,
-                 cancel: threading.Event, prompt_tokens: int) -> None:
-        self.backend, self.script, self.params = backend, script + [END], params
+    def __init__(
+        self,
+        backend: FakeBackend,
+        script: list[str],
+        params: SamplingParams,
+        cancel: threading.Event,
+        prompt_tokens: int,
+    ) -> None:
+        self.backend, self.script, self.params = backend, [*script, END], params
         self.cancel_event = cancel
         self.prompt_tokens = prompt_tokens
         self.steps: list[Step] = []
@@ -64,8 +69,13 @@ class FakeGeneration:
 
     def propose(self) -> Proposal:
         top = self._candidates(len(self.steps))
-        return Proposal(index=len(self.steps), sampled=self._scripted_id(len(self.steps)),
-                        top=top, entropy=_entropy(top), processed_entropy=_entropy(top) / 2)
+        return Proposal(
+            index=len(self.steps),
+            sampled=self._scripted_id(len(self.steps)),
+            top=top,
+            entropy=_entropy(top),
+            processed_entropy=_entropy(top) / 2,
+        )
 
     def step(self, force: int | None = None) -> Step:
         index = len(self.steps)
@@ -85,18 +95,29 @@ class FakeGeneration:
         elif index + 1 >= self.params.max_new_tokens:
             finish = "length"
         step = Step(
-            index=index, token_id=token_id, piece=piece(text), text="" if special else text,
-            forced=force is not None, logprob=logprob, rank=rank, entropy=_entropy(top),
-            processed_logprob=processed, processed_rank=rank,
-            processed_entropy=_entropy(top) / 2, top=top, elapsed_ms=25.0, special=special,
-            token_bytes=text.encode(), finish_reason=finish,  # type: ignore[arg-type]
+            index=index,
+            token_id=token_id,
+            piece=piece(text),
+            text="" if special else text,
+            forced=force is not None,
+            logprob=logprob,
+            rank=rank,
+            entropy=_entropy(top),
+            processed_logprob=processed,
+            processed_rank=rank,
+            processed_entropy=_entropy(top) / 2,
+            top=top,
+            elapsed_ms=25.0,
+            special=special,
+            token_bytes=text.encode(),
+            finish_reason=finish,  # type: ignore[arg-type]
         )
         self.steps.append(step)
         self._finish = finish
         return step
 
     def rewind(self, n: int) -> None:
-        del self.steps[len(self.steps) - n:]
+        del self.steps[len(self.steps) - n :]
         self._finish = None
 
     def cancel(self) -> None:
@@ -115,8 +136,11 @@ class FakeGeneration:
         text = "".join(s.text for s in self.steps)
         return GenerationSummary(
             finish_reason=self._finish or "stop",  # type: ignore[arg-type]
-            text=text, prompt_tokens=self.prompt_tokens, completion_tokens=len(self.steps),
-            tokens_per_second=40.0, time_to_first_token_ms=37.0,
+            text=text,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=len(self.steps),
+            tokens_per_second=40.0,
+            time_to_first_token_ms=37.0,
             token_ids=tuple(s.token_id for s in self.steps),
         )
 
@@ -130,27 +154,42 @@ class FakeGeneration:
         alt1 = ALTERNATES[index % len(ALTERNATES)]
         alt2 = ALTERNATES[(index + 2) % len(ALTERNATES)]
         scripted = self.script[min(index, len(self.script) - 1)]
-        entries = [(scripted, p, p + 0.02), (alt1, (1 - p) * 0.6, (1 - p) * 0.55),
-                   (alt2, (1 - p) * 0.3, 0.0)]
+        entries = [
+            (scripted, p, p + 0.02),
+            (alt1, (1 - p) * 0.6, (1 - p) * 0.55),
+            (alt2, (1 - p) * 0.3, 0.0),
+        ]
         seen: set[str] = set()
         out = []
         for text, prob, processed in sorted(entries, key=lambda e: -e[1]):
             if text in seen:
                 continue
             seen.add(text)
-            out.append(Candidate(
-                token_id=vocab.id(text), piece=piece(text), logprob=math.log(prob),
-                processed_logprob=math.log(processed) if processed > 0 else -math.inf,
-                text=text))
+            out.append(
+                Candidate(
+                    token_id=vocab.id(text),
+                    piece=piece(text),
+                    logprob=math.log(prob),
+                    processed_logprob=math.log(processed) if processed > 0 else -math.inf,
+                    text=text,
+                )
+            )
         return tuple(out)
 
 
 class FakeBackend:
     """Scripted `Backend`: `replies` are used in turn, the last one repeats."""
 
-    def __init__(self, replies: Sequence[str] = (DEFAULT_REPLY,), *, pause_at: int | None = None,
-                 step_delay: float = 0.0, hold_load: bool = False, fail_load: str | None = None,
-                 context_window: int = 8192) -> None:
+    def __init__(
+        self,
+        replies: Sequence[str] = (DEFAULT_REPLY,),
+        *,
+        pause_at: int | None = None,
+        step_delay: float = 0.0,
+        hold_load: bool = False,
+        fail_load: str | None = None,
+        context_window: int = 8192,
+    ) -> None:
         self.replies = list(replies)
         self.vocab = Vocab()
         self.pause_at = pause_at
@@ -187,13 +226,25 @@ class FakeBackend:
         progress("loading weights", 0.6, "fake-model")
         progress("ready", 1.0, "fake-model on cpu (float32)")
         return ModelFacts(
-            spec=spec, model_id=spec.model or "fake-model", device="cpu", dtype="float32",
-            quantize=spec.quantize, context_window=self.context_window,
-            info={"model_id": spec.model or "fake-model", "architecture": "FakeForCausalLM",
-                  "source": "gguf", "device": "cpu", "dtype": "float32", "quantize": "none",
-                  "parameters": {"total": 134515008, "by_kind": {"mlp": 80000000,
-                                 "attention": 30000000, "embeddings": 24515008}},
-                  "config": {"layers": 30, "hidden_size": 576, "vocab_size": 49152}},
+            spec=spec,
+            model_id=spec.model or "fake-model",
+            device="cpu",
+            dtype="float32",
+            quantize=spec.quantize,
+            context_window=self.context_window,
+            info={
+                "model_id": spec.model or "fake-model",
+                "architecture": "FakeForCausalLM",
+                "source": "gguf",
+                "device": "cpu",
+                "dtype": "float32",
+                "quantize": "none",
+                "parameters": {
+                    "total": 134515008,
+                    "by_kind": {"mlp": 80000000, "attention": 30000000, "embeddings": 24515008},
+                },
+                "config": {"layers": 30, "hidden_size": 576, "vocab_size": 49152},
+            },
             generation_config={"do_sample": True, "temperature": 0.2, "top_p": 0.9},
         )
 
@@ -202,7 +253,9 @@ class FakeBackend:
         warnings: list[str] = []
 
         def add(text: str, special: bool, origin: str) -> None:
-            tokens.append(PromptToken(len(tokens), self.vocab.id(text), visible(text), special, origin))
+            tokens.append(
+                PromptToken(len(tokens), self.vocab.id(text), visible(text), special, origin)
+            )
 
         for m in messages:
             add(START, True, "template")
@@ -216,12 +269,25 @@ class FakeBackend:
             add("\n", False, "template")
         add(START, True, "template")
         add("assistant\n", False, "template")
-        return PromptView(tuple(tokens), self.context_window, tuple(warnings),
-                          {"bos_token": {"token": START, "id": 1},
-                           "eos_token": {"token": END, "id": 2}, "eos_ids": [2]})
+        return PromptView(
+            tuple(tokens),
+            self.context_window,
+            tuple(warnings),
+            {
+                "bos_token": {"token": START, "id": 1},
+                "eos_token": {"token": END, "id": 2},
+                "eos_ids": [2],
+            },
+        )
 
-    def start(self, messages: Sequence[ChatMessage], params: SamplingParams, *,
-              allow_special: bool, cancel: threading.Event) -> FakeGeneration:
+    def start(
+        self,
+        messages: Sequence[ChatMessage],
+        params: SamplingParams,
+        *,
+        allow_special: bool,
+        cancel: threading.Event,
+    ) -> FakeGeneration:
         reply = self.replies[min(len(self.started), len(self.replies) - 1)]
         script = re.findall(r"\s*\S+", reply)
         prompt = self.render_prompt(messages, allow_special=allow_special)

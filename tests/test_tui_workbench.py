@@ -13,7 +13,6 @@ from tui.widgets.status_bar import StatusBar
 from tui.widgets.step_view import StepView
 from tui.widgets.token_stream import TokenStream
 
-
 pytestmark = pytest.mark.anyio
 
 
@@ -152,7 +151,9 @@ async def test_settings_refuse_invalid_values_inline(backend: FakeBackend) -> No
         dialog.query_one("#temperature", Input).value = "-1"
         dialog.query_one("#top_p", Input).value = "abc"
         await pilot.pause()
-        assert "temperature: must be a number >= 0" in str(dialog.query_one("#temperature-error", Static).content)
+        assert "temperature: must be a number >= 0" in str(
+            dialog.query_one("#temperature-error", Static).content
+        )
         assert "not a number" in str(dialog.query_one("#top_p-error", Static).content)
         await pilot.press("ctrl+s")
         assert isinstance(app.screen, SettingsScreen)  # refused
@@ -218,7 +219,10 @@ async def test_load_failure_shows_message_then_pick_another_model() -> None:
     app = fake_app(backend)
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, LoadingScreen) and app.screen.has_class("failed"))
+            await until(
+                pilot,
+                lambda: isinstance(app.screen, LoadingScreen) and app.screen.has_class("failed"),
+            )
             assert "model not found" in str(app.screen.query_one("#loading-error", Static).content)
             await pilot.press("enter")  # the focused "Pick another model" button
             await until(pilot, lambda: isinstance(app.screen, ModelPickerScreen))

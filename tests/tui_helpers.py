@@ -34,7 +34,9 @@ async def until(pilot: Pilot[None], condition: Callable[[], bool], timeout: floa
 
 async def ready(pilot: Pilot[None]) -> MainScreen:
     app = pilot.app
-    await until(pilot, lambda: isinstance(app.screen, MainScreen) and main_screen(app).facts is not None)  # type: ignore[arg-type]
+    await until(
+        pilot, lambda: isinstance(app.screen, MainScreen) and main_screen(app).facts is not None
+    )  # type: ignore[arg-type]
     return main_screen(app)  # type: ignore[arg-type]
 
 
@@ -47,7 +49,11 @@ async def send(pilot: Pilot[None], text: str) -> None:
 
 def finished(screen: MainScreen) -> bool:
     reply = screen.conversation.last_reply
-    return reply is not None and reply.finish_reason is not None and not (screen.gen_run and screen.gen_run.active)
+    return (
+        reply is not None
+        and reply.finish_reason is not None
+        and not (screen.gen_run and screen.gen_run.active)
+    )
 
 
 def greedy() -> UISettings:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import ClassVar
+
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.theme import Theme
 
 from engine.errors import ConfigError
 from engine.spec import ModelSpec
-from textual.app import App
-from textual.binding import Binding
-from textual.theme import Theme
-
 from tui import theming
 from tui.backend import Backend
 from tui.commands import PROVIDERS
@@ -23,16 +25,23 @@ STYLES = Path(__file__).parent / "styles"
 
 class LogitlabApp(App[None]):
     TITLE = "logitlab"
-    CSS_PATH = [STYLES / "app.tcss", STYLES / "dialogs.tcss"]
+    CSS_PATH = [STYLES / "app.tcss", STYLES / "dialogs.tcss"]  # noqa: RUF012
     COMMANDS = App.COMMANDS | set(PROVIDERS)
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
         Binding("f1", "help", "Help", id="app.help"),
     ]
 
-    def __init__(self, backend: Backend, spec: ModelSpec, *, settings: UISettings | None = None,
-                 recorder: Recorder | None = None, theme: str | None = None,
-                 persist_theme: bool = True) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        spec: ModelSpec,
+        *,
+        settings: UISettings | None = None,
+        recorder: Recorder | None = None,
+        theme: str | None = None,
+        persist_theme: bool = True,
+    ) -> None:
         self._themes, self._theme_problems = theming.load_themes()
         super().__init__()
         self.backend, self.spec = backend, spec
@@ -40,22 +49,24 @@ class LogitlabApp(App[None]):
         self._persist_theme = persist_theme
         for item in self._themes.values():
             self.register_theme(item)
-        self.theme = theme or (theming.DEFAULT_THEME if theming.DEFAULT_THEME in self._themes else "textual-dark")
+        self.theme = theme or (
+            theming.DEFAULT_THEME if theming.DEFAULT_THEME in self._themes else "textual-dark"
+        )
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         themes = getattr(self, "_themes", {})
         dark = True
-        try:
+        with contextlib.suppress(Exception):  # before the first theme is set
             dark = self.current_theme.dark
-        except Exception:  # before the first theme is set
-            pass
         return theming.theme_variable_defaults(themes, dark=dark)
 
     def on_mount(self) -> None:
         for problem in self._theme_problems:
             self.notify(problem, severity="warning", timeout=8)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
-        self.push_screen(MainScreen(self.backend, self.spec, settings=self.ui_settings, recorder=self.recorder))
+        self.push_screen(
+            MainScreen(self.backend, self.spec, settings=self.ui_settings, recorder=self.recorder)
+        )
 
     def _theme_changed(self, theme: Theme) -> None:
         if not self._persist_theme:
@@ -75,13 +86,25 @@ class LogitlabApp(App[None]):
         self.push_screen(HelpScreen(sections))
 
 
-def make_app(backend: Backend | None = None, spec: ModelSpec | None = None, *,
-             settings: UISettings | None = None, recorder: Recorder | None = None,
-             theme: str | None = None, persist_theme: bool = True) -> LogitlabApp:
+def make_app(
+    backend: Backend | None = None,
+    spec: ModelSpec | None = None,
+    *,
+    settings: UISettings | None = None,
+    recorder: Recorder | None = None,
+    theme: str | None = None,
+    persist_theme: bool = True,
+) -> LogitlabApp:
     """The app the CLI runs and the tests drive; `backend` defaults to the local engine."""
     if backend is None:
         from tui.backend import EngineBackend
 
         backend = EngineBackend()
-    return LogitlabApp(backend, spec or ModelSpec(), settings=settings, recorder=recorder,
-                       theme=theme, persist_theme=persist_theme)
+    return LogitlabApp(
+        backend,
+        spec or ModelSpec(),
+        settings=settings,
+        recorder=recorder,
+        theme=theme,
+        persist_theme=persist_theme,
+    )

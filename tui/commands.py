@@ -19,28 +19,104 @@ class PaletteCommand:
 
 
 COMMANDS: tuple[PaletteCommand, ...] = (
-    PaletteCommand("generation", "Stop generation", "Stop the reply in progress; it is kept, marked cancelled", "stop", "esc"),
-    PaletteCommand("generation", "Toggle step-through mode", "Each token waits for you to accept or choose it", "toggle_step_mode", "ctrl+t"),
-    PaletteCommand("generation", "Accept sampled token", "Step mode: take the token the sampler picked", "accept", "space"),
+    PaletteCommand(
+        "generation",
+        "Stop generation",
+        "Stop the reply in progress; it is kept, marked cancelled",
+        "stop",
+        "esc",
+    ),
+    PaletteCommand(
+        "generation",
+        "Toggle step-through mode",
+        "Each token waits for you to accept or choose it",
+        "toggle_step_mode",
+        "ctrl+t",
+    ),
+    PaletteCommand(
+        "generation",
+        "Accept sampled token",
+        "Step mode: take the token the sampler picked",
+        "accept",
+        "space",
+    ),
     *(
-        PaletteCommand("generation", f"Choose candidate {n}", f"Step mode: force candidate {n} of the list", f"choose({n})", str(n))
+        PaletteCommand(
+            "generation",
+            f"Choose candidate {n}",
+            f"Step mode: force candidate {n} of the list",
+            f"choose({n})",
+            str(n),
+        )
         for n in range(1, 10)
     ),
-    PaletteCommand("generation", "Continue free-running", "Step mode: let the rest of this reply run", "continue_free", "c"),
-    PaletteCommand("generation", "Branch at selected token", "Cut the last reply back to the selected step and pick another token", "branch", "b"),
-    PaletteCommand("model", "Load another model…", "Model id/path, GGUF file, device, dtype, quantization", "pick_model", "f3"),
-    PaletteCommand("model", "Show model info", "The Model tab of the inspector", "show_tab('tab-model')"),
-    PaletteCommand("settings", "Settings…", "System prompt, sampling, candidates, special tokens", "settings", "f2"),
-    PaletteCommand("view", "Inspector: Step tab", "The selected token and its candidates", "show_tab('tab-step')"),
-    PaletteCommand("view", "Inspector: Prompt tab", "The rendered chat template as tokens", "show_tab('tab-prompt')"),
-    PaletteCommand("view", "Toggle focus: token stream / prompt", "Move between typing and inspecting", "toggle_focus", "f4"),
-    PaletteCommand("view", "Focus token stream", "Then ←/→ or h/l move over the tokens", "focus_tokens"),
+    PaletteCommand(
+        "generation",
+        "Continue free-running",
+        "Step mode: let the rest of this reply run",
+        "continue_free",
+        "c",
+    ),
+    PaletteCommand(
+        "generation",
+        "Branch at selected token",
+        "Cut the last reply back to the selected step and pick another token",
+        "branch",
+        "b",
+    ),
+    PaletteCommand(
+        "model",
+        "Load another model…",
+        "Model id/path, GGUF file, device, dtype, quantization",
+        "pick_model",
+        "f3",
+    ),
+    PaletteCommand(
+        "model", "Show model info", "The Model tab of the inspector", "show_tab('tab-model')"
+    ),
+    PaletteCommand(
+        "settings",
+        "Settings…",
+        "System prompt, sampling, candidates, special tokens",
+        "settings",
+        "f2",
+    ),
+    PaletteCommand(
+        "view",
+        "Inspector: Step tab",
+        "The selected token and its candidates",
+        "show_tab('tab-step')",
+    ),
+    PaletteCommand(
+        "view",
+        "Inspector: Prompt tab",
+        "The rendered chat template as tokens",
+        "show_tab('tab-prompt')",
+    ),
+    PaletteCommand(
+        "view",
+        "Toggle focus: token stream / prompt",
+        "Move between typing and inspecting",
+        "toggle_focus",
+        "f4",
+    ),
+    PaletteCommand(
+        "view", "Focus token stream", "Then ←/→ or h/l move over the tokens", "focus_tokens"
+    ),
     PaletteCommand("view", "Focus prompt", "Type a message", "focus_prompt"),
-    PaletteCommand("view", "Previous token", "Move the token cursor left", "token_move(-1)", "left"),
+    PaletteCommand(
+        "view", "Previous token", "Move the token cursor left", "token_move(-1)", "left"
+    ),
     PaletteCommand("view", "Next token", "Move the token cursor right", "token_move(1)", "right"),
-    PaletteCommand("view", "First token", "Move the token cursor to the start", "token_jump(0)", "home"),
-    PaletteCommand("view", "Last token", "Move the token cursor to the end", "token_jump(-1)", "end"),
-    PaletteCommand("copy", "Copy last reply", "To the clipboard (terminals with OSC 52)", "copy_reply", "f8"),
+    PaletteCommand(
+        "view", "First token", "Move the token cursor to the start", "token_jump(0)", "home"
+    ),
+    PaletteCommand(
+        "view", "Last token", "Move the token cursor to the end", "token_jump(-1)", "end"
+    ),
+    PaletteCommand(
+        "copy", "Copy last reply", "To the clipboard (terminals with OSC 52)", "copy_reply", "f8"
+    ),
     PaletteCommand("copy", "Copy selected token", "The selected token's text", "copy_token", "y"),
     PaletteCommand("app", "Help: keys", "Every key binding", "app.help", "f1"),
     PaletteCommand("app", "Quit", "Leave logitlab", "app.quit", "ctrl+q"),
@@ -61,7 +137,9 @@ class AreaCommands(Provider):
 
     async def discover(self) -> Hits:
         for command in self._commands():
-            yield DiscoveryHit(self._title(command), self._runner(command.action), help=command.help)
+            yield DiscoveryHit(
+                self._title(command), self._runner(command.action), help=command.help
+            )
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
@@ -69,7 +147,9 @@ class AreaCommands(Provider):
             title = self._title(command)
             score = matcher.match(title)
             if score > 0:
-                yield Hit(score, matcher.highlight(title), self._runner(command.action), help=command.help)
+                yield Hit(
+                    score, matcher.highlight(title), self._runner(command.action), help=command.help
+                )
 
 
 class GenerationCommands(AreaCommands):
@@ -96,4 +176,11 @@ class AppCommands(AreaCommands):
     AREA = "app"
 
 
-PROVIDERS = (GenerationCommands, ModelCommands, SettingsCommands, ViewCommands, CopyCommands, AppCommands)
+PROVIDERS = (
+    GenerationCommands,
+    ModelCommands,
+    SettingsCommands,
+    ViewCommands,
+    CopyCommands,
+    AppCommands,
+)

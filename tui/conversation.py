@@ -96,8 +96,10 @@ class Conversation:
         messages = [ChatMessage("system", system_prompt)] if system_prompt.strip() else []
         for turn in self.turns:
             if turn.complete:
-                role = "user" if turn.role == "user" else "assistant"
-                messages.append(ChatMessage(role, turn.content))
+                if turn.role == "user":
+                    messages.append(ChatMessage("user", turn.content))
+                else:
+                    messages.append(ChatMessage("assistant", turn.content))
         return messages
 
     def clear(self) -> None:

@@ -13,12 +13,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from textual.message import Message
+
 from engine.chat import ChatMessage
 from engine.errors import LogitlabError
 from engine.params import SamplingParams
 from engine.records import Step
-from textual.message import Message
-
 from tui.backend import Backend, Generation
 from tui.messages import (
     GenerationFailed,
@@ -51,7 +51,7 @@ class GenerationRun:
         self.step_mode = step_mode
         self.cancel_event = threading.Event()
         self.generation: Generation | None = None
-        self.active = False
+        self.active = True  # created to run at once; False when the worker ends
         self.waiting = False  # step mode: a proposal is shown, waiting for a choice
         self._commands: queue.Queue[str | int] = queue.Queue()
 
@@ -85,7 +85,11 @@ class GenerationRun:
         """Render, prefill, then decode until done, posting events."""
         self.active = True
         try:
-            post(PromptRendered(self.backend.render_prompt(self.messages, allow_special=self.allow_special)))
+            post(
+                PromptRendered(
+                    self.backend.render_prompt(self.messages, allow_special=self.allow_special)
+                )
+            )
             gen = self.backend.start(
                 self.messages,
                 self.params,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from engine.records import GenerationSummary, Proposal, Step
 from textual.message import Message
 
+from engine.records import GenerationSummary, Proposal, Step
 from tui.backend import ModelFacts, PromptView
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Protocol
 
 from engine.params import SamplingParams
-
 from tui.backend import ModelFacts
 from tui.conversation import Alternative, Turn
 from tui.settings import UISettings
@@ -18,7 +17,9 @@ from tui.settings import UISettings
 class Recorder(Protocol):
     def model_loaded(self, facts: ModelFacts) -> None: ...
 
-    def message_completed(self, turn: Turn, settings: UISettings, params: SamplingParams) -> None: ...
+    def message_completed(
+        self, turn: Turn, settings: UISettings, params: SamplingParams
+    ) -> None: ...
 
     def alternative_added(self, turn: Turn, alternative: Alternative) -> None: ...
 

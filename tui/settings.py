@@ -26,7 +26,9 @@ class UISettings:
     overrides: dict[str, Any] = field(default_factory=dict)  # sampling values the user set
     allow_special: bool = False  # let special-token text in messages become special tokens
 
-    def resolve(self, generation_config: dict[str, Any]) -> tuple[SamplingParams, dict[str, Source]]:
+    def resolve(
+        self, generation_config: dict[str, Any]
+    ) -> tuple[SamplingParams, dict[str, Source]]:
         """Effective sampling params and each value's source (raises InvalidParameterError)."""
         return resolve_sampling(generation_config, self.overrides)
 
@@ -46,4 +48,6 @@ def parse_value(name: str, kind: str, text: str) -> Any:
     try:
         return int(text) if kind == "int" else float(text)
     except ValueError:
-        raise ValueError(f"{text!r} is not {'an integer' if kind == 'int' else 'a number'}") from None
+        raise ValueError(
+            f"{text!r} is not {'an integer' if kind == 'int' else 'a number'}"
+        ) from None

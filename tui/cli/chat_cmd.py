@@ -18,7 +18,6 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.config import load_config
-
     from tui import theming
     from tui.app import make_app
     from tui.settings import UISettings

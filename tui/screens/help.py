@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -20,12 +22,14 @@ def binding_rows(area: str, bindings: list[BindingType]) -> list[tuple[str, str,
     rows = []
     for binding in bindings:
         if isinstance(binding, Binding):
-            rows.append((area, binding.key.replace(",", " / "), binding.description or binding.action))
+            rows.append(
+                (area, binding.key.replace(",", " / "), binding.description or binding.action)
+            )
     return rows
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,f1,q", "dismiss", "Close", id="help.close"),
     ]
 
@@ -35,7 +39,9 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="help-box", classes="dialog"):
-            yield Static("Keys  (Esc closes · Ctrl+P finds any action by name)", classes="dialog-title")
+            yield Static(
+                "Keys  (Esc closes · Ctrl+P finds any action by name)", classes="dialog-title"
+            )
             table: DataTable[str] = DataTable(id="help-table", cursor_type="row")
             table.add_columns("where", "key", "does")
             for area, bindings in self.sections:

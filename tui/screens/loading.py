@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from engine.errors import LogitlabError
-from engine.spec import ModelSpec
+from typing import ClassVar
+
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, ProgressBar, Static
 
+from engine.errors import LogitlabError
+from engine.spec import ModelSpec
 from tui.backend import Backend, ModelFacts
 from tui.messages import LoadProgressed, ModelLoaded, ModelLoadFailed
 
 
 class LoadingScreen(Screen[ModelFacts]):
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f3", "pick_model", "Pick model", id="load.pick"),
         Binding("ctrl+r", "retry", "Retry", id="load.retry"),
     ]

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer
 
 from engine.errors import InvalidParameterError
 from engine.params import SamplingParams
 from engine.records import Proposal
 from engine.spec import ModelSpec
-from textual import on, work
-from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
-from textual.widgets import Footer
-
 from tui.backend import Backend, ModelFacts
 from tui.conversation import Conversation
 from tui.driver import GenerationRun
@@ -38,12 +38,13 @@ from tui.widgets.step_view import StepView
 from tui.widgets.token_stream import TokenStream
 
 STEP_KEYS = [
-    Binding(str(n), f"choose({n})", f"Candidate {n}", show=False, id=f"step.choose{n}") for n in range(1, 10)
+    Binding(str(n), f"choose({n})", f"Candidate {n}", show=False, id=f"step.choose{n}")
+    for n in range(1, 10)
 ]
 
 
 class MainScreen(Screen[None]):
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop", "Stop", id="gen.stop"),
         Binding("ctrl+t", "toggle_step_mode", "Step mode", id="gen.step_mode"),
         Binding("space,enter", "accept", "Accept", id="step.accept"),
@@ -55,8 +56,14 @@ class MainScreen(Screen[None]):
         Binding("f8", "copy_reply", "Copy reply", show=False, id="copy.reply"),
     ]
 
-    def __init__(self, backend: Backend, spec: ModelSpec, *, recorder: Recorder | None = None,
-                 settings: UISettings | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        spec: ModelSpec,
+        *,
+        recorder: Recorder | None = None,
+        settings: UISettings | None = None,
+    ) -> None:
         super().__init__()
         self.backend = backend
         self.spec = spec
@@ -84,8 +91,15 @@ class MainScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one(ChatPane).border_title = "chat"
+        self.query_one(TokenStream).border_title = "tokens  ←/→ h/l · b branch · y copy"
         self.query_one(PromptInput).focus()
         self.load_model(self.spec)
+
+    def on_unmount(self) -> None:
+        # quitting mid-reply: let the worker thread end at its next step
+        if self.gen_run is not None and self.gen_run.active:
+            self.gen_run.stop()
 
     # --- model ------------------------------------------------------------------------
 
@@ -146,9 +160,15 @@ class MainScreen(Screen[None]):
         status = self.query_one(StatusBar)
         status.tokens_per_second = status.ttft_ms = None
         status.state = "prefilling"
-        self.gen_run = GenerationRun(self.backend, messages, params,
-                                 allow_special=self.settings.allow_special, step_mode=self.step_mode)
+        self.gen_run = GenerationRun(
+            self.backend,
+            messages,
+            params,
+            allow_special=self.settings.allow_special,
+            step_mode=self.step_mode,
+        )
         self._generate(self.gen_run)
+        self.refresh_bindings()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="generate")
     def _generate(self, run: GenerationRun) -> None:
@@ -207,7 +227,10 @@ class MainScreen(Screen[None]):
     async def on_generation_failed(self, event: GenerationFailed) -> None:
         self.notify(event.error, title="Generation failed", severity="error")
         self.proposal = None
-        if self.conversation.last_reply is not None and self.conversation.last_reply.finish_reason is None:
+        if (
+            self.conversation.last_reply is not None
+            and self.conversation.last_reply.finish_reason is None
+        ):
             self.conversation.finish("cancelled")
             await self.query_one(ChatPane).finish_reply("error")
         self.query_one(StatusBar).state = "failed"
@@ -223,9 +246,9 @@ class MainScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         waiting = self.proposal is not None and self.gen_run is not None and self.gen_run.waiting
         if action in ("accept", "choose", "continue_free"):
-            return True if waiting else None
+            return waiting  # shown in the footer only while a proposal waits
         if action == "stop":
-            return True if self.gen_run is not None and self.gen_run.active else None
+            return self.gen_run is not None and self.gen_run.active
         return True
 
     def action_stop(self) -> None:
@@ -238,7 +261,9 @@ class MainScreen(Screen[None]):
         self.query_one(StatusBar).step_mode = self.step_mode
         if self.gen_run is not None and self.gen_run.active:
             self.gen_run.set_step_mode(self.step_mode)
-        self.notify("Step-through mode " + ("on: each token waits for you" if self.step_mode else "off"))
+        self.notify(
+            "Step-through mode " + ("on: each token waits for you" if self.step_mode else "off")
+        )
 
     def action_accept(self) -> None:
         if self.gen_run is not None and self.proposal is not None:
@@ -266,7 +291,9 @@ class MainScreen(Screen[None]):
         reply = self.conversation.last_reply
         run = self.gen_run
         if run is None or run.active or run.generation is None or reply is None:
-            self.notify("Branching works on the last reply once it has finished.", severity="warning")
+            self.notify(
+                "Branching works on the last reply once it has finished.", severity="warning"
+            )
             return
         at = stream.cursor
         if at is None or not 0 <= at < len(reply.steps):
@@ -341,9 +368,14 @@ class MainScreen(Screen[None]):
             self.notify(f"No {what} to copy.", severity="warning")
             return
         self.app.copy_to_clipboard(text)
-        self.notify(f"Copied the {what} ({len(text)} chars). If nothing arrives, your terminal "
-                    "does not allow clipboard access (OSC 52).")
+        self.notify(
+            f"Copied the {what} ({len(text)} chars). If nothing arrives, your terminal "
+            "does not allow clipboard access (OSC 52)."
+        )
 
     def binding_sections(self) -> list[tuple[str, list[Any]]]:
-        return [("app", list(self.app.BINDINGS)), ("workbench", list(self.BINDINGS)),
-                ("token stream", list(TokenStream.BINDINGS))]
+        return [
+            ("app", list(self.app.BINDINGS)),
+            ("workbench", list(self.BINDINGS)),
+            ("token stream", list(TokenStream.BINDINGS)),
+        ]

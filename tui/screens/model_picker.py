@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from engine.errors import InvalidParameterError
-from engine.spec import DTYPES, QUANTIZE, ModelSpec
+from typing import ClassVar
+
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
+from engine.errors import InvalidParameterError
+from engine.spec import DTYPES, QUANTIZE, ModelSpec
+
 
 class ModelPickerScreen(ModalScreen[ModelSpec | None]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="picker.cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="picker.cancel")
+    ]
 
     def __init__(self, current: ModelSpec) -> None:
         super().__init__()
@@ -24,14 +29,23 @@ class ModelPickerScreen(ModalScreen[ModelSpec | None]):
         with Vertical(id="picker-box", classes="dialog"):
             yield Static("Load a model", classes="dialog-title")
             yield Label("model: hub id, checkpoint dir or .gguf path (empty = bundled default)")
-            yield Input(spec.model or "", placeholder="HuggingFaceTB/SmolLM2-135M-Instruct", id="model")
+            yield Input(
+                spec.model or "", placeholder="HuggingFaceTB/SmolLM2-135M-Instruct", id="model"
+            )
             yield Label("GGUF file inside the model repo/dir (optional)")
             yield Input(spec.gguf_file or "", id="gguf")
             yield Label("device: auto, cpu, cuda, cuda:N, mps")
             yield Input(spec.device, id="device")
             with Horizontal(classes="dialog-row"):
-                yield Select([(d, d) for d in DTYPES], value=spec.dtype, allow_blank=False, id="dtype")
-                yield Select([(q, q) for q in QUANTIZE], value=spec.quantize, allow_blank=False, id="quantize")
+                yield Select(
+                    [(d, d) for d in DTYPES], value=spec.dtype, allow_blank=False, id="dtype"
+                )
+                yield Select(
+                    [(q, q) for q in QUANTIZE],
+                    value=spec.quantize,
+                    allow_blank=False,
+                    id="quantize",
+                )
             yield Static("", id="picker-error", classes="field-error", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Load", id="load", variant="primary")

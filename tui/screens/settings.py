@@ -5,17 +5,17 @@ A value is refused inline, next to its field, with the engine's own reason.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from engine.errors import InvalidParameterError
-from engine.params import SamplingParams
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static, Switch, TextArea
 
+from engine.errors import InvalidParameterError
+from engine.params import SamplingParams
 from tui.settings import FIELDS, UISettings, parse_value
 
 
@@ -24,7 +24,7 @@ def shown(value: Any) -> str:
 
 
 class SettingsScreen(ModalScreen[UISettings | None]):
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="settings.cancel"),
         Binding("ctrl+s", "save", "Save", id="settings.save"),
     ]
@@ -44,8 +44,14 @@ class SettingsScreen(ModalScreen[UISettings | None]):
                 for name, label, _kind in FIELDS:
                     with Horizontal(classes="setting-row"):
                         yield Label(label, classes="setting-label")
-                        yield Input(shown(getattr(self.params, name)), id=name, classes="setting-input")
-                        yield Static(self.sources.get(name, ""), id=f"{name}-source", classes="setting-source")
+                        yield Input(
+                            shown(getattr(self.params, name)), id=name, classes="setting-input"
+                        )
+                        yield Static(
+                            self.sources.get(name, ""),
+                            id=f"{name}-source",
+                            classes="setting-source",
+                        )
                     yield Static("", id=f"{name}-error", classes="field-error", markup=False)
                 with Horizontal(classes="setting-row"):
                     yield Label("inject special tokens typed in messages", classes="setting-label")

@@ -59,7 +59,9 @@ class ChatPane(VerticalScroll):
         if self._reply is None:
             await self.begin_reply()
         assert self._reply is not None
-        await self.mount(Static(note, classes="chat-note chat-branch", markup=False), before=self._reply)
+        await self.mount(
+            Static(note, classes="chat-note chat-branch", markup=False), before=self._reply
+        )
         await self._reply.update(content)
         self._stream = Markdown.get_stream(self._reply)
 

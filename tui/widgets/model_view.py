@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.widgets import Static
@@ -11,13 +12,13 @@ from tui.backend import ModelFacts
 
 
 class ModelView(Static):
-    COMPONENT_CLASSES = {"model-view--dim"}
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"model-view--dim"}
     DEFAULT_CSS = "ModelView { height: auto; }"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("No model loaded yet.", **kwargs)
 
-    def show(self, facts: ModelFacts, generation: dict[str, tuple[Any, str]]) -> None:
+    def show(self, facts: ModelFacts, generation: Mapping[str, tuple[Any, str]]) -> None:
         dim = self.get_component_rich_style("model-view--dim")
         info = facts.info
         out = Text()

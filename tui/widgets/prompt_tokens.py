@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.widgets import Static
@@ -13,7 +13,7 @@ ORIGINS = ("template", "system", "user", "assistant", "text")
 
 
 class PromptTokens(Static):
-    COMPONENT_CLASSES = {
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
         *(f"prompt-tokens--{o}" for o in ORIGINS),
         "prompt-tokens--special",
         "prompt-tokens--warning",
@@ -36,7 +36,11 @@ class PromptTokens(Static):
             out.append(f"⚠ {warning}\n", self.get_component_rich_style("prompt-tokens--warning"))
         out.append("\n")
         for token in view.tokens:
-            style = self.get_component_rich_style(f"prompt-tokens--{token.origin}") if token.origin in ORIGINS else dim
+            style = (
+                self.get_component_rich_style(f"prompt-tokens--{token.origin}")
+                if token.origin in ORIGINS
+                else dim
+            )
             if token.special:
                 style = style + special
             out.append(token.display, style)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
 
 class StatusBar(Widget):
-    COMPONENT_CLASSES = {"status-bar--mode", "status-bar--dim"}
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"status-bar--mode", "status-bar--dim"}
     DEFAULT_CSS = "StatusBar { height: 1; }"
 
     model: reactive[str] = reactive("loading…")

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from engine.records import Candidate, Proposal, Step
+from typing import ClassVar
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
+from engine.records import Candidate, Proposal, Step
 from tui.backend import visible
 
-BAR_WIDTH = 8
+BAR_WIDTH = 5
 EIGHTHS = " ▏▎▍▌▋▊▉█"
 
 
@@ -23,11 +25,16 @@ def bar(fraction: float, width: int = BAR_WIDTH) -> str:
 
 
 def fmt_prob(p: float) -> str:
-    return f"{p:6.1%}" if p >= 0.001 else ("  0   " if p == 0 else f"{p:.0e}")
+    return f"{p:5.1%}" if p >= 0.001 else ("   0 " if p == 0 else f"{p:.0e}")
 
 
 class StepView(Vertical):
-    COMPONENT_CLASSES = {"step-view--raw", "step-view--processed", "step-view--sampled", "step-view--dim"}
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "step-view--raw",
+        "step-view--processed",
+        "step-view--sampled",
+        "step-view--dim",
+    }
     DEFAULT_CSS = """
     StepView { height: 1fr; }
     StepView > #step-facts { height: auto; }
@@ -36,7 +43,9 @@ class StepView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("Select a token in the stream (←/→) to inspect it.", id="step-facts")
-        table: DataTable[Text | str] = DataTable(id="candidates", cursor_type="row", zebra_stripes=False)
+        table: DataTable[Text | str] = DataTable(
+            id="candidates", cursor_type="row", zebra_stripes=False
+        )
         table.add_columns("#", "token", "id", "raw", "processed")
         yield table
 
@@ -55,8 +64,12 @@ class StepView(Vertical):
         if step.special:
             text.append("  special")
         text.append(f"\nbytes {' '.join(f'{b:02x}' for b in step.token_bytes) or '–'}")
-        text.append(f"\nraw        p {fmt_prob(step.prob)}  rank {step.rank:<4} H {step.entropy:.2f} nats")
-        text.append(f"\nprocessed  p {fmt_prob(step.processed_prob)}  rank {step.processed_rank:<4} H {step.processed_entropy:.2f} nats")
+        text.append(
+            f"\nraw       p {fmt_prob(step.prob)}  rank {step.rank:<4} H {step.entropy:.2f}"
+        )
+        text.append(
+            f"\nprocessed  p {fmt_prob(step.processed_prob)}  rank {step.processed_rank:<4} H {step.processed_entropy:.2f}"
+        )
         if step.finish_reason:
             text.append(f"\nfinished: {step.finish_reason}")
         facts.update(text)
@@ -71,21 +84,27 @@ class StepView(Vertical):
         facts.update(text)
         self._fill(proposal.top, chosen=proposal.sampled, numbered=True)
 
-    def _fill(self, top: tuple[Candidate, ...] | list[Candidate], chosen: int | None = None, numbered: bool = False) -> None:
+    def _fill(
+        self,
+        top: tuple[Candidate, ...] | list[Candidate],
+        chosen: int | None = None,
+        numbered: bool = False,
+    ) -> None:
         table: DataTable[Text | str] = self.query_one("#candidates", DataTable)
         table.clear()
         raw_style = self.get_component_rich_style("step-view--raw")
         processed_style = self.get_component_rich_style("step-view--processed")
         mark_style = self.get_component_rich_style("step-view--sampled")
         for i, cand in enumerate(top):
-            mark = Text("▶", mark_style) if cand.token_id == chosen else Text(" ")
-            label = f"{i + 1}" if numbered and i < 9 else f"{i + 1}"
+            mark = Text("›", mark_style) if cand.token_id == chosen else Text(" ")
+            label = f"{i + 1}"
             table.add_row(
                 mark + Text(label),
-                visible(cand.text or cand.piece),
+                visible(cand.text or cand.piece)[:12],
                 str(cand.token_id),
                 Text(f"{fmt_prob(cand.prob)} ") + Text(bar(cand.prob), raw_style),
-                Text(f"{fmt_prob(cand.processed_prob)} ") + Text(bar(cand.processed_prob), processed_style),
+                Text(f"{fmt_prob(cand.processed_prob)} ")
+                + Text(bar(cand.processed_prob), processed_style),
                 key=str(i),
             )
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from engine.records import Step
+from typing import ClassVar
+
 from rich.text import Text
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from engine.records import Step
 from tui.backend import visible
 
 HIGH, MID = 0.6, 0.25  # raw-probability thresholds of the colour scale
@@ -29,7 +31,7 @@ def chip_text(step: Step) -> str:
 class TokenStream(Widget, can_focus=True):
     """Steps are appended in batches; the cursor selects the step the inspector shows."""
 
-    COMPONENT_CLASSES = {
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
         "token-stream--high",
         "token-stream--mid",
         "token-stream--low",
@@ -38,7 +40,7 @@ class TokenStream(Widget, can_focus=True):
         "token-stream--cursor",
         "token-stream--empty",
     }
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("left,h", "screen.token_move(-1)", "Prev token", id="token.prev"),
         Binding("right,l", "screen.token_move(1)", "Next token", id="token.next"),
         Binding("home", "screen.token_jump(0)", "First token", show=False, id="token.first"),
@@ -102,9 +104,15 @@ class TokenStream(Widget, can_focus=True):
 
     def render(self) -> Text:
         if not self.steps:
-            return Text("no tokens yet — send a message", style=self.get_component_rich_style("token-stream--empty"))
+            return Text(
+                "no tokens yet — send a message",
+                style=self.get_component_rich_style("token-stream--empty"),
+            )
         out = Text()
-        styles = {name: self.get_component_rich_style(f"token-stream--{name}") for name in ("high", "mid", "low", "special")}
+        styles = {
+            name: self.get_component_rich_style(f"token-stream--{name}")
+            for name in ("high", "mid", "low", "special")
+        }
         forced = self.get_component_rich_style("token-stream--forced")
         cursor = self.get_component_rich_style("token-stream--cursor")
         for i, step in enumerate(self.steps):

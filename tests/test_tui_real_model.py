@@ -1,0 +1,38 @@
+"""The real path: the workbench over the bundled SmolLM2 through EngineBackend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.tui_helpers import SIZE, finished, greedy, ready, send, until
+from tui.app import make_app
+from tui.backend import EngineBackend
+from tui.widgets.chat_pane import ChatPane
+from tui.widgets.prompt_tokens import PromptTokens
+from tui.widgets.step_view import StepView
+from tui.widgets.token_stream import TokenStream
+
+pytestmark = [pytest.mark.anyio, pytest.mark.real_model]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def test_real_model_answers_paris(real_model: Any) -> None:
+    app = make_app(EngineBackend(real_model), settings=greedy(), persist_theme=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await send(pilot, "What is the capital of France?")
+        await until(pilot, lambda: finished(screen), timeout=60)
+        await pilot.pause(0.1)
+        assert "Paris" in screen.query_one(ChatPane).reply_text
+        stream = screen.query_one(TokenStream)
+        assert stream.steps and stream.steps[-1].finish_reason == "stop"
+        assert screen.query_one(StepView).candidate_count > 1
+        view = screen.query_one(PromptTokens).view
+        assert view is not None and any(t.special for t in view.tokens)
+        assert {t.origin for t in view.tokens} >= {"template", "user"}

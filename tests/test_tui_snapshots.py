@@ -1,0 +1,81 @@
+"""Layouts under pytest-textual-snapshot, over the fake engine (no clocks, no torch)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from textual.pilot import Pilot
+
+from tests.fake_engine import FakeBackend
+from tests.tui_helpers import fake_app, main_screen, ready, send, until
+from tui.screens.loading import LoadingScreen
+from tui.widgets.token_stream import TokenStream
+
+SIZE = (100, 30)
+
+
+@pytest.fixture
+def paused() -> Iterator[FakeBackend]:
+    backend = FakeBackend(pause_at=6, step_delay=0.04)
+    yield backend
+    backend.close()
+
+
+def still(backend: FakeBackend, size: tuple[int, int] = SIZE):
+    """The app with nothing that moves on its own: no animations, no blinking cursor."""
+    app = fake_app(backend)
+    app.animation_level = "none"
+    return app
+
+
+async def mid_reply(pilot: Pilot[None]) -> None:
+    screen = await ready(pilot)
+    screen.query_one("#prompt").cursor_blink = False  # type: ignore[attr-defined]
+    await send(pilot, "What is the capital of France?")
+    await until(pilot, lambda: len(screen.query_one(TokenStream).steps) == 6)
+    await pilot.pause(0.3)
+
+
+def test_main_screen_mid_reply(snap_compare, paused: FakeBackend) -> None:
+    assert snap_compare(still(paused), terminal_size=SIZE, run_before=mid_reply)
+
+
+def test_step_tab_selected_token(snap_compare, paused: FakeBackend) -> None:
+    async def before(pilot: Pilot[None]) -> None:
+        await mid_reply(pilot)
+        await pilot.press("f4", "home", "l", "l")
+        await pilot.pause(0.1)
+
+    assert snap_compare(still(paused), terminal_size=SIZE, run_before=before)
+
+
+def test_prompt_tab(snap_compare, paused: FakeBackend) -> None:
+    async def before(pilot: Pilot[None]) -> None:
+        await mid_reply(pilot)
+        await main_screen(pilot.app).run_action("show_tab('tab-prompt')")  # type: ignore[arg-type]
+        await pilot.pause(0.1)
+
+    assert snap_compare(still(paused), terminal_size=SIZE, run_before=before)
+
+
+def test_loading_screen_converting(snap_compare) -> None:
+    backend = FakeBackend(hold_load=True)
+
+    async def before(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: isinstance(pilot.app.screen, LoadingScreen))
+        await until(
+            pilot, lambda: "converting" in str(pilot.app.screen.query_one("#loading-stage").content)
+        )  # type: ignore[attr-defined]
+        await pilot.pause(0.1)
+        threading.Timer(1.0, backend.close).start()  # the load ends soon after the screenshot
+
+    try:
+        assert snap_compare(still(backend), terminal_size=(80, 24), run_before=before)
+    finally:
+        backend.close()
+
+
+def test_main_screen_at_80x24(snap_compare, paused: FakeBackend) -> None:
+    assert snap_compare(still(paused), terminal_size=(80, 24), run_before=mid_reply)
