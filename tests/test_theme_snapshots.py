@@ -38,10 +38,6 @@ async def _wait_for(pilot: Pilot[None], condition: Callable[[], bool], what: str
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _proposal_index(main: MainScreen) -> int | None:
-    return None if main.proposal is None else main.proposal.index
-
-
 def _main(pilot: Pilot[None]) -> MainScreen:
     return next(s for s in pilot.app.screen_stack if isinstance(s, MainScreen))
 
@@ -55,12 +51,14 @@ async def _mid_reply(pilot: Pilot[None]) -> None:
     main.query_one(PromptInput).post_message(
         PromptInput.Submitted("What is the capital of France?")
     )
+
+    def proposal_at(index: int) -> Callable[[], bool]:
+        return lambda: main.proposal is not None and main.proposal.index == index
+
     for accepted, key in enumerate(("space", "space", "space", "space", "2", "space")):
-        await _wait_for(
-            pilot, lambda n=accepted: _proposal_index(main) == n, f"proposal {accepted}"
-        )
+        await _wait_for(pilot, proposal_at(accepted), f"proposal {accepted}")
         await pilot.press(key)
-    await _wait_for(pilot, lambda: _proposal_index(main) == 6, "proposal 6")
+    await _wait_for(pilot, proposal_at(6), "proposal 6")
     await _wait_for(pilot, lambda: len(main.query_one(TokenStream).steps) == 6, "six chips")
     assert main.query_one(TokenStream).steps[4].forced  # the frame shows a forced chip
     pilot.app.clear_notifications()  # toasts time out: on a slow run they would vanish
