@@ -13,7 +13,7 @@ from textual.color import Color
 from textual.theme import BUILTIN_THEMES, Theme
 from textual.widgets import Static
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, InvalidParameterError
 from tui.theming import (
     DEFAULT_THEME,
     PROB_HIGH,
@@ -244,10 +244,22 @@ def test_resolve_theme_name_lists_available_on_unknown() -> None:
     assert resolve_theme_name("high-contrast", SHIPPED) == "high-contrast"
     with pytest.raises(ConfigError) as info:
         resolve_theme_name("solarised", SHIPPED)
+    assert isinstance(info.value, InvalidParameterError)  # the CLI's usage-error route
     message = str(info.value)
-    assert "'solarised'" in message
+    assert message.startswith("--theme: unknown theme 'solarised'; available themes: ")
     for name in available_theme_names(SHIPPED):
         assert name in message
+
+
+def test_unknown_theme_on_the_command_line_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tui.cli.main import main
+
+    assert main(["chat", "--theme", "solarised"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "unknown theme 'solarised'" in err and "logitlab-dark" in err
 
 
 def test_initial_theme_precedence() -> None:
@@ -302,6 +314,30 @@ async def _apply_every_theme() -> None:
             assert chip.styles.background == Color.parse(
                 source.variables["token-stream-background"]
             )
+
+
+def test_switching_theme_in_the_app_persists_it() -> None:
+    """The palette sets `app.theme`; the app saves it via engine.config.set_theme."""
+    asyncio.run(_switch_and_persist())
+
+
+async def _switch_and_persist() -> None:
+    from fake_engine import FakeBackend
+
+    from engine.config import config_path, load_config
+    from tui.app import make_app
+
+    backend = FakeBackend()
+    app = make_app(backend=backend, theme="high-contrast")
+    try:
+        async with app.run_test() as pilot:
+            await pilot.pause()
+            assert not config_path().exists()  # starting with --theme saves nothing
+            app.theme = "logitlab-nord"
+            await pilot.pause()
+            assert load_config().theme == "logitlab-nord"
+    finally:
+        backend.close()
 
 
 def test_variable_defaults_without_shipped_themes() -> None:

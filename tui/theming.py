@@ -32,7 +32,7 @@ from typing import Any
 from textual.color import Color, ColorParseError
 from textual.theme import BUILTIN_THEMES, Theme
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, InvalidParameterError
 from engine.paths import config_dir
 
 DEFAULT_THEME = "logitlab-dark"
@@ -92,6 +92,15 @@ _FALLBACK_VARIABLES: dict[str, str] = {
     "span-assistant": "#3a9e6a",
     "token-stream-background": "transparent",
 }
+
+
+class UnknownThemeError(InvalidParameterError, ConfigError):
+    """`--theme NAME` names no loaded theme.
+
+    Both a `ConfigError` (it is about theme configuration) and an
+    `InvalidParameterError` on ``--theme``, so the CLI treats it as the usage
+    error it is (exit 2) and prints the available names.
+    """
 
 
 # --- where theme files live ---------------------------------------------------------
@@ -273,11 +282,11 @@ def available_theme_names(themes: Mapping[str, Theme]) -> list[str]:
 
 
 def resolve_theme_name(name: str, themes: Mapping[str, Theme]) -> str:
-    """`--theme NAME`: the name if known, else a `ConfigError` listing the choices."""
+    """`--theme NAME`: the name if known, else `UnknownThemeError` listing the choices."""
     if name in themes:
         return name
     choices = ", ".join(available_theme_names(themes)) or "(none)"
-    raise ConfigError(f"unknown theme {name!r}; available themes: {choices}")
+    raise UnknownThemeError("--theme", f"unknown theme {name!r}; available themes: {choices}")
 
 
 def initial_theme_name(
@@ -285,7 +294,7 @@ def initial_theme_name(
 ) -> tuple[str, list[str]]:
     """The theme to start with: ``--theme`` beats config.toml beats the default.
 
-    An unknown ``--theme`` is a usage error (`ConfigError`); an unknown name in
+    An unknown ``--theme`` is a usage error (`UnknownThemeError`); an unknown name in
     config.toml (a user theme since deleted or broken) only costs a warning line
     and falls back to the default, so the app still starts.
     """
