@@ -146,24 +146,19 @@ def summarize(
     are exact in float64). Ranks are 1-based: 1 + how many tokens score higher.
     """
     raw_lp = torch.log_softmax(raw.float(), dim=-1)  # [vocab]
-    proc_lp = raw_lp if processed is raw else torch.log_softmax(processed, dim=-1)  # [vocab]
     token_t = torch.as_tensor(token, device=raw.device).reshape(1)  # [1]
-    chosen_raw = raw_lp.index_select(0, token_t)  # [1]
-    chosen_proc = proc_lp.index_select(0, token_t)  # [1]
-    head = [
-        token_t.double(),
-        chosen_raw.double(),
-        (raw_lp > chosen_raw).sum().reshape(1).double() + 1,
-        torch.special.entr(raw_lp.exp()).sum().reshape(1).double(),
-        chosen_proc.double(),
-        (proc_lp > chosen_proc).sum().reshape(1).double() + 1,
-        torch.special.entr(proc_lp.exp()).sum().reshape(1).double(),
-    ]
+    raw_part = _chosen_stats(raw_lp, token_t)  # [3]
+    if processed is raw:  # greedy without penalty: one distribution, computed once
+        proc_lp, proc_part = raw_lp, raw_part
+    else:
+        proc_lp = torch.log_softmax(processed, dim=-1)  # [vocab]
+        proc_part = _chosen_stats(proc_lp, token_t)  # [3]
+    head = [token_t.double(), raw_part, proc_part]
     if top_n > 0:
         top_lp, top_ids = torch.topk(raw_lp, min(top_n, raw_lp.shape[-1]))  # [n] each
         head += [top_ids.double(), top_lp.double(), proc_lp.index_select(0, top_ids).double()]
     values = torch.cat(head).tolist()
-    n = (len(values) - 7) // 3
+    n = (len(values) - 7) // 3  # values: token, 3 raw, 3 processed, then 3 x top-n
     return StepStats(
         token_id=int(values[0]),
         logprob=values[1],
@@ -176,3 +171,15 @@ def summarize(
         top_logprobs=tuple(values[7 + n : 7 + 2 * n]),
         top_processed_logprobs=tuple(values[7 + 2 * n : 7 + 3 * n]),
     )
+
+
+def _chosen_stats(logprobs: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+    """[logprob, rank, entropy] of `token` under `logprobs` ([vocab]) as float64 [3].
+
+    Filtered entries (-inf) give 0 * -inf = nan in the entropy terms; nansum
+    drops them, which is their true contribution (0).
+    """
+    chosen = logprobs.index_select(0, token)  # [1]
+    rank = (logprobs > chosen).sum().reshape(1) + 1  # [1]
+    entropy = -(logprobs.exp() * logprobs).nansum().reshape(1)  # [1]
+    return torch.cat([chosen.double(), rank.double(), entropy.double()])
