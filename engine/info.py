@@ -6,6 +6,7 @@ generation config with where each value came from.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -186,7 +187,7 @@ def special_tokens(tokenizer: Any, eos_ids: tuple[int, ...]) -> dict[str, Any]:
     }
 
 
-def generation_table(params: SamplingParams, sources: dict[str, str]) -> dict[str, dict[str, Any]]:
+def generation_table(params: SamplingParams, sources: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     table = {}
     for name, source in sources.items():
         value = getattr(params, name)
