@@ -56,11 +56,16 @@ class FakeGeneration:
         params: SamplingParams,
         cancel: threading.Event,
         prompt_tokens: int,
+        prefix: Sequence[int] = (),
     ) -> None:
         self.backend, self.script, self.params = backend, [*script, END], params
         self.cancel_event = cancel
         self.prompt_tokens = prompt_tokens
-        self.steps: list[Step] = []
+        self.prefix = list(prefix)
+        # a stored reply being continued: its tokens stand in as plain steps
+        self.steps: list[Step] = [
+            Step(i, tid, "", "", False, 0.0, 1, 0.0, 0.0, 1, 0.0) for i, tid in enumerate(prefix)
+        ]
         self._finish: str | None = None
 
     # the protocol -------------------------------------------------------------------
@@ -287,11 +292,12 @@ class FakeBackend:
         *,
         allow_special: bool,
         cancel: threading.Event,
+        prefix: Sequence[int] = (),
     ) -> FakeGeneration:
         reply = self.replies[min(len(self.started), len(self.replies) - 1)]
         script = re.findall(r"\s*\S+", reply)
         prompt = self.render_prompt(messages, allow_special=allow_special)
-        gen = FakeGeneration(self, script, params, cancel, prompt.count)
+        gen = FakeGeneration(self, script, params, cancel, prompt.count, prefix)
         self.started.append(gen)
         return gen
 

@@ -11,6 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.theme import Theme
 
 from engine.errors import ConfigError
+from engine.session import Session
 from engine.spec import ModelSpec
 from tui import theming
 from tui.backend import Backend
@@ -39,6 +40,7 @@ class LogitlabApp(App[None]):
         *,
         settings: UISettings | None = None,
         recorder: Recorder | None = None,
+        session: Session | None = None,
         theme: str | None = None,
         persist_theme: bool = True,
     ) -> None:
@@ -46,6 +48,7 @@ class LogitlabApp(App[None]):
         super().__init__()
         self.backend, self.spec = backend, spec
         self.ui_settings, self.recorder = settings, recorder
+        self.initial_session = session
         self._persist_theme = persist_theme
         for item in self._themes.values():
             self.register_theme(item)
@@ -65,7 +68,13 @@ class LogitlabApp(App[None]):
             self.notify(problem, severity="warning", timeout=8)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.push_screen(
-            MainScreen(self.backend, self.spec, settings=self.ui_settings, recorder=self.recorder)
+            MainScreen(
+                self.backend,
+                self.spec,
+                settings=self.ui_settings,
+                recorder=self.recorder,
+                session=self.initial_session,
+            )
         )
 
     def _theme_changed(self, theme: Theme) -> None:
@@ -83,6 +92,9 @@ class LogitlabApp(App[None]):
             return
         main = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
         sections = main.binding_sections() if main else [("app", list(self.BINDINGS))]
+        own = getattr(self.screen, "binding_sections", None)  # e.g. the session browser
+        if own is not None and self.screen is not main:
+            sections = [*own(), *[s for s in sections if s[0] != "app"]]
         self.push_screen(HelpScreen(sections))
 
 
@@ -92,10 +104,14 @@ def make_app(
     *,
     settings: UISettings | None = None,
     recorder: Recorder | None = None,
+    session: Session | None = None,
     theme: str | None = None,
     persist_theme: bool = True,
 ) -> LogitlabApp:
-    """The app the CLI runs and the tests drive; `backend` defaults to the local engine."""
+    """The app the CLI runs and the tests drive; `backend` defaults to the local engine.
+
+    `recorder` saves the chat (None: nothing is saved); `session` is reopened at start.
+    """
     if backend is None:
         from tui.backend import EngineBackend
 
@@ -105,6 +121,7 @@ def make_app(
         spec or ModelSpec(),
         settings=settings,
         recorder=recorder,
+        session=session,
         theme=theme,
         persist_theme=persist_theme,
     )

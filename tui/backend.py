@@ -12,15 +12,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.chat import ChatMessage
+from engine.errors import GenerationError
 from engine.params import SamplingParams
 from engine.records import GenerationSummary, Proposal, Step
 from engine.spec import ModelSpec
 
 if TYPE_CHECKING:
+    from engine.decoder import Decoder
     from engine.loading import LoadedModel
 
 # (stage, fraction 0..1, detail) — the engine's LoadProgress, without importing torch
@@ -108,7 +110,12 @@ class Backend(Protocol):
         *,
         allow_special: bool,
         cancel: threading.Event,
-    ) -> Generation: ...
+        prefix: Sequence[int] = (),
+    ) -> Generation:
+        """A generation for the reply to `messages`. `prefix`: token ids of the reply
+        already generated (a stored reply being branched): prefilled with the prompt,
+        and the steps that follow are numbered from ``len(prefix)``."""
+        ...
 
 
 def visible(text: str) -> str:
@@ -164,15 +171,24 @@ class EngineBackend:
         *,
         allow_special: bool,
         cancel: threading.Event,
+        prefix: Sequence[int] = (),
     ) -> Generation:
         from tui.engine_views import prompt_ids
 
         ids = prompt_ids(self.loaded, messages, allow_special=allow_special)
-        return EngineGeneration(self.loaded, ids, params, cancel)
+        return EngineGeneration(self.loaded, ids, params, cancel, prefix=prefix)
 
 
 class EngineGeneration:
-    """`engine.decoder.Decoder` with its prompt, behind the `Generation` protocol."""
+    """`engine.decoder.Decoder` with its prompt, behind the `Generation` protocol.
+
+    A reply can continue from tokens no live decoder holds (a resumed session, a
+    reply from before a model reload): the decoder is prefilled with prompt +
+    `prefix` in one forward, and its steps are renumbered from ``len(prefix)`` so
+    indices match the stored reply. Rewinding into the prefix rebuilds the decoder
+    the same way. Text of the first new token is decoded without the prefix as
+    context, which is exact for byte-level BPE vocabularies (SmolLM2, GPT-2, Llama 3).
+    """
 
     def __init__(
         self,
@@ -180,26 +196,53 @@ class EngineGeneration:
         prompt_ids: list[int],
         params: SamplingParams,
         cancel: threading.Event,
+        *,
+        prefix: Sequence[int] = (),
     ) -> None:
+        self._loaded, self._params, self._cancel = loaded, params, cancel
+        self._prompt_ids = prompt_ids
+        self._prefix = [int(i) for i in prefix]
+        self._decoder = self._new_decoder()
+        self.prompt_tokens = len(prompt_ids)
+
+    def _new_decoder(self) -> Decoder:
         from engine.decoder import Decoder
 
-        self._decoder = Decoder(loaded, params, cancel=cancel)
-        self._prompt_ids = prompt_ids
-        self.prompt_tokens = len(prompt_ids)
+        params = self._params
+        if self._prefix:  # the length limit counts the whole reply, prefix included
+            remaining = max(1, params.max_new_tokens - len(self._prefix))
+            params = params.with_changes(max_new_tokens=remaining)
+        return Decoder(self._loaded, params, cancel=self._cancel)
 
     def prefill(self) -> float:
         started = time.perf_counter()
-        self._decoder.prefill(self._prompt_ids)
+        self._decoder.prefill([*self._prompt_ids, *self._prefix])
         return (time.perf_counter() - started) * 1000.0
 
     def propose(self) -> Proposal:
-        return self._decoder.propose()
+        proposal = self._decoder.propose()
+        if self._prefix:
+            proposal = replace(proposal, index=proposal.index + len(self._prefix))
+        return proposal
 
     def step(self, force: int | None = None) -> Step:
-        return self._decoder.step(force=force)
+        step = self._decoder.step(force=force)
+        if self._prefix:
+            step = replace(step, index=step.index + len(self._prefix))
+        return step
 
     def rewind(self, n: int) -> None:
-        self._decoder.rewind(n)
+        generated = list(self._decoder.generated_ids)
+        if n <= len(generated):
+            self._decoder.rewind(n)
+            return
+        keep = len(self._prefix) + len(generated) - n
+        if keep < 0:
+            raise GenerationError(f"cannot rewind {n} tokens: the reply has fewer")
+        self._prefix = [*self._prefix, *generated][:keep]
+        self._cancel.clear()
+        self._decoder = self._new_decoder()
+        self.prefill()
 
     def cancel(self) -> None:
         self._decoder.cancel()
@@ -213,4 +256,12 @@ class EngineGeneration:
         return self._decoder.finish_reason
 
     def summary(self) -> GenerationSummary:
-        return self._decoder.summary()
+        summary = self._decoder.summary()
+        if not self._prefix:
+            return summary
+        return replace(
+            summary,
+            prompt_tokens=len(self._prompt_ids),
+            completion_tokens=len(self._prefix) + summary.completion_tokens,
+            token_ids=(*self._prefix, *summary.token_ids),
+        )

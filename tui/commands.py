@@ -118,16 +118,68 @@ COMMANDS: tuple[PaletteCommand, ...] = (
         "copy", "Copy last reply", "To the clipboard (terminals with OSC 52)", "copy_reply", "f8"
     ),
     PaletteCommand("copy", "Copy selected token", "The selected token's text", "copy_token", "y"),
+    PaletteCommand(
+        "session",
+        "Browse sessions…",
+        "Saved sessions: search, open, rename, delete",
+        "browse_sessions",
+        "ctrl+o",
+    ),
+    PaletteCommand(
+        "session",
+        "New session",
+        "Clear the chat; the model and settings are kept",
+        "new_session",
+        "ctrl+n",
+    ),
+    PaletteCommand(
+        "session",
+        "Export session…",
+        "Write this session as JSON, TOML or Markdown",
+        "export_session",
+        "ctrl+e",
+    ),
+    PaletteCommand(
+        "session",
+        "Import session…",
+        "Add a session from a JSON or TOML export and open it",
+        "import_session",
+    ),
     PaletteCommand("app", "Help: keys", "Every key binding", "app.help", "f1"),
     PaletteCommand("app", "Quit", "Leave logitlab", "app.quit", "ctrl+q"),
+)
+
+# the session browser's own actions (its screen runs them, not the workbench)
+BROWSER_COMMANDS: tuple[PaletteCommand, ...] = (
+    PaletteCommand(
+        "browser", "Open session", "Session browser: open the selected session", "open", "enter"
+    ),
+    PaletteCommand(
+        "browser", "Rename session", "Session browser: retitle the selected session", "rename", "r"
+    ),
+    PaletteCommand(
+        "browser",
+        "Delete session",
+        "Session browser: delete the selected session (asks first)",
+        "delete",
+        "d",
+    ),
+    PaletteCommand(
+        "browser", "Search sessions", "Session browser: titles and message text", "search", "/"
+    ),
+    PaletteCommand("browser", "Close session browser", "Back to the workbench", "close", "esc"),
 )
 
 
 class AreaCommands(Provider):
     AREA = ""
+    SCOPE = "main"  # the screen whose actions these are ("any": the app's)
 
     def _commands(self) -> list[PaletteCommand]:
-        return [c for c in COMMANDS if c.area == self.AREA]
+        scope = getattr(self.screen, "palette_scope", "main")
+        if self.SCOPE not in ("any", scope):
+            return []
+        return [c for c in (*COMMANDS, *BROWSER_COMMANDS) if c.area == self.AREA]
 
     def _runner(self, action: str) -> Callable[[], object]:
         return partial(self.app.run_action, action, self.screen)
@@ -172,8 +224,18 @@ class CopyCommands(AreaCommands):
     AREA = "copy"
 
 
+class SessionCommands(AreaCommands):
+    AREA = "session"
+
+
+class BrowserCommands(AreaCommands):
+    AREA = "browser"
+    SCOPE = "browser"
+
+
 class AppCommands(AreaCommands):
     AREA = "app"
+    SCOPE = "any"
 
 
 PROVIDERS = (
@@ -182,5 +244,7 @@ PROVIDERS = (
     SettingsCommands,
     ViewCommands,
     CopyCommands,
+    SessionCommands,
+    BrowserCommands,
     AppCommands,
 )

@@ -8,9 +8,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from engine.chat import ChatMessage
 from engine.records import Step
+from engine.session import Alternative as StoredAlternative
+from engine.session import Session, SessionMessage
 
 
 @dataclass
@@ -91,10 +94,10 @@ class Conversation:
         reply.finish_reason = None
         return alternative
 
-    def chat_messages(self, system_prompt: str) -> list[ChatMessage]:
-        """The messages a new reply is generated from (completed turns only)."""
+    def chat_messages(self, system_prompt: str, *, upto: int | None = None) -> list[ChatMessage]:
+        """The messages a new reply is generated from (completed turns before `upto`)."""
         messages = [ChatMessage("system", system_prompt)] if system_prompt.strip() else []
-        for turn in self.turns:
+        for turn in self.turns[:upto]:
             if turn.complete:
                 if turn.role == "user":
                     messages.append(ChatMessage("user", turn.content))
@@ -104,3 +107,56 @@ class Conversation:
 
     def clear(self) -> None:
         self.turns.clear()
+
+
+# --- to and from stored sessions ------------------------------------------------------
+
+
+def _stamp(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def message_from_turn(turn: Turn) -> SessionMessage:
+    """What the store keeps of a completed turn (a snapshot: the turn may change later)."""
+    return SessionMessage(
+        role=turn.role,
+        content=turn.content,
+        created_at=_stamp(turn.created_at),
+        finish_reason=turn.finish_reason if turn.role == "assistant" else None,
+        steps=tuple(turn.steps),
+    )
+
+
+def _turn_alternative(message: SessionMessage, alt: StoredAlternative) -> Alternative:
+    # the store keeps only the unshared tail; the UI keeps the whole replaced reply
+    at = alt.branch_index
+    return Alternative(
+        content=alt.content,
+        finish_reason=alt.finish_reason,
+        steps=[*message.steps[:at], *alt.steps],
+        cut_at=at,
+        created_at=alt.created_at.timestamp(),
+    )
+
+
+def turns_from_session(session: Session) -> tuple[list[Turn], str | None]:
+    """The turns a stored session shows as, and the text of a system message if it has one."""
+    turns: list[Turn] = []
+    system: str | None = None
+    for message in session.messages:
+        if message.role == "system":
+            system = message.content if system is None else system
+            continue
+        turns.append(
+            Turn(
+                role=message.role,
+                content=message.content,
+                steps=list(message.steps),
+                finish_reason=message.finish_reason if message.role == "assistant" else None,
+                alternatives=[_turn_alternative(message, a) for a in message.alternatives],
+                created_at=message.created_at.timestamp(),
+            )
+        )
+        if message.role == "assistant" and turns[-1].finish_reason is None:
+            turns[-1].finish_reason = "stop"  # an imported reply without one: shown as complete
+    return turns, system

@@ -1,6 +1,9 @@
 """`GenerationRun`: one reply driven from a worker thread.
 
-The worker calls `run()` (or `resume_branch()`); the UI thread talks to it only
+The worker calls `run()` (or `resume_branch()`); a run built with a `prefix`
+continues a stored reply no live decoder holds (a resumed session, a reply from
+before a model reload): the backend prefills prompt + prefix and the run starts
+in step mode, waiting for the branch pick. The UI thread talks to it only
 through `accept` / `force` / `continue_free` / `stop` / `set_step_mode`, which
 put commands on a queue and set the cancel event. Events go back as messages
 through `post`, batched so the screen keeps up at any token rate.
@@ -43,8 +46,10 @@ class GenerationRun:
         *,
         allow_special: bool,
         step_mode: bool,
+        prefix: Sequence[int] = (),
     ) -> None:
         self.backend = backend
+        self.prefix = list(prefix)  # reply tokens kept from before (branching a stored reply)
         self.messages = list(messages)
         self.params = params
         self.allow_special = allow_special
@@ -95,6 +100,7 @@ class GenerationRun:
                 self.params,
                 allow_special=self.allow_special,
                 cancel=self.cancel_event,
+                prefix=self.prefix,
             )
             self.generation = gen
             prefill_ms = gen.prefill()

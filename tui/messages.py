@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.message import Message
 
 from engine.records import GenerationSummary, Proposal, Step
+from engine.session import Session, SessionSummary
 from tui.backend import ModelFacts, PromptView
 
 
@@ -71,3 +72,63 @@ class GenerationFailed(Message):
     def __init__(self, error: str) -> None:
         super().__init__()
         self.error = error
+
+
+# --- sessions -------------------------------------------------------------------------
+
+
+class SessionSaved(Message):
+    """The store committed a message (or settings) to the session `session_id`."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__()
+        self.session_id = session_id
+
+
+class SessionSaveFailed(Message):
+    """A store write failed; the chat goes on, the message is not saved."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+class SessionLoaded(Message):
+    """A stored (or just imported) session was read and should be shown."""
+
+    def __init__(self, session: Session, *, imported: bool = False) -> None:
+        super().__init__()
+        self.session, self.imported = session, imported
+
+
+class ExportReady(Message):
+    """The current session, freshly read, ready for the export dialog."""
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+
+
+class SessionExported(Message):
+    def __init__(self, path: str, fmt: str) -> None:
+        super().__init__()
+        self.path, self.fmt = path, fmt
+
+
+class SessionActionFailed(Message):
+    """Opening, exporting or importing a session failed; `error` says why."""
+
+    def __init__(self, what: str, error: str) -> None:
+        super().__init__()
+        self.what, self.error = what, error
+
+
+class SessionsListed(Message):
+    """The browser's rows for the search it asked for."""
+
+    def __init__(self, search: str, summaries: list[SessionSummary]) -> None:
+        super().__init__()
+        self.search, self.summaries = search, summaries
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, SessionsListed)

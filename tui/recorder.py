@@ -1,20 +1,43 @@
-"""The hook sessions plug into: the screen reports completed messages here.
+"""The hook sessions plug into: the screen reports what happened, a recorder keeps it.
 
-`NullRecorder` keeps nothing; the sessions UI (issue 6) supplies a recorder
-over `engine.store.SessionStore` that commits each message as it completes.
+The screen calls these on its own thread as things complete; a recorder must
+not block it. `NullRecorder` keeps nothing (tests, or sessions switched off);
+`tui.store_recorder.StoreRecorder` commits each message to the SQLite store.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from textual.message import Message
 
 from engine.params import SamplingParams
 from tui.backend import ModelFacts
 from tui.conversation import Alternative, Turn
 from tui.settings import UISettings
 
+if TYPE_CHECKING:
+    from engine.session import Session
+    from engine.store import SessionStore
+
+Post = Callable[[Message], object]
+
 
 class Recorder(Protocol):
+    #: the store behind the recorder, None when sessions are off in this run
+    store: SessionStore | None
+    #: why sessions are off when they should be on ("" otherwise)
+    problem: str
+
+    def attach(self, post: Post) -> None:
+        """Where to post `SessionSaved` / `SessionSaveFailed` (thread-safe)."""
+        ...
+
+    def notes(self) -> list[tuple[str, str]]:
+        """(message, severity) to show once at start: recovered or refused databases."""
+        ...
+
     def model_loaded(self, facts: ModelFacts) -> None: ...
 
     def message_completed(
@@ -23,8 +46,33 @@ class Recorder(Protocol):
 
     def alternative_added(self, turn: Turn, alternative: Alternative) -> None: ...
 
+    def settings_changed(self, settings: UISettings, params: SamplingParams) -> None: ...
+
+    def new_session(self) -> None:
+        """Forget the current session: the next message starts a new one."""
+        ...
+
+    def resume(self, session: Session, turns: Sequence[Turn]) -> None:
+        """Record into an opened session; `turns` are its messages as the screen holds them."""
+        ...
+
+    def current_session_id(self) -> str | None:
+        """The session being recorded into, after pending writes (call from a worker)."""
+        ...
+
+    def close(self) -> None: ...
+
 
 class NullRecorder:
+    store: SessionStore | None = None
+    problem = ""  # nothing to report: not saving is what was asked for
+
+    def attach(self, post: Post) -> None:
+        pass
+
+    def notes(self) -> list[tuple[str, str]]:
+        return []
+
     def model_loaded(self, facts: ModelFacts) -> None:
         pass
 
@@ -32,4 +80,19 @@ class NullRecorder:
         pass
 
     def alternative_added(self, turn: Turn, alternative: Alternative) -> None:
+        pass
+
+    def settings_changed(self, settings: UISettings, params: SamplingParams) -> None:
+        pass
+
+    def new_session(self) -> None:
+        pass
+
+    def resume(self, session: Session, turns: Sequence[Turn]) -> None:
+        pass
+
+    def current_session_id(self) -> str | None:
+        return None
+
+    def close(self) -> None:
         pass

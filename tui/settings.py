@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from engine.params import SamplingParams, Source, resolve_sampling
+from engine.params import FIELD_NAMES, SamplingParams, Source, resolve_sampling
 
 # (field, label, kind) in the order the Settings screen shows them
 FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -34,6 +34,20 @@ class UISettings:
 
     def with_changes(self, **changes: Any) -> UISettings:
         return replace(self, **changes)
+
+    def restored(
+        self, system_prompt: str, sampling: SamplingParams, generation_config: dict[str, Any]
+    ) -> UISettings:
+        """These settings with a saved session's: the sampling values that differ from
+        what the model would give on its own become the user's overrides, so a reopened
+        session samples exactly as it did and the sources still read "model" elsewhere."""
+        base, _sources = resolve_sampling(generation_config, {})
+        overrides = {
+            name: getattr(sampling, name)
+            for name in FIELD_NAMES
+            if getattr(sampling, name) != getattr(base, name)
+        }
+        return replace(self, system_prompt=system_prompt, overrides=overrides)
 
 
 def parse_value(name: str, kind: str, text: str) -> Any:

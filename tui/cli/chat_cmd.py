@@ -1,4 +1,4 @@
-"""`logitlab chat` (and bare `logitlab`): open the workbench."""
+"""`logitlab chat` (and bare `logitlab`): open the workbench, saving the chat as a session."""
 
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.config import load_config
+    from engine.errors import SessionError
     from tui import theming
     from tui.app import make_app
     from tui.settings import UISettings
+    from tui.store_recorder import StoreRecorder
 
     config = load_config()
     themes, _problems = theming.load_themes()
@@ -31,9 +33,16 @@ def run(args: argparse.Namespace) -> int:
     settings = UISettings(
         overrides=config.sampling.as_overrides(), allow_special=config.allow_special
     )
-    if args.session:
-        from engine.errors import SessionError
-
-        raise SessionError("resuming sessions (--session) is not available in this build yet")
-    make_app(spec=spec, settings=settings, theme=theme).run()
+    recorder = StoreRecorder.open_default()
+    try:
+        session = None
+        if args.session:  # an unknown id fails here, one line, before the TUI starts
+            if recorder.store is None:
+                raise SessionError(f"cannot resume {args.session}: {recorder.problem}")
+            session = recorder.store.get(args.session)
+        make_app(
+            spec=spec, settings=settings, recorder=recorder, session=session, theme=theme
+        ).run()
+    finally:
+        recorder.close()  # pending writes land before the process ends
     return 0

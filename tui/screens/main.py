@@ -8,12 +8,12 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Footer
 
 from engine.errors import InvalidParameterError
 from engine.params import SamplingParams
-from engine.records import Proposal
+from engine.records import Proposal, Step
+from engine.session import Session
 from engine.spec import ModelSpec
 from tui.backend import Backend, ModelFacts
 from tui.conversation import Conversation
@@ -27,6 +27,7 @@ from tui.messages import (
     StepsDecoded,
 )
 from tui.recorder import NullRecorder, Recorder
+from tui.screens.main_sessions import SessionActions
 from tui.settings import UISettings
 from tui.widgets.chat_pane import ChatPane
 from tui.widgets.inspector import Inspector
@@ -43,7 +44,7 @@ STEP_KEYS = [
 ]
 
 
-class MainScreen(Screen[None]):
+class MainScreen(SessionActions):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop", "Stop", id="gen.stop"),
         Binding("ctrl+t", "toggle_step_mode", "Step mode", id="gen.step_mode"),
@@ -54,6 +55,17 @@ class MainScreen(Screen[None]):
         Binding("f3", "pick_model", "Model", id="model.pick"),
         Binding("f4", "toggle_focus", "Tokens/prompt", id="view.focus"),
         Binding("f8", "copy_reply", "Copy reply", show=False, id="copy.reply"),
+        Binding("ctrl+o", "browse_sessions", "Sessions", id="session.browse"),
+        Binding("ctrl+n", "new_session", "New session", show=False, id="session.new"),
+        # priority: the prompt (a TextArea) has its own ctrl+e (end of line; End does it too)
+        Binding(
+            "ctrl+e",
+            "export_session",
+            "Export",
+            show=False,
+            priority=True,
+            id="session.export",
+        ),
     ]
 
     def __init__(
@@ -63,8 +75,10 @@ class MainScreen(Screen[None]):
         *,
         recorder: Recorder | None = None,
         settings: UISettings | None = None,
+        session: Session | None = None,
     ) -> None:
         super().__init__()
+        self.initial_session = session  # reopened at start (`--session ID`)
         self.backend = backend
         self.spec = spec
         self.recorder: Recorder = recorder or NullRecorder()
@@ -90,10 +104,16 @@ class MainScreen(Screen[None]):
         yield StatusBar(id="status")
         yield Footer()
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         self.query_one(ChatPane).border_title = "chat"
         self.query_one(TokenStream).border_title = "tokens  ←/→ h/l · b branch · y copy"
         self.query_one(PromptInput).focus()
+        self.recorder.attach(self.post_message)
+        for note, severity in self.recorder.notes():
+            self.notify(note, severity=severity, timeout=12)  # type: ignore[arg-type]
+        self._set_session(None)
+        if self.initial_session is not None:
+            await self.restore_session(self.initial_session)
         self.load_model(self.spec)
 
     def on_unmount(self) -> None:
@@ -119,6 +139,7 @@ class MainScreen(Screen[None]):
         status = self.query_one(StatusBar)
         status.model, status.device, status.dtype = facts.model_id, facts.device, facts.dtype
         status.quantize, status.context_window = facts.quantize, facts.context_window
+        self._apply_saved_settings()
         self._show_model()
         self.recorder.model_loaded(facts)
 
@@ -231,8 +252,10 @@ class MainScreen(Screen[None]):
             self.conversation.last_reply is not None
             and self.conversation.last_reply.finish_reason is None
         ):
-            self.conversation.finish("cancelled")
+            reply = self.conversation.finish("cancelled")
             await self.query_one(ChatPane).finish_reply("error")
+            if reply is not None and self._params is not None:
+                self.recorder.message_completed(reply, self.settings, self._params)
         self.query_one(StatusBar).state = "failed"
         self.refresh_bindings()
 
@@ -290,10 +313,13 @@ class MainScreen(Screen[None]):
         stream = self.query_one(TokenStream)
         reply = self.conversation.last_reply
         run = self.gen_run
-        if run is None or run.active or run.generation is None or reply is None:
+        if (run is not None and run.active) or reply is None or reply.finish_reason is None:
             self.notify(
                 "Branching works on the last reply once it has finished.", severity="warning"
             )
+            return
+        if self.facts is None:
+            self.notify("The model is still loading.", severity="warning")
             return
         at = stream.cursor
         if at is None or not 0 <= at < len(reply.steps):
@@ -303,9 +329,16 @@ class MainScreen(Screen[None]):
 
     async def _branch(self, at: int) -> None:
         reply, run = self.conversation.last_reply, self.gen_run
-        if reply is None or run is None:
+        if reply is None:
             return
         cut = len(reply.steps) - at
+        fresh = None
+        if run is None or run.generation is None:
+            # no live decoder (a reopened session, a reply from before a reload):
+            # rebuild one from the prompt and the kept prefix of the reply
+            fresh = self._rebuilt_run(reply.steps[:at])
+            if fresh is None:
+                return
         alternative = self.conversation.branch(at)
         self.recorder.alternative_added(reply, alternative)
         self.query_one(TokenStream).truncate(at)
@@ -313,7 +346,32 @@ class MainScreen(Screen[None]):
         note = f"⎇ branched at step {at}; kept alternative {len(reply.alternatives)}: …{tail[:60]}"
         await self.query_one(ChatPane).restart_reply(reply.content, note)
         self.query_one(StatusBar).state = "branching"
-        self._resume(run, cut)
+        if fresh is not None:
+            self.gen_run = fresh
+            self._generate(fresh)
+        elif run is not None:
+            self._resume(run, cut)
+
+    def _rebuilt_run(self, prefix: list[Step]) -> GenerationRun | None:
+        """A run that continues the last reply from `prefix`, in step mode."""
+        assert self.facts is not None
+        try:
+            params, _ = self.settings.resolve(self.facts.generation_config)
+        except InvalidParameterError as exc:
+            self.notify(str(exc), severity="error")
+            return None
+        self._params = params
+        messages = self.conversation.chat_messages(
+            self.settings.system_prompt, upto=len(self.conversation.turns) - 1
+        )
+        return GenerationRun(
+            self.backend,
+            messages,
+            params,
+            allow_special=self.settings.allow_special,
+            step_mode=True,
+            prefix=[s.token_id for s in prefix],
+        )
 
     def action_settings(self) -> None:
         from tui.screens.settings import SettingsScreen
@@ -326,6 +384,12 @@ class MainScreen(Screen[None]):
             self.settings = settings
             self._show_model()
             self.notify("Settings saved; they apply to the next reply.")
+            if self.facts is not None:
+                try:
+                    params, _ = settings.resolve(self.facts.generation_config)
+                except InvalidParameterError:
+                    return
+                self.recorder.settings_changed(settings, params)
 
     def action_pick_model(self) -> None:
         from tui.screens.model_picker import ModelPickerScreen

@@ -40,6 +40,18 @@ class ChatPane(VerticalScroll):
         await self.mount(self._reply)
         self._stream = Markdown.get_stream(self._reply)
 
+    async def add_reply(self, content: str, reason: str | None, alternatives: int = 0) -> None:
+        """A finished reply, whole (reopening a session): no stream, it is complete."""
+        if alternatives:
+            kept = f"⎇ {alternatives} alternative{'s' if alternatives > 1 else ''} kept"
+            await self.mount(Static(kept, classes="chat-note chat-branch", markup=False))
+        self._stream = None
+        self._reply = Markdown(content, classes="chat-reply")
+        await self.mount(self._reply)
+        note = FINISH_NOTES.get(reason or "")
+        if note:
+            await self.mount(Static(note, classes=f"chat-note chat-{reason}", markup=False))
+
     async def append(self, delta: str) -> None:
         if self._stream is not None and delta:
             await self._stream.write(delta)

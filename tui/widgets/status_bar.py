@@ -1,4 +1,4 @@
-"""One line: model, device, dtype, quantization, context, speed, TTFT, step mode."""
+"""One line: model, device, dtype, quantization, context, speed, TTFT, step mode, session."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ class StatusBar(Widget):
     ttft_ms: reactive[float | None] = reactive(None)
     step_mode: reactive[bool] = reactive(False)
     state: reactive[str] = reactive("")
+    session: reactive[str] = reactive("")  # "session 1a2b3c4d", "not saving", or nothing
 
     def render(self) -> Text:
         dim = self.get_component_rich_style("status-bar--dim")
@@ -43,4 +44,6 @@ class StatusBar(Widget):
         out.append(f" │ TTFT {ttft}")
         if self.state:
             out.append(f" │ {self.state}", dim)
+        if self.session:
+            out.append(f" │ {self.session}", dim)
         return out

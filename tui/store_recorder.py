@@ -1,0 +1,186 @@
+"""`StoreRecorder`: every chat is a session, every completed message committed as it completes.
+
+Writes go to one background writer thread, in order, so the event loop never
+waits on SQLite (a 256-token reply with its candidates is ~15 ms with
+``synchronous=FULL``; a long one more). The screen decides *what* to write on
+its own thread, from snapshots of its turns; the writer only talks to the
+store and posts `SessionSaved` / `SessionSaveFailed` back.
+
+Branching: the cut tail is not written when the branch starts. When the new
+reply completes, `SessionStore.replace_last_assistant` replaces the stored
+reply and keeps the part the new one no longer shares as an `Alternative`, so
+a crash mid-branch leaves the old reply whole.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from textual.message import Message
+
+from engine.errors import LogitlabError, StoreError
+from engine.params import SamplingParams
+from engine.session import ModelRecord, Session, SessionMessage, SessionSettings
+from engine.store import SessionStore
+from tui.backend import ModelFacts
+from tui.conversation import Alternative, Turn, message_from_turn
+from tui.messages import SessionSaved, SessionSaveFailed
+from tui.settings import UISettings
+
+FLUSH_TIMEOUT = 30.0
+
+
+def model_record(facts: ModelFacts) -> ModelRecord:
+    """How a session names the model that produced it."""
+    source = str(facts.info.get("source") or ("gguf" if facts.spec.is_default else "hub"))
+    return ModelRecord(
+        id=facts.model_id,
+        source=source,
+        device=facts.device,
+        dtype=facts.dtype,
+        quantize=facts.quantize,
+    )
+
+
+class StoreRecorder:
+    def __init__(self, store: SessionStore | None, *, problem: str = "") -> None:
+        self.store = store
+        self.problem = "" if store is not None else (problem or "no session store")
+        self._post: Callable[[Message], object] = lambda _m: None
+        self._facts: ModelFacts | None = None
+        self._stored: list[Turn] = []  # turns committed to the current session (UI thread)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logitlab-store")
+        # writer-thread state: touched only by jobs running on the writer
+        self._session_id: str | None = None
+        self._model: ModelRecord | None = None
+        self._settings: SessionSettings | None = None
+
+    @classmethod
+    def open_default(cls) -> StoreRecorder:
+        """Over the user's store; a database from a newer logitlab leaves sessions off."""
+        try:
+            return cls(SessionStore.open_default())
+        except StoreError as exc:
+            return cls(None, problem=str(exc))
+
+    # --- the Recorder protocol (UI thread) ----------------------------------------------
+
+    def attach(self, post: Callable[[Message], object]) -> None:
+        self._post = post
+
+    def notes(self) -> list[tuple[str, str]]:
+        if self.store is None:
+            return [(f"Sessions are not saved in this run: {self.problem}", "error")]
+        if self.store.recovered_from is not None:
+            return [
+                (
+                    "The session database was unreadable; it was moved to "
+                    f"{self.store.recovered_from} and a new one was started.",
+                    "warning",
+                )
+            ]
+        return []
+
+    def model_loaded(self, facts: ModelFacts) -> None:
+        # the session's model is updated with its next write: a session that is only
+        # looked at under another model keeps the model that produced it
+        self._facts = facts
+
+    def message_completed(self, turn: Turn, settings: UISettings, params: SamplingParams) -> None:
+        if self.store is None or self._facts is None:
+            return
+        replace_last = turn.role == "assistant" and any(t is turn for t in self._stored)
+        if not replace_last:
+            self._stored.append(turn)
+        message = message_from_turn(turn)
+        wanted = SessionSettings(settings.system_prompt, params)
+        record = model_record(self._facts)
+        self._submit(lambda: self._commit(message, replace_last, wanted, record))
+
+    def alternative_added(self, turn: Turn, alternative: Alternative) -> None:
+        # kept by replace_last_assistant when the branch completes (see module doc)
+        pass
+
+    def settings_changed(self, settings: UISettings, params: SamplingParams) -> None:
+        if self.store is None:
+            return
+        wanted = SessionSettings(settings.system_prompt, params)
+        self._submit(lambda: self._sync_settings(wanted))
+
+    def new_session(self) -> None:
+        self._stored = []
+        self._submit(self._reset)
+
+    def resume(self, session: Session, turns: Sequence[Turn]) -> None:
+        self._stored = list(turns)
+
+        def job() -> None:
+            self._session_id, self._model, self._settings = (
+                session.id,
+                session.model,
+                session.settings,
+            )
+
+        self._submit(job)
+
+    def current_session_id(self) -> str | None:
+        """Blocks until pending writes are done: call it from a worker thread."""
+        self.flush()
+        return self._session_id
+
+    def flush(self, timeout: float = FLUSH_TIMEOUT) -> None:
+        """Wait for every write submitted so far (workers and tests)."""
+        self._writer.submit(lambda: None).result(timeout)
+
+    def close(self) -> None:
+        """Finish pending writes, then close the store."""
+        self._writer.shutdown(wait=True)
+        if self.store is not None:
+            self.store.close()
+
+    # --- the writer thread --------------------------------------------------------------
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        self._writer.submit(self._guarded, job)
+
+    def _guarded(self, job: Callable[[], None]) -> None:
+        try:
+            job()
+        except (LogitlabError, sqlite3.Error, OSError) as exc:
+            self._post(SessionSaveFailed(str(exc)))
+        except Exception as exc:  # never kill the writer; say what happened
+            self._post(SessionSaveFailed(f"{type(exc).__name__}: {exc}"))
+
+    def _reset(self) -> None:
+        self._session_id = self._model = self._settings = None
+
+    def _commit(
+        self,
+        message: SessionMessage,
+        replace_last: bool,
+        settings: SessionSettings,
+        model: ModelRecord,
+    ) -> None:
+        store = self.store
+        assert store is not None
+        if self._session_id is None:
+            session = store.create(model, settings)
+            self._session_id, self._model, self._settings = session.id, model, settings
+        sid = self._session_id
+        if model != self._model:
+            store.update_model(sid, model)
+            self._model = model
+        self._sync_settings(settings)
+        if replace_last:
+            store.replace_last_assistant(sid, message)
+        else:
+            store.append_message(sid, message)
+        self._post(SessionSaved(sid))
+
+    def _sync_settings(self, settings: SessionSettings) -> None:
+        if self._session_id is None or self.store is None or settings == self._settings:
+            return
+        self.store.update_settings(self._session_id, settings)
+        self._settings = settings
