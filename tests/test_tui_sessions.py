@@ -284,6 +284,15 @@ async def test_export_writes_a_file_import_accepts(
         assert [m.content for m in imported.messages] == [m.content for m in session.messages]
         assert imported.messages[1].steps == session.messages[1].steps
         await until(pilot, lambda: any(str(target) in n.message for n in app._notifications))
+        # the extension typed says the format
+        await pilot.press("ctrl+e")
+        await until(pilot, lambda: isinstance(app.screen, ExportScreen) and app.screen.is_mounted)
+        await pilot.pause()
+        markdown = tmp_path / "out.md"
+        app.screen.query_one("#export-path", Input).value = str(markdown)
+        await pilot.press("enter")
+        await until(pilot, lambda: markdown.exists())
+        assert markdown.read_text().startswith("#")
 
 
 async def test_import_bad_file_names_the_field_and_stores_nothing(

@@ -22,6 +22,7 @@ FORMATS: tuple[tuple[str, str, str], ...] = (
     ("markdown", "Markdown", "md"),
 )
 EXTENSIONS = {fmt: ext for fmt, _label, ext in FORMATS}
+BY_SUFFIX = {".json": "json", ".toml": "toml", ".md": "markdown", ".markdown": "markdown"}
 
 
 def slug(title: str, limit: int = 40) -> str:
@@ -106,7 +107,8 @@ class ExportScreen(ModalScreen[ExportRequest | None]):
             self._confirm_overwrite = path
             error.update(f"{path} exists: Enter again to overwrite it")
             return
-        self.dismiss(ExportRequest(self.fmt, path))
+        # a path typed with a known extension says the format (out.md is Markdown)
+        self.dismiss(ExportRequest(BY_SUFFIX.get(path.suffix.lower(), self.fmt), path))
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
