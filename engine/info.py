@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine.params import SamplingParams, resolve_sampling
+from engine.tokens import special_tokens_summary
 
 if TYPE_CHECKING:
     from engine.loading import LoadedModel
@@ -72,7 +73,7 @@ def describe(loaded: LoadedModel) -> ModelInfo:
         config=config_essentials(config, loaded.context_window),
         parameters=parameter_counts(model),
         memory_bytes=int(model.get_memory_footprint()),
-        special_tokens=special_tokens(loaded.tokenizer, loaded.eos_token_ids),
+        special_tokens=special_tokens_summary(loaded.tokenizer, loaded.eos_token_ids),
         generation=generation_table(params, sources),
         module_tree=str(model),
     )
@@ -168,26 +169,9 @@ def _kind(name: str) -> str:
     return "other"
 
 
-def special_tokens(tokenizer: Any, eos_ids: tuple[int, ...]) -> dict[str, Any]:
-    named = {}
-    for role in ("bos_token", "eos_token", "pad_token", "unk_token"):
-        token = getattr(tokenizer, role, None)
-        if token is not None:
-            named[role] = {"token": str(token), "id": tokenizer.convert_tokens_to_ids(str(token))}
-    additional = [
-        {"token": str(t), "id": tokenizer.convert_tokens_to_ids(str(t))}
-        for t in getattr(tokenizer, "additional_special_tokens", None) or []
-    ]
-    return {
-        **named,
-        "additional": additional,
-        "eos_ids": list(eos_ids),
-        "vocab_size": len(tokenizer),
-        "has_chat_template": bool(getattr(tokenizer, "chat_template", None)),
-    }
-
-
-def generation_table(params: SamplingParams, sources: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+def generation_table(
+    params: SamplingParams, sources: Mapping[str, str]
+) -> dict[str, dict[str, Any]]:
     table = {}
     for name, source in sources.items():
         value = getattr(params, name)

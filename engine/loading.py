@@ -114,14 +114,64 @@ def load(spec: ModelSpec, progress: ProgressCallback | None = None) -> LoadedMod
         checkpoint_dir=checkpoint,
         device=device,
         dtype=dtype if spec.quantize == "none" else _compute_dtype(model, dtype),
-        context_window=_context_window(model, tokenizer),
-        eos_token_ids=_eos_ids(model, tokenizer),
+        context_window=_context_window(model.config, tokenizer),
+        eos_token_ids=_eos_ids(model.generation_config, model.config, tokenizer),
         generation_config_file=_generation_config_file(checkpoint),
         converted=converted,
     )
     loaded.load_seconds = time.perf_counter() - started
     report(LoadProgress("ready", 1.0, f"{model_id} on {device} ({loaded.dtype_name})"))
     return loaded
+
+
+@dataclass(frozen=True)
+class LoadedTokenizer:
+    """A model's tokenizer and the facts about it that need no weights."""
+
+    tokenizer: Any
+    spec: ModelSpec
+    source: SourceKind
+    model_id: str
+    checkpoint_dir: Path
+    context_window: int
+    eos_token_ids: tuple[int, ...]
+
+
+def load_tokenizer(spec: ModelSpec, progress: ProgressCallback | None = None) -> LoadedTokenizer:
+    """Only the tokenizer of what `spec` names: no weights are read (after a GGUF
+    file's one-time conversion), so `logitlab tokenize` answers in about a second."""
+    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+    report = progress or (lambda _p: None)
+    report(LoadProgress("resolving", 0.0, spec.display_name))
+    with _quiet_transformers():
+        source, checkpoint, model_id, _ = _resolve_checkpoint(spec, report)
+        report(LoadProgress("loading weights", 0.6, f"{model_id} (tokenizer only)"))
+        try:
+            config = AutoConfig.from_pretrained(
+                checkpoint, trust_remote_code=spec.trust_remote_code
+            )
+            tokenizer = AutoTokenizer.from_pretrained(
+                checkpoint, trust_remote_code=spec.trust_remote_code
+            )
+        except Exception as exc:
+            raise CorruptModelError(
+                f"cannot load the tokenizer of {model_id} ({_short(exc)})"
+            ) from None
+        try:
+            generation_config: Any = GenerationConfig.from_pretrained(checkpoint)
+        except Exception:  # no generation_config.json: the config's ids are used
+            generation_config = None
+    report(LoadProgress("ready", 1.0, model_id))
+    return LoadedTokenizer(
+        tokenizer=tokenizer,
+        spec=spec,
+        source=source,
+        model_id=model_id,
+        checkpoint_dir=checkpoint,
+        context_window=_context_window(config, tokenizer),
+        eos_token_ids=_eos_ids(generation_config, config, tokenizer),
+    )
 
 
 # --- resolving the source ----------------------------------------------------------
@@ -381,8 +431,7 @@ def _compute_dtype(model: Any, fallback: torch.dtype) -> torch.dtype:
     return fallback
 
 
-def _context_window(model: Any, tokenizer: Any) -> int:
-    config = model.config
+def _context_window(config: Any, tokenizer: Any) -> int:
     for name in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
         value = getattr(config, name, None)
         if isinstance(value, int) and value > 0:
@@ -391,12 +440,12 @@ def _context_window(model: Any, tokenizer: Any) -> int:
     return limit if isinstance(limit, int) and 0 < limit < 10_000_000 else 2048
 
 
-def _eos_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:
+def _eos_ids(generation_config: Any, config: Any, tokenizer: Any) -> tuple[int, ...]:
     """Every id generation stops on: generation config, model config and tokenizer."""
     found: list[int] = []
     for value in (
-        getattr(model.generation_config, "eos_token_id", None),
-        getattr(model.config, "eos_token_id", None),
+        getattr(generation_config, "eos_token_id", None),
+        getattr(config, "eos_token_id", None),
         getattr(tokenizer, "eos_token_id", None),
     ):
         for item in value if isinstance(value, list | tuple) else [value]:

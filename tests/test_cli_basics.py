@@ -47,7 +47,8 @@ def test_info_json_describes_the_model(info_json: dict[str, Any]) -> None:
     assert info_json["config"]["layers"] == 30
     assert info_json["config"]["kv_heads"] == 3
     assert info_json["config"]["context_length"] == 8192
-    assert info_json["special_tokens"]["eos_token"] == {"token": "<|im_end|>", "id": 2}
+    assert info_json["special_tokens"]["eos"] == {"token": "<|im_end|>", "id": 2}
+    assert info_json["special_tokens"]["eos_ids"] == [2]
     assert info_json["generation"]["temperature"] == {"value": 0.0, "source": "transformers"}
     assert "LlamaDecoderLayer" in info_json["module_tree"]
     assert info_json["dtype"] == "float32" and info_json["device"] == "cpu"

@@ -284,3 +284,27 @@ def test_cuda_quantized(tiny_model_dir: Path, quantize: str) -> None:
     with torch.inference_mode():
         logits = loaded.model(torch.tensor([[1, 2, 3]], device=loaded.device)).logits
     assert torch.isfinite(logits).all()
+
+
+# --- tokenizer only -------------------------------------------------------------------
+
+
+def test_load_tokenizer_reads_no_weights(real_model: Any) -> None:
+    from engine.loading import load_tokenizer
+
+    only = load_tokenizer(ModelSpec(device="cpu"))
+    assert only.model_id == real_model.model_id
+    assert only.checkpoint_dir == real_model.checkpoint_dir
+    assert only.eos_token_ids == real_model.eos_token_ids
+    assert only.context_window == real_model.context_window
+    text = "Hello, 世界 👋"
+    assert only.tokenizer(text)["input_ids"] == real_model.tokenizer(text)["input_ids"]
+
+
+def test_load_tokenizer_reports_the_same_errors() -> None:
+    from engine.loading import load_tokenizer
+
+    with pytest.raises(errors.ModelNotFoundError):
+        load_tokenizer(ModelSpec(model="/no/such/model/dir"))
+    with pytest.raises(errors.HubUnreachableError):
+        load_tokenizer(ModelSpec(model="no-such-org/no-such-model-xyz"))

@@ -1,7 +1,8 @@
 """`logitlab tokenize`: table and JSON output, --chat, stdin, the injection guard.
 
-The CLI is run in-process through `main()` with `engine.loading.load` patched to
-return the session's already-loaded bundled model, so no test loads a model.
+The CLI is run in-process through `main()` with `engine.loading.load_tokenizer`
+patched to return the session's already-loaded bundled model, so no test loads
+one (the real tokenizer-only path is covered in test_loading.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.real_model
 def loaded_once(real_model: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     import engine.loading
 
-    monkeypatch.setattr(engine.loading, "load", lambda spec, progress=None: real_model)
+    monkeypatch.setattr(engine.loading, "load_tokenizer", lambda spec, progress=None: real_model)
     return real_model
 
 

@@ -82,12 +82,6 @@ def _plain_view(
 
 
 def _special_map(loaded: LoadedModel) -> dict[str, Any]:
-    from engine import chat
+    from engine.tokens import special_tokens_summary
 
-    summary = getattr(chat, "special_tokens_summary", None)
-    if summary is not None:
-        try:
-            return dict(summary(loaded.tokenizer, loaded.eos_token_ids))
-        except Exception:  # a view is a nicety; never fail a prompt over it
-            pass
-    return dict(loaded.info.special_tokens)
+    return special_tokens_summary(loaded.tokenizer, loaded.eos_token_ids)

@@ -57,10 +57,11 @@ def format_text(info: dict[str, Any], *, tree: bool = False) -> str:
         "",
         "special tokens",
         *(
-            f"  {role:<20} {value['token']!r} (id {value['id']})"
+            f"  {role + ' token':<20} {value['token']!r} (id {value['id']})"
             for role, value in info["special_tokens"].items()
             if isinstance(value, dict)
         ),
+        f"  {'chat template':<20} {info['special_tokens']['chat_template_source']}",
         f"  {'eos ids':<20} {info['special_tokens']['eos_ids']}",
         f"  {'vocab size':<20} {info['special_tokens']['vocab_size']}",
         "",

@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.errors import InvalidParameterError
-    from engine.loading import load
+    from engine.loading import load_tokenizer
 
     if args.system is not None and not args.chat:
         raise InvalidParameterError("--system", "only applies with --chat")
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameterError("--no-generation-prompt", "only applies with --chat")
     text = read_text(args.text, sys.stdin)
     spec = model_spec_from(args)
-    tokenizer = load(spec).tokenizer
+    tokenizer = load_tokenizer(spec).tokenizer  # no weights: answers in about a second
     view, warnings = build_view(tokenizer, text, args)
     for warning in warnings:
         print(f"logitlab: warning: {warning}", file=sys.stderr)

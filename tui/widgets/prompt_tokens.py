@@ -10,6 +10,8 @@ from textual.widgets import Static
 from tui.backend import PromptView
 
 ORIGINS = ("template", "system", "user", "assistant", "text")
+# shown elsewhere or too long for the map: the template itself is the token view above
+_NOT_LISTED = frozenset({"chat_template", "added_tokens", "eos_tokens"})
 
 
 class PromptTokens(Static):
@@ -49,8 +51,13 @@ class PromptTokens(Static):
                 out.append("\n")
         out.append("\n\nspecial tokens\n", style="bold")
         for name, value in view.special_tokens.items():
+            if name in _NOT_LISTED:
+                continue
             if isinstance(value, dict) and "token" in value:
                 out.append(f"  {name:<12} {value['token']} (id {value.get('id')})\n")
+            elif name == "additional" and value:
+                listed = ", ".join(f"{v['token']} ({v['id']})" for v in value)
+                out.append(f"  {name:<12} {listed}\n", dim)
             elif isinstance(value, list | tuple | int | str | bool):
                 out.append(f"  {name:<12} {value}\n", dim)
         out.append("\nids: ", dim)
