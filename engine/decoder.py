@@ -120,10 +120,10 @@ class Decoder:
     def step(self, force: int | None = None) -> Step:
         """Commit one token: the sampler's pick, or `force` (step-through choice)."""
         self._check_can_step()
-        started = time.perf_counter()
         if force is not None:
             self._check_token(force)
-        draw = self._draw()
+        draw = self._draw()  # timed on its own (it may have run in propose())
+        started = time.perf_counter()
         stats = draw.stats
         if force is not None and force != stats.token_id:
             stats = summarize(draw.raw, draw.processed, force, self.params.top_logprobs)
@@ -332,7 +332,10 @@ class Decoder:
         return self._logits
 
     def _mark_seen(self, ids: Sequence[int]) -> None:
+        """Track ids for the repetition penalty (skipped when there is none: hot path)."""
         assert self._seen is not None
+        if self.params.repetition_penalty == 1.0:
+            return
         vocab = self._seen.shape[0]
         index = torch.tensor([i for i in ids if 0 <= i < vocab], dtype=torch.long)
         self._seen[index.to(self._device)] = True
