@@ -49,6 +49,10 @@ def register(subparsers: Any) -> None:
         help="candidates recorded per token, 0-50 (default: 10 for jsonl, 0 for text)",
     )
     parser.add_argument("--format", choices=("text", "jsonl"), default="text")
+    parser.add_argument(
+        "--save", action="store_true", help="store the run as a session; its id goes to stderr"
+    )
+    parser.add_argument("--title", metavar="T", help="session title for --save")
     parser.set_defaults(run=run)
 
 
@@ -69,9 +73,12 @@ def run(args: argparse.Namespace) -> int:
     prompt = _read_prompt(args.prompt)
     if args.raw and args.system is not None:
         raise InvalidParameterError("--system", "cannot be combined with --raw")
+    if args.title is not None and not args.save:
+        raise InvalidParameterError("--title", "only applies with --save")
     overrides = {**sampling_overrides(args), "top_logprobs": _top_logprobs(args)}
     resolve_sampling({}, overrides)  # bad values fail now, before the model loads
     spec = model_spec_from(args)
+    store = _open_store() if args.save else None  # a refused database fails before the work
     loaded = load(spec)
     params, _sources = resolve_sampling(loaded.generation_config_file, overrides)
     prompt_ids = build_prompt_ids(loaded, prompt, raw=args.raw, system=args.system)
@@ -80,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     with _sigint_sets(cancel):
         result = generate(loaded, prompt_ids, params, cancel=cancel, on_step=sink.step)
     sink.finish(result)
+    if store is not None:
+        session = save_run(store, loaded, params, prompt, args.system, result, args.title)
+        print(f"logitlab: saved session {session.id}", file=sys.stderr)
     return EXIT_INTERRUPTED if result.summary.finish_reason == "cancelled" else EXIT_OK
 
 
@@ -104,6 +114,47 @@ def generate(
         steps=tuple(decoder.steps),
         summary=decoder.summary(),
         prompt_ids=tuple(decoder.prompt_ids),
+    )
+
+
+def _open_store() -> Any:
+    from engine.store import SessionStore
+
+    store = SessionStore.open_default()
+    if store.recovered_from is not None:
+        print(
+            f"logitlab: warning: the session database was unreadable and was moved to "
+            f"{store.recovered_from}",
+            file=sys.stderr,
+        )
+    return store
+
+
+def save_run(
+    store: Any,
+    loaded: Any,
+    params: Any,
+    prompt: str,
+    system: str | None,
+    result: GenerationResult,
+    title: str | None,
+) -> Any:
+    """Store the run as a new session: the user message and the reply with its steps
+    (a cancelled reply is stored as cancelled)."""
+    from engine.session import (
+        ModelRecord,
+        SessionMessage,
+        SessionSettings,
+        reply_from_steps,
+        utc_now,
+    )
+    from engine.store import save_generation
+
+    messages = [SessionMessage("user", prompt, utc_now())]
+    reply = reply_from_steps(result.steps, result.summary.finish_reason)
+    settings = SessionSettings(system_prompt=system or "", sampling=params)
+    return save_generation(
+        store, ModelRecord.from_loaded(loaded), settings, [*messages, reply], title
     )
 
 
