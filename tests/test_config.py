@@ -214,3 +214,31 @@ def test_engine_config_is_headless() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_chat_merges_config_model_defaults_under_cli_flags() -> None:
+    import argparse
+
+    from engine.config import ModelDefaults
+    from tui.cli.chat_cmd import merge_model_defaults
+
+    defaults = ModelDefaults(model=None, device="cpu", dtype="bfloat16", quantize="8bit")
+    typed = argparse.Namespace(
+        model=None,
+        gguf_file=None,
+        device="auto",
+        dtype="float32",
+        quantize="none",
+        trust_remote_code=False,
+    )
+    merged = merge_model_defaults(typed, defaults)
+    assert (merged.model, merged.device, merged.dtype, merged.quantize) == (
+        None,
+        "cpu",
+        "float32",
+        "8bit",
+    )
+    other = ModelDefaults(model="./m", gguf_file="m.gguf")
+    given = argparse.Namespace(**{**vars(typed), "model": "./other"})
+    merged = merge_model_defaults(given, other)
+    assert merged.model == "./other" and merged.gguf_file is None

@@ -359,3 +359,22 @@ def test_readme_example_is_a_valid_theme_and_lists_every_variable() -> None:
     default_file = (shipped_themes_dir() / f"{DEFAULT_THEME}.toml").read_text()  # type: ignore[operator]
     for key in (*REQUIRED_FIELDS, *THEME_VARIABLES, "boost", "text_alpha"):
         assert key in default_file
+
+
+def test_start_up_notices_are_shown_in_the_app(tmp_path: Path) -> None:
+    """A configured theme that no longer exists falls back with a visible warning."""
+    asyncio.run(_notices_shown(tmp_path))
+
+
+async def _notices_shown(tmp_path: Path) -> None:
+    from tests.tui_helpers import SIZE, fake_app, ready
+    from tui import theming
+
+    themes = theming.load_themes(tmp_path / "none")
+    name, warnings = theming.initial_theme_name(None, "gone-theme", themes[0])
+    assert name == theming.DEFAULT_THEME and warnings
+    app = fake_app(theme=name, themes=themes, notices=warnings)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        assert any("gone-theme" in n.message for n in app._notifications)
+        assert app.theme == theming.DEFAULT_THEME

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -43,8 +44,11 @@ class LogitlabApp(App[None]):
         session: Session | None = None,
         theme: str | None = None,
         persist_theme: bool = True,
+        themes: tuple[dict[str, Theme], list[str]] | None = None,
+        notices: Sequence[str] = (),
     ) -> None:
-        self._themes, self._theme_problems = theming.load_themes()
+        self._themes, problems = themes if themes is not None else theming.load_themes()
+        self._theme_problems = [*problems, *notices]
         super().__init__()
         self.backend, self.spec = backend, spec
         self.ui_settings, self.recorder = settings, recorder
@@ -107,10 +111,13 @@ def make_app(
     session: Session | None = None,
     theme: str | None = None,
     persist_theme: bool = True,
+    themes: tuple[dict[str, Theme], list[str]] | None = None,
+    notices: Sequence[str] = (),
 ) -> LogitlabApp:
     """The app the CLI runs and the tests drive; `backend` defaults to the local engine.
 
-    `recorder` saves the chat (None: nothing is saved); `session` is reopened at start.
+    `recorder` saves the chat (None: nothing is saved); `session` is reopened at start;
+    `themes` are the already loaded (themes, problems); `notices` are shown at start.
     """
     if backend is None:
         from tui.backend import EngineBackend
@@ -124,4 +131,6 @@ def make_app(
         session=session,
         theme=theme,
         persist_theme=persist_theme,
+        themes=themes,
+        notices=notices,
     )

@@ -25,11 +25,9 @@ def run(args: argparse.Namespace) -> int:
     from tui.store_recorder import StoreRecorder
 
     config = load_config()
-    themes, _problems = theming.load_themes()
-    theme, _warnings = theming.initial_theme_name(args.theme, config.theme, themes)
-    spec = model_spec_from(args)
-    if spec.is_default and args.device == "auto" and config.model.model is not None:
-        spec = config.model.to_spec(trust_remote_code=args.trust_remote_code)
+    themes, problems = theming.load_themes()
+    theme, warnings = theming.initial_theme_name(args.theme, config.theme, themes)
+    spec = model_spec_from(merge_model_defaults(args, config.model))
     settings = UISettings(
         overrides=config.sampling.as_overrides(), allow_special=config.allow_special
     )
@@ -41,8 +39,29 @@ def run(args: argparse.Namespace) -> int:
                 raise SessionError(f"cannot resume {args.session}: {recorder.problem}")
             session = recorder.store.get(args.session)
         make_app(
-            spec=spec, settings=settings, recorder=recorder, session=session, theme=theme
+            spec=spec,
+            settings=settings,
+            recorder=recorder,
+            session=session,
+            theme=theme,
+            themes=(themes, problems),
+            notices=warnings,
         ).run()
     finally:
         recorder.close()  # pending writes land before the process ends
     return 0
+
+
+def merge_model_defaults(args: argparse.Namespace, defaults: Any) -> argparse.Namespace:
+    """Command-line model options over config.toml's ``[model]``, field by field.
+
+    An option left at its command-line default (no --model, ``auto``, ``none``)
+    takes the config file's value; one the user typed always wins.
+    """
+    merged = argparse.Namespace(**vars(args))
+    merged.model = args.model or defaults.model
+    merged.gguf_file = args.gguf_file or (defaults.gguf_file if not args.model else None)
+    merged.device = args.device if args.device != "auto" else defaults.device
+    merged.dtype = args.dtype if args.dtype != "auto" else defaults.dtype
+    merged.quantize = args.quantize if args.quantize != "none" else defaults.quantize
+    return merged
