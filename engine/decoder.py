@@ -97,10 +97,10 @@ class Decoder:
                 f"the prompt is {len(ids)} tokens but the model's context window is "
                 f"{self._context}; shorten it to at most {self._context - 1} tokens"
             )
-        from transformers import DynamicCache
+        from engine.kv_cache import new_cache
 
         started = time.perf_counter()
-        self._cache = DynamicCache(config=self._model.config)
+        self._cache = new_cache(self._model.config)
         self._logits = self._forward(ids)
         self._seen = torch.zeros(self._logits.shape[-1], dtype=torch.bool, device=self._device)
         self._mark_seen(ids)
