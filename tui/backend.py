@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.chat import ChatMessage
+from engine.engine_thread import EngineThread
 from engine.errors import GenerationError
 from engine.params import SamplingParams
 from engine.records import GenerationSummary, Proposal, Step
@@ -126,12 +127,19 @@ def visible(text: str) -> str:
 class EngineBackend:
     """The local transformers engine behind the `Backend` protocol."""
 
-    def __init__(self, preloaded: LoadedModel | None = None) -> None:
+    def __init__(
+        self, preloaded: LoadedModel | None = None, *, thread: EngineThread | None = None
+    ) -> None:
         # a model already loaded (tests share one) is used by the first load()
         self._preloaded = preloaded
         self._loaded: LoadedModel | None = None
+        # every torch call runs on this one thread: see engine/engine_thread.py for why
+        self._thread = thread or EngineThread()
 
     def load(self, spec: ModelSpec, progress: ProgressFn) -> ModelFacts:
+        return self._thread.call(self._load, spec, progress)
+
+    def _load(self, spec: ModelSpec, progress: ProgressFn) -> ModelFacts:
         if self._preloaded is not None:
             loaded, self._preloaded = self._preloaded, None
             progress("ready", 1.0, loaded.model_id)
@@ -176,7 +184,9 @@ class EngineBackend:
         from tui.engine_views import prompt_ids
 
         ids = prompt_ids(self.loaded, messages, allow_special=allow_special)
-        return EngineGeneration(self.loaded, ids, params, cancel, prefix=prefix)
+        return self._thread.call(
+            EngineGeneration, self.loaded, ids, params, cancel, prefix=prefix, thread=self._thread
+        )
 
 
 class EngineGeneration:
@@ -198,8 +208,10 @@ class EngineGeneration:
         cancel: threading.Event,
         *,
         prefix: Sequence[int] = (),
+        thread: EngineThread | None = None,
     ) -> None:
         self._loaded, self._params, self._cancel = loaded, params, cancel
+        self._thread = thread or EngineThread()
         self._prompt_ids = prompt_ids
         self._prefix = [int(i) for i in prefix]
         self._decoder = self._new_decoder()
@@ -216,22 +228,25 @@ class EngineGeneration:
 
     def prefill(self) -> float:
         started = time.perf_counter()
-        self._decoder.prefill([*self._prompt_ids, *self._prefix])
+        self._thread.call(self._decoder.prefill, [*self._prompt_ids, *self._prefix])
         return (time.perf_counter() - started) * 1000.0
 
     def propose(self) -> Proposal:
-        proposal = self._decoder.propose()
+        proposal = self._thread.call(self._decoder.propose)
         if self._prefix:
             proposal = replace(proposal, index=proposal.index + len(self._prefix))
         return proposal
 
     def step(self, force: int | None = None) -> Step:
-        step = self._decoder.step(force=force)
+        step = self._thread.call(self._decoder.step, force=force)
         if self._prefix:
             step = replace(step, index=step.index + len(self._prefix))
         return step
 
     def rewind(self, n: int) -> None:
+        self._thread.call(self._rewind, n)
+
+    def _rewind(self, n: int) -> None:
         generated = list(self._decoder.generated_ids)
         if n <= len(generated):
             self._decoder.rewind(n)
