@@ -11,6 +11,7 @@ from textual.pilot import Pilot
 from tests.fake_engine import FakeBackend
 from tests.tui_helpers import fake_app, main_screen, ready, send, until
 from tui.screens.loading import LoadingScreen
+from tui.widgets.step_view import StepView
 from tui.widgets.token_stream import TokenStream
 
 SIZE = (100, 30)
@@ -34,8 +35,11 @@ async def mid_reply(pilot: Pilot[None]) -> None:
     screen = await ready(pilot)
     screen.query_one("#prompt").cursor_blink = False  # type: ignore[attr-defined]
     await send(pilot, "What is the capital of France?")
-    await until(pilot, lambda: len(screen.query_one(TokenStream).steps) == 6)
-    await pilot.pause(0.3)
+    stream = screen.query_one(TokenStream)
+    await until(pilot, lambda: len(stream.steps) == 6)
+    # while a reply streams the inspector catches up on a timer: wait for it
+    await until(pilot, lambda: screen.query_one(StepView).shown is stream.steps[-1])
+    await pilot.pause(0.1)
 
 
 def test_main_screen_mid_reply(snap_compare, paused: FakeBackend) -> None:

@@ -58,6 +58,8 @@ class GenerationRun:
         self.generation: Generation | None = None
         self.active = True  # created to run at once; False when the worker ends
         self.waiting = False  # step mode: a proposal is shown, waiting for a choice
+        # seconds between batches; the screen paces it to what painting costs (tui/pacing.py)
+        self.batch_seconds = BATCH_SECONDS
         self._commands: queue.Queue[str | int] = queue.Queue()
 
     # --- called from the UI thread ----------------------------------------------------
@@ -134,30 +136,20 @@ class GenerationRun:
             self.active = self.waiting = False
 
     def _drive(self, gen: Generation, post: Post) -> None:
-        batch: list[Step] = []
-        last_flush = time.perf_counter()
-        first = True
-
-        def flush() -> None:
-            nonlocal last_flush
-            if batch:
-                post(StepsDecoded(tuple(batch)))
-                batch.clear()
-            last_flush = time.perf_counter()
-
-        while not gen.done and not self.cancel_event.is_set():
-            if self.step_mode:
-                flush()
-                step = self._choose(gen, post)
-                if step is None:
-                    break
-            else:
-                step = gen.step()
-            batch.append(step)
-            if first or self.step_mode or time.perf_counter() - last_flush >= BATCH_SECONDS:
-                flush()
-                first = False
-        flush()
+        batcher = StepBatcher(post, lambda: self.batch_seconds)
+        try:
+            while not gen.done and not self.cancel_event.is_set():
+                if self.step_mode:
+                    batcher.flush()  # the steps so far land before the proposal does
+                    step = self._choose(gen, post)
+                    if step is None:
+                        break
+                    batcher.add(step)
+                    batcher.flush()
+                else:
+                    batcher.add(gen.step())
+        finally:
+            batcher.close()  # every decoded step is posted before the finish
         if self.cancel_event.is_set():
             gen.cancel()
             reason = "cancelled"
@@ -180,3 +172,61 @@ class GenerationRun:
         if isinstance(command, int):
             return gen.step(force=command)
         return gen.step()  # accept (or continue): the sampled token
+
+
+class StepBatcher:
+    """Steps from the decode thread, posted to the screen in batches.
+
+    The first step goes at once (time to first token); later ones are posted at
+    most every `interval()` seconds and never later than that after they were
+    decoded, whether or not another step follows soon (a slow model, a long
+    step). A small flusher thread sleeps until the batch is due; one lock keeps
+    posts in order with `flush()` calls from the decode thread.
+    """
+
+    def __init__(self, post: Post, interval: Callable[[], float]) -> None:
+        self._post, self._interval = post, interval
+        self._batch: list[Step] = []
+        self._cond = threading.Condition()
+        self._post_lock = threading.Lock()
+        self._first = True
+        self._closed = False
+        self._last_flush = time.perf_counter()
+        self._flusher = threading.Thread(target=self._run, name="logitlab-batcher", daemon=True)
+        self._flusher.start()
+
+    def add(self, step: Step) -> None:
+        with self._cond:
+            self._batch.append(step)
+            first, self._first = self._first, False
+            self._cond.notify()
+        if first:
+            self.flush()
+
+    def flush(self) -> None:
+        """Post what is pending now (the decode thread, before it waits for a pick)."""
+        with self._post_lock:
+            with self._cond:
+                steps, self._batch = self._batch, []
+                self._last_flush = time.perf_counter()
+            if steps:
+                self._post(StepsDecoded(tuple(steps)))
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._flusher.join()
+        self.flush()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._batch and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                due = self._last_flush + self._interval()
+                while not self._closed and (wait := due - time.perf_counter()) > 0:
+                    self._cond.wait(wait)
+            self.flush()

@@ -8,6 +8,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.timer import Timer
 from textual.widgets import Footer
 
 from engine.errors import InvalidParameterError
@@ -26,6 +27,7 @@ from tui.messages import (
     ProposalReady,
     StepsDecoded,
 )
+from tui.pacing import FramePacer
 from tui.recorder import NullRecorder, Recorder
 from tui.screens.main_sessions import SessionActions
 from tui.settings import UISettings
@@ -37,6 +39,8 @@ from tui.widgets.prompt_tokens import PromptTokens
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.step_view import StepView
 from tui.widgets.token_stream import TokenStream
+
+INSPECT_WHILE_STREAMING = 0.25  # seconds between inspector refreshes while a reply streams
 
 STEP_KEYS = [
     Binding(str(n), f"choose({n})", f"Candidate {n}", show=False, id=f"step.choose{n}")
@@ -92,6 +96,8 @@ class MainScreen(SessionActions):
         self._prompt_tokens = 0
         self._prefill_ms = 0.0
         self._decode_ms = 0.0
+        self._inspect_timer: Timer | None = None
+        self._pacer = FramePacer()
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="body"):
@@ -204,11 +210,14 @@ class MainScreen(SessionActions):
 
     def on_generation_started(self, event: GenerationStarted) -> None:
         self._prompt_tokens, self._prefill_ms = event.prompt_tokens, event.prefill_ms
+        self._pacer.reset()
         status = self.query_one(StatusBar)
         status.context_used = event.prompt_tokens
         status.state = "generating"
 
     async def on_steps_decoded(self, event: StepsDecoded) -> None:
+        if self.gen_run is not None:
+            self.gen_run.batch_seconds = self._pacer.interval_after_update()
         delta = self.conversation.add_steps(event.steps)
         await self.query_one(ChatPane).append(delta)
         stream = self.query_one(TokenStream)
@@ -241,7 +250,7 @@ class MainScreen(SessionActions):
             status.ttft_ms = event.summary.time_to_first_token_ms
         if reply is not None and self._params is not None:
             self.recorder.message_completed(reply, self.settings, self._params)
-        self.query_one(StepView).show_step(self.query_one(TokenStream).selected)
+        self._inspect_now()
         self.query_one(PromptInput).focus()
         self.refresh_bindings()
 
@@ -261,6 +270,24 @@ class MainScreen(SessionActions):
 
     @on(TokenStream.Selected)
     def inspect(self, event: TokenStream.Selected) -> None:
+        """Show the selected step. While a reply streams with the cursor riding the
+        newest token, refresh at most every INSPECT_WHILE_STREAMING seconds: the
+        candidates table is the costliest widget to paint, and painting it per
+        token takes the CPU the decode needs (bench/ui.py). A key press that moves
+        the cursor shows its step at once."""
+        if self.proposal is not None:
+            return
+        streaming = self.gen_run is not None and self.gen_run.active
+        if streaming and self.query_one(TokenStream).follow:
+            if self._inspect_timer is None:
+                self._inspect_timer = self.set_timer(INSPECT_WHILE_STREAMING, self._inspect_now)
+            return
+        self._inspect_now()
+
+    def _inspect_now(self) -> None:
+        if self._inspect_timer is not None:
+            self._inspect_timer.stop()
+            self._inspect_timer = None
         if self.proposal is None:
             self.query_one(StepView).show_step(self.query_one(TokenStream).selected)
 

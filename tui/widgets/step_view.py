@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.box import SIMPLE_HEAD
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from engine.records import Candidate, Proposal, Step
 from tui.backend import visible
@@ -29,6 +31,11 @@ def fmt_prob(p: float) -> str:
 
 
 class StepView(Vertical):
+    """The candidates are a Rich table in a `Static`, not a `DataTable`: a Static
+    keeps its painted lines while its content and size are unchanged, so the
+    layout passes a streaming reply causes do not repaint it (a DataTable
+    repainted at ~5 ms each, on every pass: bench/ui.py)."""
+
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "step-view--raw",
         "step-view--processed",
@@ -38,18 +45,20 @@ class StepView(Vertical):
     DEFAULT_CSS = """
     StepView { height: 1fr; }
     StepView > #step-facts { height: auto; }
-    StepView > DataTable { height: 1fr; }
+    StepView > #candidates { height: 1fr; }
     """
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._rows = 0
+        self.shown: Step | Proposal | None = None  # what the view shows now
 
     def compose(self) -> ComposeResult:
         yield Static("Select a token in the stream (←/→) to inspect it.", id="step-facts")
-        table: DataTable[Text | str] = DataTable(
-            id="candidates", cursor_type="row", zebra_stripes=False
-        )
-        table.add_columns("#", "token", "id", "raw", "processed")
-        yield table
+        yield Static(id="candidates")
 
     def show_step(self, step: Step | None) -> None:
+        self.shown = step
         facts = self.query_one("#step-facts", Static)
         if step is None:
             facts.update("Select a token in the stream (←/→) to inspect it.")
@@ -76,6 +85,7 @@ class StepView(Vertical):
         self._fill(step.top, chosen=step.token_id)
 
     def show_proposal(self, proposal: Proposal) -> None:
+        self.shown = proposal
         facts = self.query_one("#step-facts", Static)
         text = Text()
         text.append(f"next token (step {proposal.index})", style="bold")
@@ -90,8 +100,11 @@ class StepView(Vertical):
         chosen: int | None = None,
         numbered: bool = False,
     ) -> None:
-        table: DataTable[Text | str] = self.query_one("#candidates", DataTable)
-        table.clear()
+        table = Table(box=SIMPLE_HEAD, expand=False, pad_edge=False, show_edge=False)
+        for column, justify in (("#", "right"), ("token", "left"), ("id", "right")):
+            table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        table.add_column("raw", no_wrap=True)
+        table.add_column("processed", no_wrap=True)
         raw_style = self.get_component_rich_style("step-view--raw")
         processed_style = self.get_component_rich_style("step-view--processed")
         mark_style = self.get_component_rich_style("step-view--sampled")
@@ -100,14 +113,15 @@ class StepView(Vertical):
             label = f"{i + 1}"
             table.add_row(
                 mark + Text(label),
-                visible(cand.text or cand.piece)[:12],
-                str(cand.token_id),
+                Text(visible(cand.text or cand.piece)[:12]),  # Text: a token is never markup
+                Text(str(cand.token_id)),
                 Text(f"{fmt_prob(cand.prob)} ") + Text(bar(cand.prob), raw_style),
                 Text(f"{fmt_prob(cand.processed_prob)} ")
                 + Text(bar(cand.processed_prob), processed_style),
-                key=str(i),
             )
+        self._rows = len(top)
+        self.query_one("#candidates", Static).update(table if top else "")
 
     @property
     def candidate_count(self) -> int:
-        return self.query_one("#candidates", DataTable).row_count
+        return self._rows

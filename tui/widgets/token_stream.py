@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.message import Message
@@ -63,22 +64,37 @@ class TokenStream(Widget, can_focus=True):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.steps: list[Step] = []
         self.follow = True  # the cursor rides the newest token until the user moves it
+        self._wrap = _Wrap()
 
     def append(self, steps: tuple[Step, ...] | list[Step]) -> None:
         self.steps.extend(steps)
         if self.follow and self.steps:
             self.cursor = len(self.steps) - 1
-        self.refresh(layout=True)
+        lines = self._wrap.lines
+        for step in steps:
+            self._wrap.add(cell_len(chip_text(step)))
+        # a layout pass (the whole screen) only when the stream grows a line:
+        # per batch it cost more CPU than the decode could spare (bench/ui.py)
+        self.refresh(layout=self._wrap.lines != lines)
 
     def truncate(self, count: int) -> None:
         del self.steps[count:]
         self.cursor = min(self.cursor or 0, count - 1) if count else None
-        self.refresh(layout=True)
+        self._rewrap()
 
     def clear(self) -> None:
         self.steps.clear()
         self.follow = True
         self.cursor = None
+        self._rewrap()
+
+    def on_resize(self) -> None:
+        self._rewrap()
+
+    def _rewrap(self) -> None:
+        self._wrap = _Wrap(self.content_region.width)
+        for step in self.steps:
+            self._wrap.add(cell_len(chip_text(step)))
         self.refresh(layout=True)
 
     @property
@@ -124,3 +140,20 @@ class TokenStream(Widget, can_focus=True):
             out.append(chip_text(step), style)
             out.append(" ")
         return out
+
+
+class _Wrap:
+    """Lines the chips fill at a width: greedy, like Rich wrapping words at spaces
+    (chips hold no spaces: `visible()` shows them as ·)."""
+
+    def __init__(self, width: int = 0) -> None:
+        self.width = max(width, 1)
+        self.lines = 0
+        self._fill = 0
+
+    def add(self, chip: int) -> None:
+        if self.lines and self._fill + 1 + chip <= self.width:
+            self._fill += 1 + chip
+            return
+        self.lines += 1 + max(chip - 1, 0) // self.width  # a chip wider than a line folds
+        self._fill = chip % self.width or min(chip, self.width)

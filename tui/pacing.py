@@ -1,0 +1,41 @@
+"""How often a streaming reply repaints: as often as the main thread can afford.
+
+Every millisecond the UI thread spends in Python is nearly a millisecond of
+decoding lost: the decode thread needs the GIL between torch ops, and on a
+2-core machine the UI competes with torch's threads for the cores too
+(bench/ui.py measures it). So the screen measures the main thread's CPU time
+per update (handling + painting, via `time.thread_time()`) and asks the driver
+for batches spaced so that updates use at most `budget` of the wall clock:
+30 ms apart where painting is cheap, up to a quarter second where it is not.
+"""
+
+from __future__ import annotations
+
+import time
+
+BUDGET = 0.08  # share of the wall clock the streaming updates may take on the main thread
+SHORTEST, LONGEST = 0.03, 0.25  # seconds between batches
+
+
+class FramePacer:
+    def __init__(
+        self, budget: float = BUDGET, shortest: float = SHORTEST, longest: float = LONGEST
+    ) -> None:
+        self.budget, self.shortest, self.longest = budget, shortest, longest
+        self._last_cpu: float | None = None
+        self._cost: float | None = None  # smoothed main-thread CPU seconds per update
+
+    def reset(self) -> None:
+        """A new reply: the first update measures from here."""
+        self._last_cpu = time.thread_time()
+
+    def interval_after_update(self) -> float:
+        """Call on the main thread once per update; returns the next batch interval."""
+        now = time.thread_time()
+        if self._last_cpu is not None:
+            used = now - self._last_cpu
+            self._cost = used if self._cost is None else 0.7 * self._cost + 0.3 * used
+        self._last_cpu = now
+        if self._cost is None:
+            return self.shortest
+        return min(self.longest, max(self.shortest, self._cost / self.budget))
