@@ -1,0 +1,146 @@
+"""The workbench keeps up with the engine (run by hand).
+
+On the bundled model, greedy, 128 new tokens, alternating in one process, all
+torch work on one engine thread as in the app. Wall clock on both sides:
+(h) the headless decoder: decode rate from the first step to the last, and time
+to first token from the start (prompt rendering + prefill + first step);
+(u) the UI: decode rate from the first token on the screen to the last, and
+time to first token from pressing Enter. Then, during a generation, keys typed
+into the prompt box: from the key sent to its character being on the screen.
+Targets (issue 5): u/h decode rate >= 0.90, key latency < 100 ms.
+
+    .venv/bin/python bench/ui.py [--rounds 3] [--new 128] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+
+from engine.chat import ChatMessage, chat_prompt_ids
+from engine.decoder import Decoder
+from engine.engine_thread import EngineThread
+from engine.loading import load
+from engine.params import SamplingParams
+from engine.spec import ModelSpec
+from tui.app import make_app
+from tui.backend import EngineBackend
+from tui.screens.main import MainScreen
+from tui.settings import UISettings
+from tui.widgets.token_stream import TokenStream
+
+PROMPT = "Explain in a few paragraphs how a transformer language model generates text."
+SIZE = (120, 36)
+
+
+def rate(count: int, first: float, last: float) -> float:
+    return (count - 1) / max(last - first, 1e-9)
+
+
+def headless(loaded: Any, new: int) -> tuple[float, float]:
+    """(decode tok/s, TTFT ms) of the engine alone."""
+    started = time.perf_counter()
+    ids = chat_prompt_ids(loaded.tokenizer, [ChatMessage("user", PROMPT)])
+    decoder = Decoder(loaded, SamplingParams(max_new_tokens=new, top_logprobs=10))
+    decoder.prefill(ids)
+    first = last = 0.0
+    for _ in decoder:
+        last = time.perf_counter()
+        first = first or last
+    return rate(len(decoder.steps), first, last), (first - started) * 1000
+
+
+async def in_the_ui(
+    loaded: Any, thread: EngineThread, new: int, *, type_keys: bool
+) -> tuple[float, float, list[float]]:
+    """(decode tok/s on the screen, TTFT ms from Enter, key latencies ms) for one reply."""
+    settings = UISettings(overrides={"temperature": 0.0, "max_new_tokens": new, "top_logprobs": 10})
+    app = make_app(EngineBackend(loaded, thread=thread), settings=settings, persist_theme=False)
+    latencies: list[float] = []
+    async with app.run_test(size=SIZE) as pilot:
+        while not (isinstance(app.screen, MainScreen) and app.screen.facts is not None):
+            await pilot.pause(0.05)
+        screen = app.screen
+        prompt = screen.query_one("#prompt")
+        prompt.focus()
+        prompt.insert(PROMPT)  # type: ignore[attr-defined]
+        await pilot.pause(0.2)
+        stream = screen.query_one(TokenStream)
+        arrivals: list[tuple[float, int]] = []  # (when, steps on screen): no polling loop,
+        append = stream.append  # which would itself take the CPU and GIL it measures
+
+        def recording(steps: Any) -> None:
+            append(steps)
+            arrivals.append((time.perf_counter(), len(stream.steps)))
+
+        stream.append = recording  # type: ignore[method-assign]
+        sent = time.perf_counter()
+        app.simulate_key("enter")  # not pilot.press: that also waits for the app to idle
+        typed = 0
+        while not (stream.steps and stream.steps[-1].finish_reason is not None):
+            if type_keys and stream.steps and typed < 20:
+                before = len(prompt.text)  # type: ignore[attr-defined]
+                pressed = time.perf_counter()
+                app.simulate_key("x")
+                while len(prompt.text) == before:  # type: ignore[attr-defined]
+                    await asyncio.sleep(0.001)
+                latencies.append((time.perf_counter() - pressed) * 1000)
+                typed += 1
+            await asyncio.sleep(0.15 if type_keys else 0.05)
+        first, last, count = arrivals[0][0], arrivals[-1][0], arrivals[-1][1]
+        await pilot.pause(0.2)  # let the finish land before the app closes
+    # the first arrival holds one token (the driver flushes it at once)
+    return rate(count - arrivals[0][1] + 1, first, last), (first - sent) * 1000, latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--new", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    # all torch work on one thread, as the app does it (engine/engine_thread.py says why)
+    thread = EngineThread()
+    loaded = thread.call(load, ModelSpec(device="cpu"))
+    thread.call(headless, loaded, 8)  # warm-up
+    asyncio.run(in_the_ui(loaded, thread, 8, type_keys=False))
+    h: list[tuple[float, float]] = []
+    u: list[tuple[float, float]] = []
+    for _ in range(args.rounds):
+        h.append(thread.call(headless, loaded, args.new))
+        u.append(asyncio.run(in_the_ui(loaded, thread, args.new, type_keys=False))[:2])
+    *_, latencies = asyncio.run(in_the_ui(loaded, thread, args.new, type_keys=True))
+    print(
+        f"bundled model, greedy, {args.new} new tokens, {args.rounds} rounds, {args.threads} threads"
+    )
+    for key, name, runs in (("h", "headless decoder", h), ("u", "seen in the UI", u)):
+        tps = statistics.median(r[0] for r in runs)
+        ttft = statistics.median(r[1] for r in runs)
+        print(
+            f"({key}) {name:<17} {tps:6.2f} tok/s  TTFT {ttft:6.1f} ms  {[round(r[0], 1) for r in runs]}"
+        )
+    ratio = statistics.median(r[0] for r in u) / statistics.median(r[0] for r in h)
+    print(f"ratio u/h {ratio:.3f}")
+    if latencies:
+        ordered = sorted(latencies)
+        print(
+            f"key latency during generation ({len(latencies)} keys): median "
+            f"{statistics.median(latencies):.1f} ms, p90 {ordered[int(0.9 * (len(ordered) - 1))]:.1f} ms, "
+            f"max {max(latencies):.1f} ms"
+        )
+
+
+if __name__ == "__main__":
+    main()
