@@ -1,0 +1,83 @@
+"""How steps reach the screen: deadline batches, paced intervals, the inspector."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from engine.records import Step
+from tests.fake_engine import FakeBackend
+from tests.tui_helpers import SIZE, fake_app, ready, send, until
+from tui import pacing
+from tui.driver import StepBatcher
+from tui.messages import StepsDecoded
+from tui.widgets.step_view import StepView
+from tui.widgets.token_stream import TokenStream
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _step(index: int) -> Step:
+    return Step(index, 100 + index, "x", "x", False, -0.1, 1, 0.5, -0.1, 1, 0.5)
+
+
+def test_batcher_posts_the_first_step_at_once_and_the_rest_by_the_deadline() -> None:
+    posted: list[tuple[float, tuple[int, ...]]] = []
+    lock = threading.Lock()
+
+    def post(message: object) -> None:
+        assert isinstance(message, StepsDecoded)
+        with lock:
+            posted.append((time.perf_counter(), tuple(s.index for s in message.steps)))
+
+    batcher = StepBatcher(post, lambda: 0.2)
+    started = time.perf_counter()
+    batcher.add(_step(0))
+    assert posted and posted[0][1] == (0,)  # time to first token: no wait
+    batcher.add(_step(1))
+    batcher.add(_step(2))
+    # no further step comes (a slow model): the pending ones still land by the deadline
+    deadline = time.perf_counter() + 2
+    while len(posted) < 2 and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    assert posted[1][1] == (1, 2)
+    assert posted[1][0] - started < 1.0
+    batcher.add(_step(3))
+    batcher.close()  # closing flushes what is pending, in order
+    assert [i for _, batch in posted for i in batch] == [0, 1, 2, 3]
+
+
+def test_pacer_spaces_batches_by_the_main_threads_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter([0.0, 0.004, 0.008, 0.5, 1.0])
+    monkeypatch.setattr(pacing.time, "thread_time", lambda: next(clock))
+    pacer = pacing.FramePacer(budget=0.1, shortest=0.03, longest=0.25)
+    pacer.reset()
+    assert pacer.interval_after_update() == pytest.approx(0.04)  # 4 ms / 10%
+    assert pacer.interval_after_update() == pytest.approx(0.04)
+    assert pacer.interval_after_update() == 0.25  # an expensive paint: capped
+
+
+async def test_moving_the_cursor_mid_reply_shows_that_step_at_once() -> None:
+    backend = FakeBackend(pause_at=6, step_delay=0.02)
+    app = fake_app(backend)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await ready(pilot)
+            await send(pilot, "What is the capital of France?")
+            stream = screen.query_one(TokenStream)
+            await until(pilot, lambda: len(stream.steps) == 6)
+            assert screen.gen_run is not None and screen.gen_run.active  # still streaming
+            stream.focus()
+            await pilot.press("home")
+            # shown when the key is handled, not by the streaming refresh timer
+            assert screen.query_one(StepView).shown is stream.steps[0]
+            assert screen._inspect_timer is None
+    finally:
+        backend.close()
