@@ -75,8 +75,9 @@ async def test_moving_the_cursor_mid_reply_shows_that_step_at_once() -> None:
             await until(pilot, lambda: len(stream.steps) == 6)
             assert screen.gen_run is not None and screen.gen_run.active  # still streaming
             stream.focus()
-            await pilot.press("home")
-            # shown when the key is handled, not by the streaming refresh timer
+            app.simulate_key("home")  # not pilot.press: it waits out the refresh timer too
+            await pilot.pause(0.05)
+            # shown when the key is handled, not by the streaming refresh timer (0.25 s)
             assert screen.query_one(StepView).shown is stream.steps[0]
             assert screen._inspect_timer is None
     finally:
