@@ -61,7 +61,9 @@ class ChatPane(VerticalScroll):
             await self._stream.stop()
             self._stream = None
         note = FINISH_NOTES.get(reason)
-        if note:
+        # a reply that ends as the app quits has no pane to show its note in
+        # (the recorder has saved it already); mounting then would raise
+        if note and self.is_mounted:
             await self.mount(Static(note, classes=f"chat-note chat-{reason}", markup=False))
 
     async def restart_reply(self, content: str, note: str) -> None:
