@@ -63,7 +63,7 @@ class ChatPane(VerticalScroll):
         note = FINISH_NOTES.get(reason)
         # a reply that ends as the app quits has no pane to show its note in
         # (the recorder has saved it already); mounting then would raise
-        if note and self.is_mounted:
+        if note and self.is_attached:
             await self.mount(Static(note, classes=f"chat-note chat-{reason}", markup=False))
 
     async def restart_reply(self, content: str, note: str) -> None:
