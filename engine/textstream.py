@@ -14,8 +14,9 @@ text) lazily with a cache, so recording candidates costs dict lookups.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import lru_cache
 from typing import Any
+
+from engine.tokens import is_special, piece_to_bytes, token_piece
 
 REPLACEMENT = "\ufffd"
 
@@ -125,51 +126,36 @@ def _partial_stop_suffix(text: str, stops: tuple[str, ...], start: int, longest:
 # --- per-token data -----------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def _gpt2_unicode_to_byte() -> dict[str, int]:
-    """Inverse of GPT-2's bytes_to_unicode: the printable stand-in char -> its byte."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    codes = printable[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            codes.append(256 + extra)
-            extra += 1
-    return {chr(code): byte for byte, code in zip(printable, codes, strict=True)}
-
-
 class TokenTable:
     """Piece, exact bytes, special flag and display text of ids, cached per id."""
 
     def __init__(self, tokenizer: Any) -> None:
         self._tokenizer = tokenizer
-        self._special = _special_ids(tokenizer)
-        self._byte_level = _is_byte_level(tokenizer)
         self._pieces: dict[int, str] = {}
         self._bytes: dict[int, bytes] = {}
+        self._special: dict[int, bool] = {}
 
     def piece(self, token_id: int) -> str:
         """The raw vocabulary piece (``convert_ids_to_tokens``), e.g. "Ġthe"."""
         piece = self._pieces.get(token_id)
         if piece is None:
-            piece = str(self._tokenizer.convert_ids_to_tokens(token_id))
+            piece = token_piece(self._tokenizer, token_id)
             self._pieces[token_id] = piece
         return piece
 
     def is_special(self, token_id: int) -> bool:
-        return token_id in self._special
+        special = self._special.get(token_id)
+        if special is None:
+            special = self._special[token_id] = is_special(self._tokenizer, token_id)
+        return special
 
     def token_bytes(self, token_id: int) -> bytes:
         """The token's exact bytes: GPT-2 byte map undone, ``<0xNN>`` -> that byte."""
         data = self._bytes.get(token_id)
         if data is None:
-            data = self._compute_bytes(token_id)
-            self._bytes[token_id] = data
+            data = self._bytes[token_id] = piece_to_bytes(
+                self._tokenizer, token_id, self.piece(token_id)
+            )
         return data
 
     def display(self, token_id: int) -> str:
@@ -180,33 +166,3 @@ class TokenTable:
         if self.is_special(token_id):
             return self.piece(token_id)
         return self.token_bytes(token_id).decode("utf-8", errors="backslashreplace")
-
-    def _compute_bytes(self, token_id: int) -> bytes:
-        piece = self.piece(token_id)
-        if self.is_special(token_id):
-            return piece.encode("utf-8")
-        if self._byte_level:
-            table = _gpt2_unicode_to_byte()
-            if all(ch in table for ch in piece):
-                return bytes(table[ch] for ch in piece)
-            return piece.encode("utf-8")
-        if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
-            try:
-                return bytes([int(piece[3:5], 16)])
-            except ValueError:
-                pass
-        return piece.replace("▁", " ").encode("utf-8")
-
-
-def _special_ids(tokenizer: Any) -> frozenset[int]:
-    ids = set(getattr(tokenizer, "all_special_ids", []) or [])
-    for token_id, token in (getattr(tokenizer, "added_tokens_decoder", {}) or {}).items():
-        if getattr(token, "special", False):
-            ids.add(int(token_id))
-    return frozenset(ids)
-
-
-def _is_byte_level(tokenizer: Any) -> bool:
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    decoder = getattr(backend, "decoder", None)
-    return type(decoder).__name__ == "ByteLevel"

@@ -279,8 +279,8 @@ class FakeBackend:
             self.context_window,
             tuple(warnings),
             {
-                "bos_token": {"token": START, "id": 1},
-                "eos_token": {"token": END, "id": 2},
+                "bos": {"token": START, "id": 1},
+                "eos": {"token": END, "id": 2},
                 "eos_ids": [2],
             },
         )
