@@ -207,11 +207,11 @@ class EngineGeneration:
         params: SamplingParams,
         cancel: threading.Event,
         *,
+        thread: EngineThread,  # the backend's: torch must stay on one thread
         prefix: Sequence[int] = (),
-        thread: EngineThread | None = None,
     ) -> None:
         self._loaded, self._params, self._cancel = loaded, params, cancel
-        self._thread = thread or EngineThread()
+        self._thread = thread
         self._prompt_ids = prompt_ids
         self._prefix = [int(i) for i in prefix]
         self._decoder = self._new_decoder()
