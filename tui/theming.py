@@ -24,7 +24,7 @@ The file format is documented in ``themes/README.md``.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -361,15 +361,3 @@ def contrast_ratio(fg: str, bg: str, fg_alpha: float | None = None) -> float:
     front = back.blend(front.with_alpha(1.0), alpha)
     lighter, darker = sorted((relative_luminance(front), relative_luminance(back)), reverse=True)
     return (lighter + 0.05) / (darker + 0.05)
-
-
-def contrast_report(theme: Theme, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], float]:
-    """Contrast of named (fg, bg) pairs of a theme; names are fields or variables."""
-
-    def value(name: str) -> str:
-        found = theme.variables.get(name) or getattr(theme, name.replace("-", "_"), None)
-        if found is None:
-            raise KeyError(f"{theme.name}: no colour {name!r}")
-        return str(found)
-
-    return {(fg, bg): contrast_ratio(value(fg), value(bg)) for fg, bg in pairs}
