@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from engine.chat import ChatMessage, chat_prompt_ids
-from engine.decoder import Decoder
-from engine.loading import load
+from engine.decode.decoder import Decoder
+from engine.model.loading import load
+from engine.model.spec import ModelSpec
 from engine.params import SamplingParams
-from engine.spec import ModelSpec
+from engine.tokens.chat import ChatMessage, chat_prompt_ids
 
 PROMPT = "Explain in a few paragraphs how a transformer language model generates text."
 

@@ -28,12 +28,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from engine.chat import ChatMessage, chat_prompt_ids
-from engine.decoder import Decoder
-from engine.engine_thread import EngineThread
-from engine.loading import load
+from engine.decode.decoder import Decoder
+from engine.model.loading import load
+from engine.model.spec import ModelSpec
+from engine.model.thread import EngineThread
 from engine.params import SamplingParams
-from engine.spec import ModelSpec
+from engine.tokens.chat import ChatMessage, chat_prompt_ids
 from tui.app import make_app
 from tui.backend import EngineBackend
 from tui.screens.main import MainScreen
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    # all torch work on one thread, as the app does it (engine/engine_thread.py says why)
+    # all torch work on one thread, as the app does it (engine/model/thread.py says why)
     thread = EngineThread()
     loaded = thread.call(load, ModelSpec(device="cpu"))
     thread.call(headless, loaded, 8)  # warm-up

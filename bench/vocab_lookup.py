@@ -43,7 +43,7 @@ def synthetic_tokenizer(size: int = 150_000, seed: int = 0) -> Any:
     from tokenizers.models import BPE
     from transformers import PreTrainedTokenizerFast
 
-    from engine.tokens import _unicode_to_byte
+    from engine.tokens.views import _unicode_to_byte
 
     rng = random.Random(seed)
     alphabet = list(_unicode_to_byte())
@@ -63,7 +63,7 @@ def synthetic_tokenizer(size: int = 150_000, seed: int = 0) -> Any:
 def bundled_tokenizer() -> Any:
     from transformers import AutoTokenizer
 
-    from engine import default_model, gguf_cache
+    from engine.model import default_model, gguf_cache
 
     checkpoint = gguf_cache.cached_conversion(default_model.default_gguf_path())
     if checkpoint is None:
@@ -72,7 +72,7 @@ def bundled_tokenizer() -> Any:
 
 
 def bench(name: str, tokenizer: Any, repeats: int = 20) -> float:
-    from engine.vocab import VocabIndex
+    from engine.tokens.vocab import VocabIndex
 
     started = time.perf_counter()
     index = VocabIndex(tokenizer)

@@ -50,9 +50,9 @@ from typing import Any
 import tomli_w
 
 from engine.errors import ConfigError, InvalidParameterError
+from engine.model.spec import ModelSpec
 from engine.params import SamplingParams
 from engine.paths import config_dir
-from engine.spec import ModelSpec
 
 CONFIG_FILENAME = "config.toml"
 

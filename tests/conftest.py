@@ -32,8 +32,8 @@ def real_model() -> Any:
     """The bundled SmolLM2-135M-Instruct, loaded once per test run (fp32, CPU)."""
     import torch
 
-    from engine.loading import load
-    from engine.spec import ModelSpec
+    from engine.model.loading import load
+    from engine.model.spec import ModelSpec
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     return load(ModelSpec(device="cpu"))
@@ -71,7 +71,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, real_model: Any) ->
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_dir: Path) -> Any:
     """The tiny Llama loaded through engine.load() (CPU, fp32)."""
-    from engine.loading import load
-    from engine.spec import ModelSpec
+    from engine.model.loading import load
+    from engine.model.spec import ModelSpec
 
     return load(ModelSpec(model=str(tiny_model_dir), device="cpu", dtype="float32"))

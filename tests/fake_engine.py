@@ -15,11 +15,11 @@ import threading
 import time
 from collections.abc import Sequence
 
-from engine.chat import ChatMessage
 from engine.errors import ModelLoadError
+from engine.model.spec import ModelSpec
 from engine.params import SamplingParams
 from engine.records import Candidate, GenerationSummary, Proposal, Step
-from engine.spec import ModelSpec
+from engine.tokens.chat import ChatMessage
 from tui.backend import ModelFacts, ProgressFn, PromptToken, PromptView, visible
 
 END = "<|im_end|>"

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from engine.params import SamplingParams
 from engine.records import Candidate, Step
-from engine.session import ModelRecord, SessionMessage, SessionSettings
+from engine.sessions.records import ModelRecord, SessionMessage, SessionSettings
 
 MODEL = ModelRecord(id="SmolLM2-135M-Instruct", source="gguf", device="cpu", dtype="float32")
 SETTINGS = SessionSettings(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from test_tokens import build_sentencepiece_tokenizer
 
-from engine.chat import (
+from engine.tokens.chat import (
     ChatMessage,
     chat_prompt_ids,
     control_tokens,

@@ -20,8 +20,8 @@ from engine.config import (
     set_theme,
 )
 from engine.errors import ConfigError
+from engine.model.spec import ModelSpec
 from engine.params import resolve_sampling
-from engine.spec import ModelSpec
 
 
 def test_missing_file_means_defaults() -> None:

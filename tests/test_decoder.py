@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import torch
 
-from engine.chat import ChatMessage, chat_prompt_ids
-from engine.decoder import Decoder
+from engine.decode.decoder import Decoder
+from engine.decode.textstream import TextStream, TokenTable
 from engine.errors import GenerationError, InvalidParameterError, PromptTooLongError
 from engine.params import SamplingParams
-from engine.textstream import TextStream, TokenTable
+from engine.tokens.chat import ChatMessage, chat_prompt_ids
 
 PROMPTS = [
     "What is the capital of France? Answer in one sentence.",

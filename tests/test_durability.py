@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import SessionStore
+from engine.sessions.store import SessionStore
 
 TESTS = Path(__file__).parent
 CHILD = textwrap.dedent(
@@ -26,7 +26,7 @@ CHILD = textwrap.dedent(
     import sys
     from pathlib import Path
     from session_factories import MODEL, SETTINGS, make_step, reply, user
-    from engine.store import SessionStore
+    from engine.sessions.store import SessionStore
 
     store = SessionStore(Path(sys.argv[1]))
     session = store.create(MODEL, SETTINGS)

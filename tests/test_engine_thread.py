@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from engine.engine_thread import EngineThread
 from engine.errors import GenerationError
+from engine.model.thread import EngineThread
 
 
 def test_calls_run_on_one_thread_from_any_caller() -> None:

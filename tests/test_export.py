@@ -16,18 +16,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from session_factories import MODEL, SETTINGS, T0, make_step, reply, user
 
-from engine import session_import
 from engine.errors import SessionImportError
-from engine.export import (
+from engine.params import SamplingParams
+from engine.records import FINISH_REASONS, Candidate, Step
+from engine.sessions import importer as session_import
+from engine.sessions.export import (
     export_json,
     export_markdown,
     export_toml,
     import_session_text,
     session_to_dict,
 )
-from engine.params import SamplingParams
-from engine.records import FINISH_REASONS, Candidate, Step
-from engine.session import (
+from engine.sessions.records import (
     SOURCES,
     Alternative,
     ModelRecord,
@@ -35,7 +35,7 @@ from engine.session import (
     SessionMessage,
     SessionSettings,
 )
-from engine.store import SessionStore
+from engine.sessions.store import SessionStore
 
 # --- strategies ---------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import SessionStore
+from engine.sessions.store import SessionStore
 from tui.cli.main import main
 
 

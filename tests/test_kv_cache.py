@@ -8,7 +8,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from engine.kv_cache import GrowingLayer, new_cache
+from engine.decode.kv_cache import GrowingLayer, new_cache
 
 
 def _states(length: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 import torch
 
-from engine import errors, gguf_cache
-from engine.default_model import GGUF_NAME, default_gguf_path
-from engine.loading import LoadProgress, load
-from engine.spec import ModelSpec
+from engine import errors
+from engine.model import gguf_cache
+from engine.model.default_model import GGUF_NAME, default_gguf_path
+from engine.model.loading import LoadProgress, load
+from engine.model.spec import ModelSpec
 
 # --- the bundled default ------------------------------------------------------------
 
@@ -290,7 +291,7 @@ def test_cuda_quantized(tiny_model_dir: Path, quantize: str) -> None:
 
 
 def test_load_tokenizer_reads_no_weights(real_model: Any) -> None:
-    from engine.loading import load_tokenizer
+    from engine.model.loading import load_tokenizer
 
     only = load_tokenizer(ModelSpec(device="cpu"))
     assert only.model_id == real_model.model_id
@@ -302,7 +303,7 @@ def test_load_tokenizer_reads_no_weights(real_model: Any) -> None:
 
 
 def test_load_tokenizer_reports_the_same_errors() -> None:
-    from engine.loading import load_tokenizer
+    from engine.model.loading import load_tokenizer
 
     with pytest.raises(errors.ModelNotFoundError):
         load_tokenizer(ModelSpec(model="/no/such/model/dir"))

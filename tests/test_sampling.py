@@ -14,9 +14,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from engine.errors import InvalidParameterError
-from engine.params import SamplingParams, resolve_sampling
-from engine.sampling import (
+from engine.decode.sampling import (
     apply_min_p,
     apply_repetition_penalty,
     apply_temperature,
@@ -27,6 +25,8 @@ from engine.sampling import (
     process,
     summarize,
 )
+from engine.errors import InvalidParameterError
+from engine.params import SamplingParams, resolve_sampling
 
 VOCAB = 257
 

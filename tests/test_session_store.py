@@ -12,15 +12,15 @@ from session_factories import MODEL, SETTINGS, T0, make_step, reply, user
 
 from engine.errors import SessionError, SessionNotFoundError, StoreError
 from engine.params import SamplingParams
-from engine.session import (
+from engine.sessions.records import (
     Alternative,
     ModelRecord,
     SessionSettings,
     branched,
     reply_from_steps,
 )
-from engine.store import SessionStore, save_generation
-from engine.store_schema import SCHEMA_VERSION
+from engine.sessions.schema import SCHEMA_VERSION
+from engine.sessions.store import SessionStore, save_generation
 
 
 @pytest.fixture
@@ -238,8 +238,8 @@ def test_newer_schema_is_refused_and_left_untouched(isolated_user_dirs: Path) ->
 def test_forward_migration_keeps_data(
     isolated_user_dirs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from engine import store as store_module
-    from engine import store_schema
+    from engine.sessions import schema as store_schema
+    from engine.sessions import store as store_module
 
     path = isolated_user_dirs / "sessions.db"
     with SessionStore(path) as s1:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from session_factories import MODEL, SETTINGS, reply, user
 
-from engine.export import export_json, export_toml
-from engine.store import SessionStore, save_generation
+from engine.sessions.export import export_json, export_toml
+from engine.sessions.store import SessionStore, save_generation
 from tui.cli.main import main
 
 

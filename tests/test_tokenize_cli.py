@@ -1,6 +1,6 @@
 """`logitlab tokenize`: table and JSON output, --chat, stdin, the injection guard.
 
-The CLI is run in-process through `main()` with `engine.loading.load_tokenizer`
+The CLI is run in-process through `main()` with `engine.model.loading.load_tokenizer`
 patched to return the session's already-loaded bundled model, so no test loads
 one (the real tokenizer-only path is covered in test_loading.py).
 """
@@ -22,9 +22,11 @@ pytestmark = pytest.mark.real_model
 
 @pytest.fixture(autouse=True)
 def loaded_once(real_model: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    import engine.loading
+    import engine.model.loading
 
-    monkeypatch.setattr(engine.loading, "load_tokenizer", lambda spec, progress=None: real_model)
+    monkeypatch.setattr(
+        engine.model.loading, "load_tokenizer", lambda spec, progress=None: real_model
+    )
     return real_model
 
 

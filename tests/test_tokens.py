@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from engine.tokens import (
+from engine.tokens.views import (
     TokenView,
     display_bytes,
     display_piece,

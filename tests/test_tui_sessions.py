@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
-from engine.export import export_json, import_session_text
 from engine.params import SamplingParams
-from engine.session import SessionSettings
-from engine.store import SessionStore
+from engine.sessions.export import export_json, import_session_text
+from engine.sessions.records import SessionSettings
+from engine.sessions.store import SessionStore
 from tests.fake_engine import DEFAULT_REPLY, FakeBackend
 from tests.session_factories import MODEL, reply, user
 from tests.tui_helpers import SIZE, fake_app, finished, ready, send, until

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from engine.errors import InvalidParameterError
-from engine.tokens import token_bytes, token_view
-from engine.vocab import VocabIndex, vocab_index
+from engine.tokens.views import token_bytes, token_view
+from engine.tokens.vocab import VocabIndex, vocab_index
 
 pytestmark = pytest.mark.real_model
 

@@ -12,8 +12,8 @@ from textual.binding import Binding, BindingType
 from textual.theme import Theme
 
 from engine.errors import ConfigError
-from engine.session import Session
-from engine.spec import ModelSpec
+from engine.model.spec import ModelSpec
+from engine.sessions.records import Session
 from tui import theming
 from tui.backend import Backend
 from tui.commands import PROVIDERS

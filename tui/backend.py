@@ -15,16 +15,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from engine.chat import ChatMessage
-from engine.engine_thread import EngineThread
 from engine.errors import GenerationError
+from engine.model.spec import ModelSpec
+from engine.model.thread import EngineThread
 from engine.params import SamplingParams
 from engine.records import GenerationSummary, Proposal, Step
-from engine.spec import ModelSpec
+from engine.tokens.chat import ChatMessage
 
 if TYPE_CHECKING:
-    from engine.decoder import Decoder
-    from engine.loading import LoadedModel
+    from engine.decode.decoder import Decoder
+    from engine.model.loading import LoadedModel
 
 # (stage, fraction 0..1, detail) — the engine's LoadProgress, without importing torch
 ProgressFn = Callable[[str, float, str], None]
@@ -133,7 +133,7 @@ class EngineBackend:
         # a model already loaded (tests share one) is used by the first load()
         self._preloaded = preloaded
         self._loaded: LoadedModel | None = None
-        # every torch call runs on this one thread: see engine/engine_thread.py for why
+        # every torch call runs on this one thread: see engine/model/thread.py for why
         self._thread = thread or EngineThread()
 
     def load(self, spec: ModelSpec, progress: ProgressFn) -> ModelFacts:
@@ -144,7 +144,7 @@ class EngineBackend:
             loaded, self._preloaded = self._preloaded, None
             progress("ready", 1.0, loaded.model_id)
         else:
-            from engine.loading import load
+            from engine.model.loading import load
 
             self._loaded = None  # let the old model go before the new one arrives
             loaded = load(spec, progress=lambda p: progress(p.stage, p.fraction, p.detail))
@@ -190,7 +190,7 @@ class EngineBackend:
 
 
 class EngineGeneration:
-    """`engine.decoder.Decoder` with its prompt, behind the `Generation` protocol.
+    """`engine.decode.decoder.Decoder` with its prompt, behind the `Generation` protocol.
 
     A reply can continue from tokens no live decoder holds (a resumed session, a
     reply from before a model reload): the decoder is prefilled with prompt +
@@ -218,7 +218,7 @@ class EngineGeneration:
         self.prompt_tokens = len(prompt_ids)
 
     def _new_decoder(self) -> Decoder:
-        from engine.decoder import Decoder
+        from engine.decode.decoder import Decoder
 
         params = self._params
         if self._prefix:  # the length limit counts the whole reply, prefix included

@@ -10,10 +10,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from engine.chat import ChatMessage
 from engine.records import Step
-from engine.session import Alternative as StoredAlternative
-from engine.session import Session, SessionMessage
+from engine.sessions.records import Alternative as StoredAlternative
+from engine.sessions.records import Session, SessionMessage
+from engine.tokens.chat import ChatMessage
 
 
 @dataclass

@@ -18,10 +18,10 @@ from collections.abc import Callable, Sequence
 
 from textual.message import Message
 
-from engine.chat import ChatMessage
 from engine.errors import LogitlabError
 from engine.params import SamplingParams
 from engine.records import Step
+from engine.tokens.chat import ChatMessage
 from tui.backend import Backend, Generation
 from tui.messages import (
     GenerationFailed,

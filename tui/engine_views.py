@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from engine.chat import ChatMessage, chat_prompt_ids, render_chat
+from engine.tokens.chat import ChatMessage, chat_prompt_ids, render_chat
 from tui.backend import PromptToken, PromptView
 
 if TYPE_CHECKING:
-    from engine.loading import LoadedModel
+    from engine.model.loading import LoadedModel
 
 
 def prompt_ids(
@@ -47,6 +47,6 @@ def prompt_view(
 
 
 def _special_map(loaded: LoadedModel) -> dict[str, Any]:
-    from engine.tokens import special_tokens_summary
+    from engine.tokens.views import special_tokens_summary
 
     return special_tokens_summary(loaded.tokenizer, loaded.eos_token_ids)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.message import Message
 
 from engine.records import GenerationSummary, Proposal, Step
-from engine.session import Session, SessionSummary
+from engine.sessions.records import Session, SessionSummary
 from tui.backend import ModelFacts, PromptView
 
 

@@ -18,8 +18,8 @@ from tui.conversation import Alternative, Turn
 from tui.settings import UISettings
 
 if TYPE_CHECKING:
-    from engine.session import Session
-    from engine.store import SessionStore
+    from engine.sessions.records import Session
+    from engine.sessions.store import SessionStore
 
 Post = Callable[[Message], object]
 

@@ -22,8 +22,8 @@ from textual.message import Message
 
 from engine.errors import LogitlabError, StoreError
 from engine.params import SamplingParams
-from engine.session import ModelRecord, Session, SessionMessage, SessionSettings
-from engine.store import SessionStore
+from engine.sessions.records import ModelRecord, Session, SessionMessage, SessionSettings
+from engine.sessions.store import SessionStore
 from tui.backend import ModelFacts
 from tui.conversation import Alternative, Turn, message_from_turn
 from tui.messages import SessionSaved, SessionSaveFailed

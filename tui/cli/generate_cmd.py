@@ -60,14 +60,14 @@ def register(subparsers: Any) -> None:
 class GenerationResult:
     """A finished generation: what printing and a future ``--save`` need."""
 
-    decoder: Any  # engine.decoder.Decoder
+    decoder: Any  # engine.decode.decoder.Decoder
     steps: tuple[Any, ...]  # engine.records.Step
     summary: Any  # engine.records.GenerationSummary
     prompt_ids: tuple[int, ...]
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.loading import load
+    from engine.model.loading import load
     from engine.params import resolve_sampling
 
     prompt = _read_prompt(args.prompt)
@@ -102,7 +102,7 @@ def generate(
     on_step: Callable[[Any], None] | None = None,
 ) -> GenerationResult:
     """Prefill, iterate to a stop, and report each step to `on_step` as it comes."""
-    from engine.decoder import Decoder
+    from engine.decode.decoder import Decoder
 
     decoder = Decoder(loaded, params, cancel=cancel)
     decoder.prefill(prompt_ids)
@@ -118,7 +118,7 @@ def generate(
 
 
 def _open_store() -> Any:
-    from engine.store import SessionStore
+    from engine.sessions.store import SessionStore
 
     store = SessionStore.open_default()
     if store.recovered_from is not None:
@@ -141,14 +141,14 @@ def save_run(
 ) -> Any:
     """Store the run as a new session: the user message and the reply with its steps
     (a cancelled reply is stored as cancelled)."""
-    from engine.session import (
+    from engine.sessions.records import (
         ModelRecord,
         SessionMessage,
         SessionSettings,
         reply_from_steps,
         utc_now,
     )
-    from engine.store import save_generation
+    from engine.sessions.store import save_generation
 
     messages = [SessionMessage("user", prompt, utc_now())]
     reply = reply_from_steps(result.steps, result.summary.finish_reason)
@@ -165,7 +165,7 @@ def build_prompt_ids(loaded: Any, prompt: str, *, raw: bool, system: str | None)
         return list(tokenizer(prompt)["input_ids"])
     if not getattr(tokenizer, "chat_template", None):
         raise GenerationError(f"{loaded.model_id} has no chat template; use --raw")
-    from engine.chat import ChatMessage, chat_prompt_ids
+    from engine.tokens.chat import ChatMessage, chat_prompt_ids
 
     messages = [ChatMessage("system", system)] if system is not None else []
     return chat_prompt_ids(tokenizer, [*messages, ChatMessage("user", prompt)])
@@ -200,7 +200,7 @@ class JsonlSink:
     """One JSON object per token, then the summary object (DESIGN.md keys)."""
 
     def __init__(self, out: TextIO, tokenizer: Any) -> None:
-        from engine.textstream import TokenTable
+        from engine.decode.textstream import TokenTable
 
         self._out = out
         self._tokens = TokenTable(tokenizer)

@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.loading import load
+    from engine.model.loading import load
 
     loaded = load(model_spec_from(args))
     info = loaded.info

@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import SessionError, SessionImportError
-from engine.export import (
+from engine.sessions.export import (
     MAX_IMPORT_BYTES,
     export_json,
     export_markdown,
     export_toml,
     import_session_text,
 )
-from engine.session import SessionSummary, rfc3339
-from engine.store import SessionStore
+from engine.sessions.records import SessionSummary, rfc3339
+from engine.sessions.store import SessionStore
 
 DELETE_HELP = """\
 Delete a session and everything in it. On a terminal it asks first; without a

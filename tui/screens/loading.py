@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, ProgressBar, Static
 
 from engine.errors import LogitlabError
-from engine.spec import ModelSpec
+from engine.model.spec import ModelSpec
 from tui.backend import Backend, ModelFacts
 from tui.messages import LoadProgressed, ModelLoaded, ModelLoadFailed
 

@@ -12,10 +12,10 @@ from textual.timer import Timer
 from textual.widgets import Footer
 
 from engine.errors import InvalidParameterError
+from engine.model.spec import ModelSpec
 from engine.params import SamplingParams
 from engine.records import Proposal, Step
-from engine.session import Session
-from engine.spec import ModelSpec
+from engine.sessions.records import Session
 from tui.backend import Backend, ModelFacts
 from tui.conversation import Conversation
 from tui.driver import GenerationRun

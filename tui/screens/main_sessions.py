@@ -15,7 +15,7 @@ from textual.screen import Screen
 
 from engine.errors import InvalidParameterError, LogitlabError, SessionImportError
 from engine.records import Proposal
-from engine.session import Session, SessionSettings
+from engine.sessions.records import Session, SessionSettings
 from tui.backend import ModelFacts
 from tui.conversation import Conversation, turns_from_session
 from tui.driver import GenerationRun
@@ -224,7 +224,7 @@ class SessionActions(Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="session-export")
     def _export(self, session: Session, request: ExportRequest) -> None:
-        from engine.export import export_json, export_markdown, export_toml
+        from engine.sessions.export import export_json, export_markdown, export_toml
         from tui.cli.sessions_cmd import write_atomically
 
         try:
@@ -258,7 +258,7 @@ class SessionActions(Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="session-io")
     def _import(self, path: str) -> None:
-        from engine.export import MAX_IMPORT_BYTES, import_session_text
+        from engine.sessions.export import MAX_IMPORT_BYTES, import_session_text
 
         store = self.recorder.store
         try:

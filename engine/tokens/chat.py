@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from engine.tokens import Origin, TokenView, encode_text, view_of_ids
+from engine.tokens.views import Origin, TokenView, encode_text, view_of_ids
 
 Role = Literal["system", "user", "assistant"]
 

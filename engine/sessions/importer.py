@@ -24,7 +24,7 @@ from typing import Any, TypeVar, cast
 from engine.errors import InvalidParameterError, SessionImportError
 from engine.params import FIELD_NAMES
 from engine.records import FINISH_REASONS, Candidate, FinishReason, Step
-from engine.session import (
+from engine.sessions.records import (
     ROLES,
     SOURCES,
     Alternative,
@@ -33,7 +33,7 @@ from engine.session import (
     SessionMessage,
     SessionSettings,
 )
-from engine.store_schema import settings_from_dict
+from engine.sessions.schema import settings_from_dict
 
 FORMAT = "logitlab.session"
 VERSION = 1

@@ -38,15 +38,15 @@ from typing import Any
 import tomli_w
 
 from engine.records import Candidate, Step
-from engine.session import Alternative, Session, SessionMessage, rfc3339
-from engine.session_import import (
+from engine.sessions.importer import (
     FORMAT,
     MAX_IMPORT_BYTES,
     VERSION,
     import_session_text,
     session_from_dict,
 )
-from engine.store_schema import settings_to_dict
+from engine.sessions.records import Alternative, Session, SessionMessage, rfc3339
+from engine.sessions.schema import settings_to_dict
 
 NEG_INF_LOGPROB = -9999.0
 

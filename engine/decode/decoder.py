@@ -25,11 +25,11 @@ from typing import Any
 
 import torch
 
+from engine.decode.sampling import StepStats, choose, make_generator, process, summarize
+from engine.decode.textstream import TextStream, TokenTable
 from engine.errors import GenerationError, InvalidParameterError, PromptTooLongError
 from engine.params import SamplingParams
 from engine.records import Candidate, FinishReason, GenerationSummary, Proposal, Step
-from engine.sampling import StepStats, choose, make_generator, process, summarize
-from engine.textstream import TextStream, TokenTable
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class Decoder:
                 f"the prompt is {len(ids)} tokens but the model's context window is "
                 f"{self._context}; shorten it to at most {self._context - 1} tokens"
             )
-        from engine.kv_cache import new_cache
+        from engine.decode.kv_cache import new_cache
 
         started = time.perf_counter()
         self._cache = new_cache(self._model.config)

@@ -58,7 +58,7 @@ class ModelRecord:
 
     @classmethod
     def from_loaded(cls, loaded: Any) -> ModelRecord:
-        """Describe an `engine.loading.LoadedModel` (duck-typed so tests can fake it)."""
+        """Describe an `engine.model.loading.LoadedModel` (duck-typed so tests can fake it)."""
         return cls(
             id=str(loaded.model_id),
             source=str(loaded.source),

@@ -21,8 +21,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from engine import default_model, gguf_cache
-from engine.devices import dtype_name, resolve_device, resolve_dtype
 from engine.errors import (
     CorruptModelError,
     HubUnreachableError,
@@ -32,10 +30,12 @@ from engine.errors import (
     NotCausalLMError,
     QuantizationUnavailableError,
 )
-from engine.spec import ModelSpec
+from engine.model import default_model, gguf_cache
+from engine.model.devices import dtype_name, resolve_device, resolve_dtype
+from engine.model.spec import ModelSpec
 
 if TYPE_CHECKING:
-    from engine.info import ModelInfo
+    from engine.model.info import ModelInfo
 
 SourceKind = Literal["hub", "local", "gguf"]
 Stage = Literal["resolving", "converting", "loading weights", "moving to device", "ready"]
@@ -83,7 +83,7 @@ class LoadedModel:
 
     @cached_property
     def info(self) -> ModelInfo:
-        from engine.info import describe
+        from engine.model.info import describe
 
         return describe(self)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from engine.errors import SessionError, SessionNotFoundError, StoreError
 from engine.paths import data_dir
 from engine.records import Candidate, Step
-from engine.session import (
+from engine.sessions.records import (
     Alternative,
     ModelRecord,
     Session,
@@ -41,7 +41,7 @@ from engine.session import (
     rfc3339,
     utc_now,
 )
-from engine.store_schema import MIGRATIONS, SCHEMA_VERSION, settings_from_json, settings_to_json
+from engine.sessions.schema import MIGRATIONS, SCHEMA_VERSION, settings_from_json, settings_to_json
 
 DB_NAME = "sessions.db"
 _CORRUPT_CODES = {"SQLITE_NOTADB", "SQLITE_CORRUPT"}

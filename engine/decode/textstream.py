@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from engine.tokens import is_special, piece_to_bytes, token_piece
+from engine.tokens.views import is_special, piece_to_bytes, token_piece
 
 REPLACEMENT = "\ufffd"
 

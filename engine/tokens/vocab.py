@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from engine.errors import InvalidParameterError
-from engine.tokens import is_special, piece_to_bytes, token_display
+from engine.tokens.views import is_special, piece_to_bytes, token_display
 
 SearchMode = Literal["exact", "prefix", "substring"]
 MODES: tuple[SearchMode, ...] = ("exact", "prefix", "substring")

@@ -15,7 +15,7 @@ from typing import Any
 
 from engine.errors import InvalidParameterError, StoreError
 from engine.params import SamplingParams
-from engine.session import SessionSettings
+from engine.sessions.records import SessionSettings
 
 SCHEMA_VERSION = 1
 

@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine.params import SamplingParams, resolve_sampling
-from engine.tokens import special_tokens_summary
+from engine.tokens.views import special_tokens_summary
 
 if TYPE_CHECKING:
-    from engine.loading import LoadedModel
+    from engine.model.loading import LoadedModel
 
 # parameter-name fragments -> a readable kind; first match wins
 _KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
