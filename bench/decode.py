@@ -25,11 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from engine.decode.decoder import Decoder
-from engine.model.loading import load
-from engine.model.spec import ModelSpec
+from engine.decode import Decoder
+from engine.model import ModelSpec, load
 from engine.params import SamplingParams
-from engine.tokens.chat import ChatMessage, chat_prompt_ids
+from engine.tokens import ChatMessage, chat_prompt_ids
 
 PROMPT = "Explain in a few paragraphs how a transformer language model generates text."
 

@@ -28,14 +28,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from engine.decode.decoder import Decoder
-from engine.model.loading import load
-from engine.model.spec import ModelSpec
-from engine.model.thread import EngineThread
+from engine.decode import Decoder, LocalEngine
+from engine.model import EngineThread, ModelSpec, load
 from engine.params import SamplingParams
-from engine.tokens.chat import ChatMessage, chat_prompt_ids
+from engine.tokens import ChatMessage, chat_prompt_ids
 from tui.app import make_app
-from tui.backend import EngineBackend
 from tui.screens.main import MainScreen
 from tui.settings import UISettings
 from tui.widgets.token_stream import TokenStream
@@ -66,7 +63,7 @@ async def in_the_ui(
 ) -> tuple[float, float, list[float]]:
     """(decode tok/s on the screen, TTFT ms from Enter, key latencies ms) for one reply."""
     settings = UISettings(overrides={"temperature": 0.0, "max_new_tokens": new, "top_logprobs": 10})
-    app = make_app(EngineBackend(loaded, thread=thread), settings=settings, persist_theme=False)
+    app = make_app(LocalEngine(loaded, thread=thread), settings=settings, persist_theme=False)
     latencies: list[float] = []
     async with app.run_test(size=SIZE) as pilot:
         while not (isinstance(app.screen, MainScreen) and app.screen.facts is not None):

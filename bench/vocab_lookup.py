@@ -72,7 +72,7 @@ def bundled_tokenizer() -> Any:
 
 
 def bench(name: str, tokenizer: Any, repeats: int = 20) -> float:
-    from engine.tokens.vocab import VocabIndex
+    from engine.tokens import VocabIndex
 
     started = time.perf_counter()
     index = VocabIndex(tokenizer)

@@ -39,8 +39,6 @@ the file is data the app owns once the user lets it save.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -52,7 +50,7 @@ import tomli_w
 from engine.errors import ConfigError, InvalidParameterError
 from engine.model.spec import ModelSpec
 from engine.params import SamplingParams
-from engine.paths import config_dir
+from engine.paths import config_dir, write_atomically
 
 CONFIG_FILENAME = "config.toml"
 
@@ -163,7 +161,7 @@ def save_config(config: AppConfig, path: Path | None = None) -> None:
     only what the user chose and later default changes still reach them.
     """
     path = path if path is not None else config_path()
-    _atomic_write(path, tomli_w.dumps(config_to_dict(config)))
+    write_atomically(path, tomli_w.dumps(config_to_dict(config)))
 
 
 def config_to_dict(config: AppConfig) -> dict[str, Any]:
@@ -249,18 +247,3 @@ def _section(raw: Mapping[str, Any], name: str, cls: type[Any], fail: Any) -> An
 
 
 _TYPE_WORDS = {float: "a number", int: "an integer", str: "a string"}
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write via a temp file in the same directory, then rename over the target."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,8 +1,10 @@
-"""Where logitlab keeps its files: user dirs from platformdirs, overridable by env."""
+"""Where logitlab keeps its files (user dirs from platformdirs, overridable by env),
+and how it writes them: atomically, so a crash never leaves half a file."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import platformdirs
@@ -28,3 +30,25 @@ def data_dir() -> Path:
 def config_dir() -> Path:
     """config.toml and user themes. `LOGITLAB_CONFIG_DIR` overrides."""
     return _dir("LOGITLAB_CONFIG_DIR", platformdirs.user_config_dir(APP))
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write via a temp file in the same directory, fsync, then rename over the target.
+
+    The file gets the permissions of a normally created one (mkstemp's are 0600).
+    Raises OSError; callers turn it into their own error with the path.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

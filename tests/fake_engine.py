@@ -1,4 +1,4 @@
-"""A scripted engine behind the UI's `Backend` protocol: deterministic and instant.
+"""A scripted engine behind the UI's `Engine` protocol: deterministic and instant.
 
 Replies are split into word tokens; every step offers three candidates (the
 scripted token and two alternatives, one of them filtered out by the sampler),
@@ -15,12 +15,14 @@ import threading
 import time
 from collections.abc import Sequence
 
+from engine.decode import ProgressFn, PromptView
 from engine.errors import ModelLoadError
+from engine.model import ModelDescription
 from engine.model.spec import ModelSpec
 from engine.params import SamplingParams
 from engine.records import Candidate, GenerationSummary, Proposal, Step
+from engine.tokens import Origin, TokenInfo, display_bytes, display_text
 from engine.tokens.chat import ChatMessage
-from tui.backend import ModelFacts, ProgressFn, PromptToken, PromptView, visible
 
 END = "<|im_end|>"
 START = "<|im_start|>"
@@ -48,10 +50,10 @@ def piece(text: str) -> str:
     return text.replace(" ", "Ġ").replace("\n", "Ċ")
 
 
-class FakeGeneration:
+class FakeReply:
     def __init__(
         self,
-        backend: FakeBackend,
+        backend: FakeEngine,
         script: list[str],
         params: SamplingParams,
         cancel: threading.Event,
@@ -182,8 +184,8 @@ class FakeGeneration:
         return tuple(out)
 
 
-class FakeBackend:
-    """Scripted `Backend`: `replies` are used in turn, the last one repeats."""
+class FakeEngine:
+    """Scripted `Engine`: `replies` are used in turn, the last one repeats."""
 
     def __init__(
         self,
@@ -205,7 +207,7 @@ class FakeBackend:
             self.load_gate.set()
         self.fail_load = fail_load
         self.context_window = context_window
-        self.started: list[FakeGeneration] = []
+        self.started: list[FakeReply] = []
         self.loads: list[ModelSpec] = []
 
     def close(self) -> None:
@@ -221,7 +223,7 @@ class FakeBackend:
             while not self.release.is_set() and not cancel.is_set() and time.monotonic() < deadline:
                 time.sleep(0.005)
 
-    def load(self, spec: ModelSpec, progress: ProgressFn) -> ModelFacts:
+    def load(self, spec: ModelSpec, progress: ProgressFn) -> ModelDescription:
         self.loads.append(spec)
         progress("resolving", 0.0, spec.display_name)
         progress("converting", 0.3, "first-time conversion of model.gguf (about 30 s)")
@@ -230,36 +232,33 @@ class FakeBackend:
             raise ModelLoadError(self.fail_load)
         progress("loading weights", 0.6, "fake-model")
         progress("ready", 1.0, "fake-model on cpu (float32)")
-        return ModelFacts(
+        return ModelDescription(
             spec=spec,
             model_id=spec.model or "fake-model",
+            source="gguf",
             device="cpu",
             dtype="float32",
             quantize=spec.quantize,
             context_window=self.context_window,
-            info={
-                "model_id": spec.model or "fake-model",
-                "architecture": "FakeForCausalLM",
-                "source": "gguf",
-                "device": "cpu",
-                "dtype": "float32",
-                "quantize": "none",
-                "parameters": {
-                    "total": 134515008,
-                    "by_kind": {"mlp": 80000000, "attention": 30000000, "embeddings": 24515008},
-                },
-                "config": {"layers": 30, "hidden_size": 576, "vocab_size": 49152},
-            },
+            architecture="FakeForCausalLM",
+            parameters_total=134515008,
+            parameters_by_kind={"mlp": 80000000, "attention": 30000000, "embeddings": 24515008},
+            config={"layers": 30, "hidden_size": 576, "vocab_size": 49152},
             generation_config={"do_sample": True, "temperature": 0.2, "top_p": 0.9},
         )
 
-    def render_prompt(self, messages: Sequence[ChatMessage], *, allow_special: bool) -> PromptView:
-        tokens: list[PromptToken] = []
+    def render_prompt(
+        self, messages: Sequence[ChatMessage], *, allow_special: bool = False
+    ) -> PromptView:
+        tokens: list[TokenInfo] = []
         warnings: list[str] = []
 
-        def add(text: str, special: bool, origin: str) -> None:
+        def add(text: str, special: bool, origin: Origin) -> None:
+            data = text.encode()
+            shown = text if special else display_bytes(data)
+            token_id = self.vocab.id(text)
             tokens.append(
-                PromptToken(len(tokens), self.vocab.id(text), visible(text), special, origin)
+                TokenInfo(len(tokens), token_id, piece(text), shown, data, special, False, origin)
             )
 
         for m in messages:
@@ -285,19 +284,39 @@ class FakeBackend:
             },
         )
 
+    def encode(self, text: str, *, allow_special: bool = False) -> list[int]:
+        return [self.vocab.id(word) for word in re.findall(r"\s*\S+|\s+", text)]
+
+    def token_display(self, token_id: int) -> str:
+        text = self.vocab.text(token_id)
+        return text if text in (START, END) else display_text(text)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return self.vocab.text(token_id).encode()
+
     def start(
         self,
         messages: Sequence[ChatMessage],
         params: SamplingParams,
         *,
-        allow_special: bool,
-        cancel: threading.Event,
+        allow_special: bool = False,
+        cancel: threading.Event | None = None,
         prefix: Sequence[int] = (),
-    ) -> FakeGeneration:
+    ) -> FakeReply:
+        prompt = self.render_prompt(messages, allow_special=allow_special)
+        return self.start_ids(prompt.ids, params, cancel=cancel, prefix=prefix)
+
+    def start_ids(
+        self,
+        prompt_ids: Sequence[int],
+        params: SamplingParams,
+        *,
+        cancel: threading.Event | None = None,
+        prefix: Sequence[int] = (),
+    ) -> FakeReply:
         reply = self.replies[min(len(self.started), len(self.replies) - 1)]
         script = re.findall(r"\s*\S+", reply)
-        prompt = self.render_prompt(messages, allow_special=allow_special)
-        gen = FakeGeneration(self, script, params, cancel, prompt.count, prefix)
+        gen = FakeReply(self, script, params, cancel or threading.Event(), len(prompt_ids), prefix)
         self.started.append(gen)
         return gen
 

@@ -19,14 +19,14 @@ from session_factories import MODEL, SETTINGS, T0, make_step, reply, user
 from engine.errors import SessionImportError
 from engine.params import SamplingParams
 from engine.records import FINISH_REASONS, Candidate, Step
-from engine.sessions import importer as session_import
-from engine.sessions.export import (
+from engine.sessions import (
     export_json,
     export_markdown,
     export_toml,
     import_session_text,
     session_to_dict,
 )
+from engine.sessions import importer as session_import
 from engine.sessions.records import (
     SOURCES,
     Alternative,

@@ -17,6 +17,7 @@ import torch
 from engine import errors
 from engine.model import gguf_cache
 from engine.model.default_model import GGUF_NAME, default_gguf_path
+from engine.model.info import describe
 from engine.model.loading import LoadProgress, load
 from engine.model.spec import ModelSpec
 
@@ -37,7 +38,7 @@ def test_default_model_loads_with_exact_parameter_count(real_model: Any) -> None
     assert not real_model.model.training
     total = sum(p.numel() for p in real_model.model.parameters())
     assert total == 134_515_008
-    assert real_model.info.parameters["total"] == total
+    assert describe(real_model).parameters["total"] == total
     assert real_model.context_window == 8192
     assert 2 in real_model.eos_token_ids
 
@@ -138,7 +139,7 @@ def test_bitsandbytes_quantization_on_cpu(
     assert type(q_proj).__name__ == layer
     assert loaded.quantize == quantize
     # logical parameter count is the model's, whatever the packing
-    assert loaded.info.parameters["total"] == tiny_model.info.parameters["total"]
+    assert describe(loaded).parameters["total"] == describe(tiny_model).parameters["total"]
     with torch.inference_mode():
         logits = loaded.model(torch.tensor([[1, 2, 3]])).logits
     assert torch.isfinite(logits).all()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from session_factories import MODEL, SETTINGS, reply, user
 
-from engine.sessions.export import export_json, export_toml
+from engine.sessions import export_json, export_toml
 from engine.sessions.store import SessionStore, save_generation
 from tui.cli.main import main
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fake_engine import FakeBackend
+from fake_engine import FakeEngine
 from textual.pilot import Pilot
 
 from tui.app import make_app
@@ -68,7 +68,7 @@ async def _mid_reply(pilot: Pilot[None]) -> None:
 @pytest.mark.timeout(120)  # a wedged worker fails the test instead of the run
 @pytest.mark.parametrize("theme", SHIPPED)
 def test_main_screen_mid_reply(theme: str, snap_compare: Callable[..., bool]) -> None:
-    backend = FakeBackend()
+    backend = FakeEngine()
     app = make_app(backend=backend, theme=theme, persist_theme=False)
     try:
         assert snap_compare(app, terminal_size=SIZE, run_before=_mid_reply)

@@ -322,12 +322,12 @@ def test_switching_theme_in_the_app_persists_it() -> None:
 
 
 async def _switch_and_persist() -> None:
-    from fake_engine import FakeBackend
+    from fake_engine import FakeEngine
 
     from engine.config import config_path, load_config
     from tui.app import make_app
 
-    backend = FakeBackend()
+    backend = FakeEngine()
     app = make_app(backend=backend, theme="high-contrast")
     try:
         async with app.run_test() as pilot:

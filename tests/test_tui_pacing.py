@@ -8,7 +8,7 @@ import time
 import pytest
 
 from engine.records import Step
-from tests.fake_engine import FakeBackend
+from tests.fake_engine import FakeEngine
 from tests.tui_helpers import SIZE, fake_app, ready, send, until
 from tui import pacing
 from tui.driver import StepBatcher
@@ -65,7 +65,7 @@ def test_pacer_spaces_batches_by_the_main_threads_cost(monkeypatch: pytest.Monke
 
 
 async def test_moving_the_cursor_mid_reply_shows_that_step_at_once() -> None:
-    backend = FakeBackend(pause_at=6, step_delay=0.02)
+    backend = FakeEngine(pause_at=6, step_delay=0.02)
     app = fake_app(backend)
     try:
         async with app.run_test(size=SIZE) as pilot:

@@ -1,4 +1,4 @@
-"""The real path: the workbench over the bundled SmolLM2 through EngineBackend."""
+"""The real path: the workbench over the bundled SmolLM2 through LocalEngine."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from engine.decode import LocalEngine
 from tests.tui_helpers import SIZE, finished, greedy, ready, send, until
 from tui.app import make_app
-from tui.backend import EngineBackend
 from tui.widgets.chat_pane import ChatPane
 from tui.widgets.prompt_tokens import PromptTokens
 from tui.widgets.step_view import StepView
@@ -23,7 +23,7 @@ def anyio_backend() -> str:
 
 
 async def test_real_model_answers_paris(real_model: Any) -> None:
-    app = make_app(EngineBackend(real_model), settings=greedy(), persist_theme=False)
+    app = make_app(LocalEngine(real_model), settings=greedy(), persist_theme=False)
     async with app.run_test(size=SIZE) as pilot:
         screen = await ready(pilot)
         await send(pilot, "What is the capital of France?")

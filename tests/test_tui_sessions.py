@@ -16,10 +16,10 @@ import pytest
 from textual.widgets import Input
 
 from engine.params import SamplingParams
-from engine.sessions.export import export_json, import_session_text
+from engine.sessions import export_json, import_session_text
 from engine.sessions.records import SessionSettings
 from engine.sessions.store import SessionStore
-from tests.fake_engine import DEFAULT_REPLY, FakeBackend
+from tests.fake_engine import DEFAULT_REPLY, FakeEngine
 from tests.session_factories import MODEL, reply, user
 from tests.tui_helpers import SIZE, fake_app, finished, ready, send, until
 from tui.screens.confirm import ConfirmScreen
@@ -42,8 +42,8 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def backend() -> Iterator[FakeBackend]:
-    backend = FakeBackend()
+def backend() -> Iterator[FakeEngine]:
+    backend = FakeEngine()
     yield backend
     backend.close()
 
@@ -79,7 +79,7 @@ def seed_sessions(store: SessionStore) -> list[str]:
 
 
 async def test_autosave_commits_each_message_and_settings(
-    backend: FakeBackend, recorder: StoreRecorder
+    backend: FakeEngine, recorder: StoreRecorder
 ) -> None:
     app = fake_app(backend, recorder=recorder)
     async with app.run_test(size=SIZE) as pilot:
@@ -109,7 +109,7 @@ async def test_autosave_commits_each_message_and_settings(
 
 
 async def test_cancelled_reply_is_saved_as_cancelled(recorder: StoreRecorder) -> None:
-    backend = FakeBackend(pause_at=3)
+    backend = FakeEngine(pause_at=3)
     app = fake_app(backend, recorder=recorder)
     try:
         async with app.run_test(size=SIZE) as pilot:
@@ -127,7 +127,7 @@ async def test_cancelled_reply_is_saved_as_cancelled(recorder: StoreRecorder) ->
         backend.close()
 
 
-async def test_ctrl_n_starts_a_new_session(backend: FakeBackend, recorder: StoreRecorder) -> None:
+async def test_ctrl_n_starts_a_new_session(backend: FakeEngine, recorder: StoreRecorder) -> None:
     app = fake_app(backend, recorder=recorder)
     async with app.run_test(size=SIZE) as pilot:
         screen = await ready(pilot)
@@ -145,7 +145,7 @@ async def test_ctrl_n_starts_a_new_session(backend: FakeBackend, recorder: Store
         assert titles == ["first chat", "second chat"]
 
 
-async def test_browser_search_rename_delete(backend: FakeBackend, recorder: StoreRecorder) -> None:
+async def test_browser_search_rename_delete(backend: FakeEngine, recorder: StoreRecorder) -> None:
     ids = seed_sessions(stored(recorder))
     app = fake_app(backend, recorder=recorder)
     async with app.run_test(size=SIZE) as pilot:
@@ -188,7 +188,7 @@ async def test_browser_search_rename_delete(backend: FakeBackend, recorder: Stor
 
 
 async def test_open_restores_chat_tokens_inspector_and_settings(
-    backend: FakeBackend, recorder: StoreRecorder
+    backend: FakeEngine, recorder: StoreRecorder
 ) -> None:
     ids = seed_sessions(stored(recorder))
     app = fake_app(backend, recorder=recorder)
@@ -224,7 +224,7 @@ async def test_open_restores_chat_tokens_inspector_and_settings(
 
 
 async def test_branch_a_reopened_reply_rebuilds_the_decoder(
-    backend: FakeBackend, recorder: StoreRecorder
+    backend: FakeEngine, recorder: StoreRecorder
 ) -> None:
     app = fake_app(backend, recorder=recorder)
     async with app.run_test(size=SIZE) as pilot:
@@ -259,7 +259,7 @@ async def test_branch_a_reopened_reply_rebuilds_the_decoder(
 
 
 async def test_export_writes_a_file_import_accepts(
-    backend: FakeBackend, recorder: StoreRecorder, tmp_path: Path
+    backend: FakeEngine, recorder: StoreRecorder, tmp_path: Path
 ) -> None:
     app = fake_app(backend, recorder=recorder)
     async with app.run_test(size=SIZE) as pilot:
@@ -296,7 +296,7 @@ async def test_export_writes_a_file_import_accepts(
 
 
 async def test_import_bad_file_names_the_field_and_stores_nothing(
-    backend: FakeBackend, recorder: StoreRecorder, tmp_path: Path
+    backend: FakeEngine, recorder: StoreRecorder, tmp_path: Path
 ) -> None:
     store = stored(recorder)
     [sid, *_] = seed_sessions(store)
@@ -331,7 +331,7 @@ async def test_import_bad_file_names_the_field_and_stores_nothing(
 
 
 async def test_help_and_palette_cover_the_browser_keys(
-    backend: FakeBackend, recorder: StoreRecorder
+    backend: FakeEngine, recorder: StoreRecorder
 ) -> None:
     from textual.widgets import DataTable
 
@@ -358,7 +358,7 @@ async def test_help_and_palette_cover_the_browser_keys(
         assert {("sessions", "r"), ("sessions", "d"), ("workbench", "ctrl+o")} <= rows
 
 
-async def test_newer_or_corrupt_database_is_reported(backend: FakeBackend, tmp_path: Path) -> None:
+async def test_newer_or_corrupt_database_is_reported(backend: FakeEngine, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(data / "sessions.db") as conn:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from textual.pilot import Pilot
 
-from tests.fake_engine import FakeBackend
+from tests.fake_engine import FakeEngine
 from tests.tui_helpers import fake_app, main_screen, ready, send, until
 from tui.screens.loading import LoadingScreen
 from tui.widgets.step_view import StepView
@@ -18,13 +18,13 @@ SIZE = (100, 30)
 
 
 @pytest.fixture
-def paused() -> Iterator[FakeBackend]:
-    backend = FakeBackend(pause_at=6, step_delay=0.04)
+def paused() -> Iterator[FakeEngine]:
+    backend = FakeEngine(pause_at=6, step_delay=0.04)
     yield backend
     backend.close()
 
 
-def still(backend: FakeBackend, size: tuple[int, int] = SIZE):
+def still(backend: FakeEngine, size: tuple[int, int] = SIZE):
     """The app with nothing that moves on its own: no animations, no blinking cursor."""
     app = fake_app(backend)
     app.animation_level = "none"
@@ -42,11 +42,11 @@ async def mid_reply(pilot: Pilot[None]) -> None:
     await pilot.pause(0.1)
 
 
-def test_main_screen_mid_reply(snap_compare, paused: FakeBackend) -> None:
+def test_main_screen_mid_reply(snap_compare, paused: FakeEngine) -> None:
     assert snap_compare(still(paused), terminal_size=SIZE, run_before=mid_reply)
 
 
-def test_step_tab_selected_token(snap_compare, paused: FakeBackend) -> None:
+def test_step_tab_selected_token(snap_compare, paused: FakeEngine) -> None:
     async def before(pilot: Pilot[None]) -> None:
         await mid_reply(pilot)
         await pilot.press("f4", "home", "l", "l")
@@ -55,7 +55,7 @@ def test_step_tab_selected_token(snap_compare, paused: FakeBackend) -> None:
     assert snap_compare(still(paused), terminal_size=SIZE, run_before=before)
 
 
-def test_prompt_tab(snap_compare, paused: FakeBackend) -> None:
+def test_prompt_tab(snap_compare, paused: FakeEngine) -> None:
     async def before(pilot: Pilot[None]) -> None:
         await mid_reply(pilot)
         await main_screen(pilot.app).run_action("show_tab('tab-prompt')")  # type: ignore[arg-type]
@@ -65,7 +65,7 @@ def test_prompt_tab(snap_compare, paused: FakeBackend) -> None:
 
 
 def test_loading_screen_converting(snap_compare) -> None:
-    backend = FakeBackend(hold_load=True)
+    backend = FakeEngine(hold_load=True)
 
     async def before(pilot: Pilot[None]) -> None:
         await until(pilot, lambda: isinstance(pilot.app.screen, LoadingScreen))
@@ -81,5 +81,5 @@ def test_loading_screen_converting(snap_compare) -> None:
         backend.close()
 
 
-def test_main_screen_at_80x24(snap_compare, paused: FakeBackend) -> None:
+def test_main_screen_at_80x24(snap_compare, paused: FakeEngine) -> None:
     assert snap_compare(still(paused), terminal_size=(80, 24), run_before=mid_reply)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fake_engine import DEFAULT_REPLY, FakeBackend
+from tests.fake_engine import DEFAULT_REPLY, FakeEngine
 from tests.tui_helpers import SIZE, fake_app, finished, ready, send, until
 from tui.screens.loading import LoadingScreen
 from tui.widgets.chat_pane import ChatPane
@@ -23,12 +23,12 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def backend():
-    backend = FakeBackend()
+    backend = FakeEngine()
     yield backend
     backend.close()
 
 
-async def test_send_streams_reply_tokens_and_inspector(backend: FakeBackend) -> None:
+async def test_send_streams_reply_tokens_and_inspector(backend: FakeEngine) -> None:
     app = fake_app(backend)
     async with app.run_test(size=SIZE) as pilot:
         screen = await ready(pilot)
@@ -50,7 +50,7 @@ async def test_send_streams_reply_tokens_and_inspector(backend: FakeBackend) -> 
 
 
 async def test_escape_cancels_keeping_partial_reply() -> None:
-    backend = FakeBackend(pause_at=3)
+    backend = FakeEngine(pause_at=3)
     app = fake_app(backend)
     try:
         async with app.run_test(size=SIZE) as pilot:
@@ -73,7 +73,7 @@ async def test_escape_cancels_keeping_partial_reply() -> None:
         backend.close()
 
 
-async def test_step_mode_accept_and_choose_candidate_two(backend: FakeBackend) -> None:
+async def test_step_mode_accept_and_choose_candidate_two(backend: FakeEngine) -> None:
     app = fake_app(backend)
     async with app.run_test(size=SIZE) as pilot:
         screen = await ready(pilot)
@@ -97,7 +97,7 @@ async def test_step_mode_accept_and_choose_candidate_two(backend: FakeBackend) -
         assert screen.conversation.last_reply.finish_reason == "stop"  # type: ignore[union-attr]
 
 
-async def test_step_mode_escape_stops(backend: FakeBackend) -> None:
+async def test_step_mode_escape_stops(backend: FakeEngine) -> None:
     app = fake_app(backend)
     async with app.run_test(size=SIZE) as pilot:
         screen = await ready(pilot)
@@ -109,7 +109,7 @@ async def test_step_mode_escape_stops(backend: FakeBackend) -> None:
         assert screen.conversation.last_reply.finish_reason == "cancelled"  # type: ignore[union-attr]
 
 
-async def test_branch_keeps_old_tail_as_alternative(backend: FakeBackend) -> None:
+async def test_branch_keeps_old_tail_as_alternative(backend: FakeEngine) -> None:
     app = fake_app(backend)
     async with app.run_test(size=SIZE) as pilot:
         screen = await ready(pilot)
@@ -136,7 +136,7 @@ async def test_branch_keeps_old_tail_as_alternative(backend: FakeBackend) -> Non
         assert screen.query(".chat-branch")
 
 
-async def test_settings_refuse_invalid_values_inline(backend: FakeBackend) -> None:
+async def test_settings_refuse_invalid_values_inline(backend: FakeEngine) -> None:
     from textual.widgets import Input, Static
 
     from tui.screens.settings import SettingsScreen
@@ -168,7 +168,7 @@ async def test_settings_refuse_invalid_values_inline(backend: FakeBackend) -> No
         assert sources["top_p"] == "user" and sources["min_p"] == "transformers"
 
 
-async def test_help_and_palette_cover_every_binding(backend: FakeBackend) -> None:
+async def test_help_and_palette_cover_every_binding(backend: FakeEngine) -> None:
     from textual.widgets import DataTable
 
     from tui.commands import COMMANDS
@@ -198,7 +198,7 @@ async def test_help_and_palette_cover_every_binding(backend: FakeBackend) -> Non
         await until(pilot, lambda: not isinstance(app.screen, HelpScreen))
 
 
-async def test_palette_runs_a_command(backend: FakeBackend) -> None:
+async def test_palette_runs_a_command(backend: FakeEngine) -> None:
     app = fake_app(backend)
     async with app.run_test(size=SIZE) as pilot:
         screen = await ready(pilot)
@@ -215,7 +215,7 @@ async def test_load_failure_shows_message_then_pick_another_model() -> None:
 
     from tui.screens.model_picker import ModelPickerScreen
 
-    backend = FakeBackend(fail_load="model not found: 'nope'; check the id or path")
+    backend = FakeEngine(fail_load="model not found: 'nope'; check the id or path")
     app = fake_app(backend)
     try:
         async with app.run_test(size=SIZE) as pilot:
@@ -236,7 +236,7 @@ async def test_load_failure_shows_message_then_pick_another_model() -> None:
         backend.close()
 
 
-async def test_model_picker_reload_keeps_conversation(backend: FakeBackend) -> None:
+async def test_model_picker_reload_keeps_conversation(backend: FakeEngine) -> None:
     from textual.widgets import Input
 
     from tui.screens.model_picker import ModelPickerScreen
@@ -259,7 +259,7 @@ async def test_model_picker_reload_keeps_conversation(backend: FakeBackend) -> N
         assert "Paris" in screen.query_one(ChatPane).reply_text
 
 
-async def test_copy_token_and_reply(backend: FakeBackend) -> None:
+async def test_copy_token_and_reply(backend: FakeEngine) -> None:
     app = fake_app(backend)
     async with app.run_test(size=SIZE) as pilot:
         screen = await ready(pilot)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from textual.pilot import Pilot
 
-from tests.fake_engine import FakeBackend
+from tests.fake_engine import FakeEngine
 from tui.app import LogitlabApp, make_app
 from tui.screens.main import MainScreen
 from tui.settings import UISettings
@@ -15,8 +15,8 @@ from tui.settings import UISettings
 SIZE = (100, 30)
 
 
-def fake_app(backend: FakeBackend | None = None, **kwargs: object) -> LogitlabApp:
-    return make_app(backend or FakeBackend(), persist_theme=False, **kwargs)  # type: ignore[arg-type]
+def fake_app(backend: FakeEngine | None = None, **kwargs: object) -> LogitlabApp:
+    return make_app(backend or FakeEngine(), persist_theme=False, **kwargs)  # type: ignore[arg-type]
 
 
 def main_screen(app: LogitlabApp) -> MainScreen:

@@ -11,11 +11,11 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.theme import Theme
 
+from engine.decode import Engine
 from engine.errors import ConfigError
-from engine.model.spec import ModelSpec
-from engine.sessions.records import Session
+from engine.model import ModelSpec
+from engine.sessions import Session
 from tui import theming
-from tui.backend import Backend
 from tui.commands import PROVIDERS
 from tui.recorder import Recorder
 from tui.screens.help import HelpScreen
@@ -36,7 +36,7 @@ class LogitlabApp(App[None]):
 
     def __init__(
         self,
-        backend: Backend,
+        backend: Engine,
         spec: ModelSpec,
         *,
         settings: UISettings | None = None,
@@ -103,7 +103,7 @@ class LogitlabApp(App[None]):
 
 
 def make_app(
-    backend: Backend | None = None,
+    backend: Engine | None = None,
     spec: ModelSpec | None = None,
     *,
     settings: UISettings | None = None,
@@ -120,9 +120,9 @@ def make_app(
     `themes` are the already loaded (themes, problems); `notices` are shown at start.
     """
     if backend is None:
-        from tui.backend import EngineBackend
+        from engine.decode import LocalEngine
 
-        backend = EngineBackend()
+        backend = LocalEngine()
     return LogitlabApp(
         backend,
         spec or ModelSpec(),

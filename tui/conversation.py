@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from engine.records import Step
-from engine.sessions.records import Alternative as StoredAlternative
-from engine.sessions.records import Session, SessionMessage
-from engine.tokens.chat import ChatMessage
+from engine.sessions import Alternative as StoredAlternative
+from engine.sessions import Session, SessionMessage
+from engine.tokens import ChatMessage
 
 
 @dataclass

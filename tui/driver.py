@@ -18,11 +18,11 @@ from collections.abc import Callable, Sequence
 
 from textual.message import Message
 
+from engine.decode import Engine, Reply
 from engine.errors import LogitlabError
 from engine.params import SamplingParams
 from engine.records import Step
-from engine.tokens.chat import ChatMessage
-from tui.backend import Backend, Generation
+from engine.tokens import ChatMessage
 from tui.messages import (
     GenerationFailed,
     GenerationFinished,
@@ -40,7 +40,7 @@ _ACCEPT, _CONTINUE, _STOP = "accept", "continue", "stop"
 class GenerationRun:
     def __init__(
         self,
-        backend: Backend,
+        backend: Engine,
         messages: Sequence[ChatMessage],
         params: SamplingParams,
         *,
@@ -55,7 +55,7 @@ class GenerationRun:
         self.allow_special = allow_special
         self.step_mode = step_mode
         self.cancel_event = threading.Event()
-        self.generation: Generation | None = None
+        self.generation: Reply | None = None
         self.active = True  # created to run at once; False when the worker ends
         self.waiting = False  # step mode: a proposal is shown, waiting for a choice
         # seconds between batches; the screen paces it to what painting costs (tui/pacing.py)
@@ -135,7 +135,7 @@ class GenerationRun:
         finally:
             self.active = self.waiting = False
 
-    def _drive(self, gen: Generation, post: Post) -> None:
+    def _drive(self, gen: Reply, post: Post) -> None:
         batcher = StepBatcher(post, lambda: self.batch_seconds)
         try:
             while not gen.done and not self.cancel_event.is_set():
@@ -161,7 +161,7 @@ class GenerationRun:
             summary = None
         post(GenerationFinished(reason, summary))
 
-    def _choose(self, gen: Generation, post: Post) -> Step | None:
+    def _choose(self, gen: Reply, post: Post) -> Step | None:
         proposal = gen.propose()
         self.waiting = True
         post(ProposalReady(proposal))

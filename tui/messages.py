@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from textual.message import Message
 
+from engine.decode import PromptView
+from engine.model import ModelDescription
 from engine.records import GenerationSummary, Proposal, Step
-from engine.sessions.records import Session, SessionSummary
-from tui.backend import ModelFacts, PromptView
+from engine.sessions import Session, SessionSummary
 
 
 class LoadProgressed(Message):
@@ -21,7 +22,7 @@ class LoadProgressed(Message):
 
 
 class ModelLoaded(Message):
-    def __init__(self, facts: ModelFacts) -> None:
+    def __init__(self, facts: ModelDescription) -> None:
         super().__init__()
         self.facts = facts
 

@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING, Protocol
 
 from textual.message import Message
 
+from engine.model import ModelDescription
 from engine.params import SamplingParams
-from tui.backend import ModelFacts
 from tui.conversation import Alternative, Turn
 from tui.settings import UISettings
 
 if TYPE_CHECKING:
-    from engine.sessions.records import Session
-    from engine.sessions.store import SessionStore
+    from engine.sessions import Session, SessionStore
 
 Post = Callable[[Message], object]
 
@@ -38,7 +37,7 @@ class Recorder(Protocol):
         """(message, severity) to show once at start: recovered or refused databases."""
         ...
 
-    def model_loaded(self, facts: ModelFacts) -> None: ...
+    def model_loaded(self, facts: ModelDescription) -> None: ...
 
     def message_completed(
         self, turn: Turn, settings: UISettings, params: SamplingParams
@@ -73,7 +72,7 @@ class NullRecorder:
     def notes(self) -> list[tuple[str, str]]:
         return []
 
-    def model_loaded(self, facts: ModelFacts) -> None:
+    def model_loaded(self, facts: ModelDescription) -> None:
         pass
 
     def message_completed(self, turn: Turn, settings: UISettings, params: SamplingParams) -> None:

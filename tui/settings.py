@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,7 +28,7 @@ class UISettings:
     allow_special: bool = False  # let special-token text in messages become special tokens
 
     def resolve(
-        self, generation_config: dict[str, Any]
+        self, generation_config: Mapping[str, Any]
     ) -> tuple[SamplingParams, dict[str, Source]]:
         """Effective sampling params and each value's source (raises InvalidParameterError)."""
         return resolve_sampling(generation_config, self.overrides)
@@ -36,7 +37,7 @@ class UISettings:
         return replace(self, **changes)
 
     def restored(
-        self, system_prompt: str, sampling: SamplingParams, generation_config: dict[str, Any]
+        self, system_prompt: str, sampling: SamplingParams, generation_config: Mapping[str, Any]
     ) -> UISettings:
         """These settings with a saved session's: the sampling values that differ from
         what the model would give on its own become the user's overrides, so a reopened

@@ -21,10 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from textual.message import Message
 
 from engine.errors import LogitlabError, StoreError
+from engine.model import ModelDescription
 from engine.params import SamplingParams
-from engine.sessions.records import ModelRecord, Session, SessionMessage, SessionSettings
-from engine.sessions.store import SessionStore
-from tui.backend import ModelFacts
+from engine.sessions import ModelRecord, Session, SessionMessage, SessionSettings, SessionStore
 from tui.conversation import Alternative, Turn, message_from_turn
 from tui.messages import SessionSaved, SessionSaveFailed
 from tui.settings import UISettings
@@ -32,24 +31,12 @@ from tui.settings import UISettings
 FLUSH_TIMEOUT = 30.0
 
 
-def model_record(facts: ModelFacts) -> ModelRecord:
-    """How a session names the model that produced it."""
-    source = str(facts.info.get("source") or ("gguf" if facts.spec.is_default else "hub"))
-    return ModelRecord(
-        id=facts.model_id,
-        source=source,
-        device=facts.device,
-        dtype=facts.dtype,
-        quantize=facts.quantize,
-    )
-
-
 class StoreRecorder:
     def __init__(self, store: SessionStore | None, *, problem: str = "") -> None:
         self.store = store
         self.problem = "" if store is not None else (problem or "no session store")
         self._post: Callable[[Message], object] = lambda _m: None
-        self._facts: ModelFacts | None = None
+        self._facts: ModelDescription | None = None
         self._stored: list[Turn] = []  # turns committed to the current session (UI thread)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logitlab-store")
         # writer-thread state: touched only by jobs running on the writer
@@ -83,7 +70,7 @@ class StoreRecorder:
             ]
         return []
 
-    def model_loaded(self, facts: ModelFacts) -> None:
+    def model_loaded(self, facts: ModelDescription) -> None:
         # the session's model is updated with its next write: a session that is only
         # looked at under another model keeps the model that produced it
         self._facts = facts
@@ -96,7 +83,7 @@ class StoreRecorder:
             self._stored.append(turn)
         message = message_from_turn(turn)
         wanted = SessionSettings(settings.system_prompt, params)
-        record = model_record(self._facts)
+        record = ModelRecord.from_description(self._facts)
         self._submit(lambda: self._commit(message, replace_last, wanted, record))
 
     def alternative_added(self, turn: Turn, alternative: Alternative) -> None:

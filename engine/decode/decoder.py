@@ -28,6 +28,7 @@ import torch
 from engine.decode.sampling import StepStats, choose, make_generator, process, summarize
 from engine.decode.textstream import TextStream, TokenTable
 from engine.errors import GenerationError, InvalidParameterError, PromptTooLongError
+from engine.model.loading import LoadedModel
 from engine.params import SamplingParams
 from engine.records import Candidate, FinishReason, GenerationSummary, Proposal, Step
 
@@ -52,7 +53,7 @@ class Decoder:
 
     def __init__(
         self,
-        loaded: Any,
+        loaded: LoadedModel,
         params: SamplingParams,
         cancel: threading.Event | None = None,
     ) -> None:
@@ -210,15 +211,16 @@ class Decoder:
         if self._cache is None:
             raise GenerationError("call prefill() before iterating")
         while not self.done:
-            if self._cancel.is_set():
-                self.finish_reason = "cancelled"
-                return
             yield self.step()
 
     # --- state -----------------------------------------------------------------------
 
     @property
     def done(self) -> bool:
+        """Finished, or cancelled: a cancel seen here ends the generation as
+        ``cancelled`` (a rewind clears both and decoding can go on)."""
+        if self.finish_reason is None and self._cancel.is_set() and self._cache is not None:
+            self.finish_reason = "cancelled"
         return self.finish_reason is not None
 
     @property
@@ -359,4 +361,5 @@ class Decoder:
                     f"out of memory on {self._device} during a decode step"
                 ) from exc
             raise
-        return out.logits[0, -1].float()  # [vocab]
+        logits: torch.Tensor = out.logits[0, -1].float()  # [vocab]
+        return logits

@@ -23,6 +23,9 @@ class GrowingLayer(DynamicLayer):
     """A `DynamicLayer` whose keys/values are views into a doubling buffer."""
 
     _key_buffer: torch.Tensor | None = None
+
+    def __init__(self) -> None:  # typed: DynamicLayer's own __init__ is not
+        super().__init__()  # type: ignore[no-untyped-call]
     _value_buffer: torch.Tensor | None = None
 
     def update(

@@ -1,0 +1,52 @@
+"""What to load and how: the spec, devices, the bundled default, GGUF conversion,
+loading, the model's anatomy and the one thread torch runs on.
+
+Torch-free to import: `load`, `describe` and friends import torch on first use.
+"""
+
+from typing import TYPE_CHECKING
+
+from engine.lazy import lazy_exports
+from engine.model.description import ModelDescription
+from engine.model.spec import DTYPES, QUANTIZE, ModelSpec
+from engine.model.thread import EngineThread
+
+if TYPE_CHECKING:
+    from engine.model.info import ModelInfo, describe, description
+    from engine.model.loading import (
+        LoadedModel,
+        LoadedTokenizer,
+        LoadProgress,
+        load,
+        load_tokenizer,
+    )
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "LoadedModel": "loading",
+        "LoadedTokenizer": "loading",
+        "LoadProgress": "loading",
+        "load": "loading",
+        "load_tokenizer": "loading",
+        "ModelInfo": "info",
+        "describe": "info",
+        "description": "info",
+    },
+)
+
+__all__ = [
+    "DTYPES",
+    "QUANTIZE",
+    "EngineThread",
+    "LoadProgress",
+    "LoadedModel",
+    "LoadedTokenizer",
+    "ModelDescription",
+    "ModelInfo",
+    "ModelSpec",
+    "describe",
+    "description",
+    "load",
+    "load_tokenizer",
+]

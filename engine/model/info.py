@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from engine.model.description import ModelDescription
 from engine.params import SamplingParams, resolve_sampling
 from engine.tokens.views import special_tokens_summary
 
@@ -76,6 +77,26 @@ def describe(loaded: LoadedModel) -> ModelInfo:
         special_tokens=special_tokens_summary(loaded.tokenizer, loaded.eos_token_ids),
         generation=generation_table(params, sources),
         module_tree=str(model),
+    )
+
+
+def description(loaded: LoadedModel) -> ModelDescription:
+    """What front ends show about `loaded` (no module tree, no memory walk)."""
+    model = loaded.model
+    counts = parameter_counts(model)
+    return ModelDescription(
+        spec=loaded.spec,
+        model_id=loaded.model_id,
+        source=loaded.source,
+        device=str(loaded.device),
+        dtype=loaded.dtype_name,
+        quantize=loaded.quantize,
+        context_window=loaded.context_window,
+        architecture=type(model).__name__,
+        parameters_total=int(counts["total"]),
+        parameters_by_kind=dict(counts["by_kind"]),
+        config=config_essentials(model.config, loaded.context_window),
+        generation_config=dict(loaded.generation_config_file),
     )
 
 

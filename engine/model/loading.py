@@ -15,9 +15,8 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import torch
 
@@ -33,9 +32,6 @@ from engine.errors import (
 from engine.model import default_model, gguf_cache
 from engine.model.devices import dtype_name, resolve_device, resolve_dtype
 from engine.model.spec import ModelSpec
-
-if TYPE_CHECKING:
-    from engine.model.info import ModelInfo
 
 SourceKind = Literal["hub", "local", "gguf"]
 Stage = Literal["resolving", "converting", "loading weights", "moving to device", "ready"]
@@ -80,12 +76,6 @@ class LoadedModel:
     @property
     def quantize(self) -> str:
         return self.spec.quantize
-
-    @cached_property
-    def info(self) -> ModelInfo:
-        from engine.model.info import describe
-
-        return describe(self)
 
 
 def load(spec: ModelSpec, progress: ProgressCallback | None = None) -> LoadedModel:
@@ -426,8 +416,9 @@ def _move(model: Any, device: torch.device) -> Any:
 
 def _compute_dtype(model: Any, fallback: torch.dtype) -> torch.dtype:
     for param in model.parameters():
-        if param.dtype.is_floating_point:
-            return param.dtype
+        dtype: torch.dtype = param.dtype
+        if dtype.is_floating_point:
+            return dtype
     return fallback
 
 
@@ -471,7 +462,7 @@ def _short(exc: BaseException) -> str:
 @contextlib.contextmanager
 def _quiet_transformers() -> Iterator[None]:
     """No tqdm bars or warnings on the terminal while loading (they would tear the TUI)."""
-    from huggingface_hub.utils import (
+    from huggingface_hub.utils import (  # type: ignore[attr-defined]
         are_progress_bars_disabled,
         disable_progress_bars,
         enable_progress_bars,

@@ -1,0 +1,56 @@
+"""Sessions: records, the SQLite store and its schema, export/import, session files."""
+
+from engine.sessions.export import (
+    EXPORT_FORMATS,
+    export_json,
+    export_markdown,
+    export_text,
+    export_toml,
+    session_to_dict,
+)
+from engine.sessions.files import FORMAT, MAX_IMPORT_BYTES, VERSION, read_import, write_export
+from engine.sessions.importer import import_session_text, session_from_dict
+from engine.sessions.records import (
+    Alternative,
+    ModelRecord,
+    Session,
+    SessionMessage,
+    SessionSettings,
+    SessionSummary,
+    branched,
+    default_title,
+    reply_from_steps,
+    rfc3339,
+    utc_now,
+)
+from engine.sessions.store import SessionStore, save_generation, save_reply
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "FORMAT",
+    "MAX_IMPORT_BYTES",
+    "VERSION",
+    "Alternative",
+    "ModelRecord",
+    "Session",
+    "SessionMessage",
+    "SessionSettings",
+    "SessionStore",
+    "SessionSummary",
+    "branched",
+    "default_title",
+    "export_json",
+    "export_markdown",
+    "export_text",
+    "export_toml",
+    "import_session_text",
+    "read_import",
+    "reply_from_steps",
+    "rfc3339",
+    "save_generation",
+    "save_reply",
+    "session_from_dict",
+    "session_to_dict",
+    "utc_now",
+    "write_export",
+]

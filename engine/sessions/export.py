@@ -37,31 +37,31 @@ from typing import Any
 
 import tomli_w
 
+from engine.errors import InvalidParameterError
 from engine.records import Candidate, Step
-from engine.sessions.importer import (
-    FORMAT,
-    MAX_IMPORT_BYTES,
-    VERSION,
-    import_session_text,
-    session_from_dict,
+from engine.sessions.files import FORMAT, VERSION
+from engine.sessions.records import (
+    Alternative,
+    Session,
+    SessionMessage,
+    rfc3339,
+    settings_to_dict,
 )
-from engine.sessions.records import Alternative, Session, SessionMessage, rfc3339
-from engine.sessions.schema import settings_to_dict
 
 NEG_INF_LOGPROB = -9999.0
 
-__all__ = [
-    "FORMAT",
-    "MAX_IMPORT_BYTES",
-    "VERSION",
-    "export_json",
-    "export_markdown",
-    "export_toml",
-    "import_session_text",
-    "rfc3339",
-    "session_from_dict",
-    "session_to_dict",
-]
+EXPORT_FORMATS = ("json", "toml", "markdown")
+
+
+def export_text(session: Session, fmt: str, *, low_prob_tokens: int = 0) -> str:
+    """The session as `fmt` (one of `EXPORT_FORMATS`); `low_prob_tokens` is Markdown's."""
+    if fmt == "json":
+        return export_json(session)
+    if fmt == "toml":
+        return export_toml(session)
+    if fmt == "markdown":
+        return export_markdown(session, low_prob_tokens=low_prob_tokens)
+    raise InvalidParameterError("format", f"must be one of {', '.join(EXPORT_FORMATS)}")
 
 
 def session_to_dict(session: Session) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from typing import Any, TypeVar, cast
 from engine.errors import InvalidParameterError, SessionImportError
 from engine.params import FIELD_NAMES
 from engine.records import FINISH_REASONS, Candidate, FinishReason, Step
+from engine.sessions.files import FORMAT, MAX_IMPORT_BYTES, VERSION
 from engine.sessions.records import (
     ROLES,
     SOURCES,
@@ -32,12 +33,9 @@ from engine.sessions.records import (
     Session,
     SessionMessage,
     SessionSettings,
+    settings_from_dict,
 )
-from engine.sessions.schema import settings_from_dict
 
-FORMAT = "logitlab.session"
-VERSION = 1
-MAX_IMPORT_BYTES = 64 * 2**20
 _INT64 = 2**63
 _MISSING: Any = object()
 T = TypeVar("T")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from engine.model.description import ModelDescription
 from engine.params import SamplingParams
 from engine.records import Step
 
@@ -57,14 +58,14 @@ class ModelRecord:
     quantize: str = "none"
 
     @classmethod
-    def from_loaded(cls, loaded: Any) -> ModelRecord:
-        """Describe an `engine.model.loading.LoadedModel` (duck-typed so tests can fake it)."""
+    def from_description(cls, model: ModelDescription) -> ModelRecord:
+        """The record of the model an engine described."""
         return cls(
-            id=str(loaded.model_id),
-            source=str(loaded.source),
-            device=str(loaded.device),
-            dtype=str(loaded.dtype_name),
-            quantize=str(loaded.quantize),
+            id=model.model_id,
+            source=model.source,
+            device=model.device,
+            dtype=model.dtype,
+            quantize=model.quantize,
         )
 
 
@@ -191,3 +192,36 @@ def _shared_prefix(a: tuple[Step, ...], b: tuple[Step, ...]) -> int:
             break
         n += 1
     return n
+
+
+def settings_to_dict(settings: SessionSettings) -> dict[str, Any]:
+    """The flat settings object shared by the store and the export schema.
+
+    ``seed`` is omitted when None and ``stop`` when empty (TOML has no null).
+    """
+    p = settings.sampling
+    out: dict[str, Any] = {
+        "system_prompt": settings.system_prompt,
+        "temperature": float(p.temperature),
+        "top_k": p.top_k,
+        "top_p": float(p.top_p),
+        "min_p": float(p.min_p),
+        "repetition_penalty": float(p.repetition_penalty),
+        "max_new_tokens": p.max_new_tokens,
+    }
+    if p.seed is not None:
+        out["seed"] = p.seed
+    if p.stop:
+        out["stop"] = list(p.stop)
+    out["top_logprobs"] = p.top_logprobs
+    return out
+
+
+def settings_from_dict(data: dict[str, Any]) -> SessionSettings:
+    """Inverse of `settings_to_dict`; raises InvalidParameterError on a bad value."""
+    sampling = {k: v for k, v in data.items() if k != "system_prompt"}
+    if "stop" in sampling:
+        sampling["stop"] = tuple(sampling["stop"])
+    return SessionSettings(
+        system_prompt=data.get("system_prompt", ""), sampling=SamplingParams(**sampling)
+    )

@@ -11,11 +11,9 @@ Settings are stored as a small JSON object (the export's ``settings`` keys plus
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from engine.errors import InvalidParameterError, StoreError
-from engine.params import SamplingParams
-from engine.sessions.records import SessionSettings
+from engine.sessions.records import SessionSettings, settings_from_dict, settings_to_dict
 
 SCHEMA_VERSION = 1
 
@@ -91,39 +89,6 @@ MIGRATIONS: dict[int, list[str]] = {
         ) WITHOUT ROWID""",
     ],
 }
-
-
-def settings_to_dict(settings: SessionSettings) -> dict[str, Any]:
-    """The flat settings object shared by the store and the export schema.
-
-    ``seed`` is omitted when None and ``stop`` when empty (TOML has no null).
-    """
-    p = settings.sampling
-    out: dict[str, Any] = {
-        "system_prompt": settings.system_prompt,
-        "temperature": float(p.temperature),
-        "top_k": p.top_k,
-        "top_p": float(p.top_p),
-        "min_p": float(p.min_p),
-        "repetition_penalty": float(p.repetition_penalty),
-        "max_new_tokens": p.max_new_tokens,
-    }
-    if p.seed is not None:
-        out["seed"] = p.seed
-    if p.stop:
-        out["stop"] = list(p.stop)
-    out["top_logprobs"] = p.top_logprobs
-    return out
-
-
-def settings_from_dict(data: dict[str, Any]) -> SessionSettings:
-    """Inverse of `settings_to_dict`; raises InvalidParameterError on a bad value."""
-    sampling = {k: v for k, v in data.items() if k != "system_prompt"}
-    if "stop" in sampling:
-        sampling["stop"] = tuple(sampling["stop"])
-    return SessionSettings(
-        system_prompt=data.get("system_prompt", ""), sampling=SamplingParams(**sampling)
-    )
 
 
 def settings_to_json(settings: SessionSettings) -> str:

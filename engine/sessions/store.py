@@ -19,13 +19,16 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from engine.decode.run import ReplyResult
 from engine.errors import SessionError, SessionNotFoundError, StoreError
+from engine.model.description import ModelDescription
+from engine.params import SamplingParams
 from engine.paths import data_dir
 from engine.records import Candidate, Step
 from engine.sessions.records import (
@@ -38,10 +41,12 @@ from engine.sessions.records import (
     branched,
     default_title,
     parse_rfc3339,
+    reply_from_steps,
     rfc3339,
     utc_now,
 )
 from engine.sessions.schema import MIGRATIONS, SCHEMA_VERSION, settings_from_json, settings_to_json
+from engine.tokens.chat import ChatMessage
 
 DB_NAME = "sessions.db"
 _CORRUPT_CODES = {"SQLITE_NOTADB", "SQLITE_CORRUPT"}
@@ -67,6 +72,16 @@ class SessionStore:
                 raise StoreError(
                     f"cannot create a new session database {self.path}: {exc2}"
                 ) from exc2
+
+    @property
+    def recovery_note(self) -> str | None:
+        """One line for the user when a corrupt database was moved aside at open."""
+        if self.recovered_from is None:
+            return None
+        return (
+            f"the session database was unreadable; it was moved to {self.recovered_from}"
+            " and a new one was started"
+        )
 
     @classmethod
     def open_default(cls) -> SessionStore:
@@ -333,7 +348,8 @@ def save_generation(
     messages: Iterable[SessionMessage],
     title: str | None = None,
 ) -> Session:
-    """Store a finished `logitlab generate --save` run as one new session, atomically."""
+    """Store a finished run (`logitlab generate --save`, a served request) as one new
+    session, atomically."""
     messages = tuple(messages)
     if not title:
         first_user = next((m.content for m in messages if m.role == "user"), "")
@@ -341,6 +357,25 @@ def save_generation(
     now = utc_now()
     session = Session(uuid.uuid4().hex, title, now, now, model, settings, messages)
     return store.import_session(session)
+
+
+def save_reply(
+    store: SessionStore,
+    model: ModelDescription,
+    params: SamplingParams,
+    messages: Sequence[ChatMessage],
+    result: ReplyResult,
+    title: str | None = None,
+) -> Session:
+    """Store one reply and the messages it answered as a new session (a cancelled
+    reply is stored as cancelled); a system message becomes the session's setting."""
+    system = next((m.content for m in messages if m.role == "system"), "")
+    stored = [SessionMessage(m.role, m.content, utc_now()) for m in messages if m.role != "system"]
+    reply = reply_from_steps(result.steps, result.summary.finish_reason)
+    settings = SessionSettings(system_prompt=system, sampling=params)
+    return save_generation(
+        store, ModelRecord.from_description(model), settings, [*stored, reply], title
+    )
 
 
 # --- row helpers ------------------------------------------------------------------

@@ -224,6 +224,11 @@ def display_bytes(data: bytes) -> str:
     return data.decode("utf-8", errors="surrogateescape").translate(_visible_table())
 
 
+def display_text(text: str) -> str:
+    """Text with whitespace and control characters made visible (the token views' map)."""
+    return text.translate(_visible_table())
+
+
 @lru_cache(maxsize=1)
 def _visible_table() -> dict[int, str]:
     """str.translate table: visible whitespace, control pictures, escaped bytes as <0xNN>."""

@@ -5,8 +5,8 @@ one-line summary); ``--format jsonl`` writes one object per token, then the
 summary object (keys fixed by DESIGN.md). Ctrl+C stops between steps, still
 prints the summary (finish reason ``cancelled``) and exits 130.
 
-The generation itself is `generate()`, independent of printing, so ``--save``
-can reuse its `GenerationResult` (decoder, steps, summary) later.
+The reply runs through the engine's decode protocol (`engine.decode.run_reply`);
+``--save`` stores its steps with `engine.sessions.save_reply`.
 """
 
 from __future__ import annotations
@@ -19,16 +19,19 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, TextIO
 
-from engine.errors import GenerationError, InvalidParameterError
+from engine.errors import InvalidParameterError
+from engine.records import GenerationSummary, Step
+from engine.sessions import save_reply
+from engine.tokens import ChatMessage
 from tui.cli.options import (
     add_model_options,
     add_sampling_options,
     model_spec_from,
     sampling_overrides,
 )
+from tui.cli.sessions_cmd import open_store
 
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
 
@@ -56,18 +59,8 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
-@dataclass(frozen=True)
-class GenerationResult:
-    """A finished generation: what printing and a future ``--save`` need."""
-
-    decoder: Any  # engine.decode.decoder.Decoder
-    steps: tuple[Any, ...]  # engine.records.Step
-    summary: Any  # engine.records.GenerationSummary
-    prompt_ids: tuple[int, ...]
-
-
 def run(args: argparse.Namespace) -> int:
-    from engine.model.loading import load
+    from engine.decode import LocalEngine, run_reply
     from engine.params import resolve_sampling
 
     prompt = _read_prompt(args.prompt)
@@ -78,97 +71,30 @@ def run(args: argparse.Namespace) -> int:
     overrides = {**sampling_overrides(args), "top_logprobs": _top_logprobs(args)}
     resolve_sampling({}, overrides)  # bad values fail now, before the model loads
     spec = model_spec_from(args)
-    store = _open_store() if args.save else None  # a refused database fails before the work
-    loaded = load(spec)
-    params, _sources = resolve_sampling(loaded.generation_config_file, overrides)
-    prompt_ids = build_prompt_ids(loaded, prompt, raw=args.raw, system=args.system)
-    sink = JsonlSink(sys.stdout, loaded.tokenizer) if args.format == "jsonl" else TextSink()
+    store = open_store() if args.save else None  # a refused database fails before the work
+    engine = LocalEngine()
+    model = engine.load(spec)
+    params, _sources = resolve_sampling(model.generation_config, overrides)
+    messages = _messages(prompt, args.system)
     cancel = threading.Event()
+    if args.raw:  # the same guarded encoding as `logitlab tokenize`
+        reply = engine.start_ids(engine.encode(prompt), params, cancel=cancel)
+    else:
+        reply = engine.start(messages, params, cancel=cancel)
+    sink = JsonlSink(sys.stdout, engine.token_display) if args.format == "jsonl" else TextSink()
     with _sigint_sets(cancel):
-        result = generate(loaded, prompt_ids, params, cancel=cancel, on_step=sink.step)
-    sink.finish(result)
+        result = run_reply(reply, on_step=sink.step)
+    sink.finish(result.summary)
     if store is not None:
-        session = save_run(store, loaded, params, prompt, args.system, result, args.title)
+        with store:
+            session = save_reply(store, model, params, messages, result, args.title)
         print(f"logitlab: saved session {session.id}", file=sys.stderr)
     return EXIT_INTERRUPTED if result.summary.finish_reason == "cancelled" else EXIT_OK
 
 
-def generate(
-    loaded: Any,
-    prompt_ids: list[int],
-    params: Any,
-    *,
-    cancel: threading.Event | None = None,
-    on_step: Callable[[Any], None] | None = None,
-) -> GenerationResult:
-    """Prefill, iterate to a stop, and report each step to `on_step` as it comes."""
-    from engine.decode.decoder import Decoder
-
-    decoder = Decoder(loaded, params, cancel=cancel)
-    decoder.prefill(prompt_ids)
-    for step in decoder:
-        if on_step is not None:
-            on_step(step)
-    return GenerationResult(
-        decoder=decoder,
-        steps=tuple(decoder.steps),
-        summary=decoder.summary(),
-        prompt_ids=tuple(decoder.prompt_ids),
-    )
-
-
-def _open_store() -> Any:
-    from engine.sessions.store import SessionStore
-
-    store = SessionStore.open_default()
-    if store.recovered_from is not None:
-        print(
-            f"logitlab: warning: the session database was unreadable and was moved to "
-            f"{store.recovered_from}",
-            file=sys.stderr,
-        )
-    return store
-
-
-def save_run(
-    store: Any,
-    loaded: Any,
-    params: Any,
-    prompt: str,
-    system: str | None,
-    result: GenerationResult,
-    title: str | None,
-) -> Any:
-    """Store the run as a new session: the user message and the reply with its steps
-    (a cancelled reply is stored as cancelled)."""
-    from engine.sessions.records import (
-        ModelRecord,
-        SessionMessage,
-        SessionSettings,
-        reply_from_steps,
-        utc_now,
-    )
-    from engine.sessions.store import save_generation
-
-    messages = [SessionMessage("user", prompt, utc_now())]
-    reply = reply_from_steps(result.steps, result.summary.finish_reason)
-    settings = SessionSettings(system_prompt=system or "", sampling=params)
-    return save_generation(
-        store, ModelRecord.from_loaded(loaded), settings, [*messages, reply], title
-    )
-
-
-def build_prompt_ids(loaded: Any, prompt: str, *, raw: bool, system: str | None) -> list[int]:
-    """The prompt's ids: plain text with --raw, else the chat template's rendering."""
-    tokenizer = loaded.tokenizer
-    if raw:
-        return list(tokenizer(prompt)["input_ids"])
-    if not getattr(tokenizer, "chat_template", None):
-        raise GenerationError(f"{loaded.model_id} has no chat template; use --raw")
-    from engine.tokens.chat import ChatMessage, chat_prompt_ids
-
-    messages = [ChatMessage("system", system)] if system is not None else []
-    return chat_prompt_ids(tokenizer, [*messages, ChatMessage("user", prompt)])
+def _messages(prompt: str, system: str | None) -> list[ChatMessage]:
+    system_message = [ChatMessage("system", system)] if system is not None else []
+    return [*system_message, ChatMessage("user", prompt)]
 
 
 # --- output ----------------------------------------------------------------------------
@@ -181,13 +107,12 @@ class TextSink:
         self._out = out or sys.stdout
         self._err = err or sys.stderr
 
-    def step(self, step: Any) -> None:
+    def step(self, step: Step) -> None:
         if step.text:
             self._out.write(step.text)
             self._out.flush()
 
-    def finish(self, result: GenerationResult) -> None:
-        s = result.summary
+    def finish(self, s: GenerationSummary) -> None:
         self._out.write("\n")
         self._out.flush()
         self._err.write(
@@ -199,24 +124,22 @@ class TextSink:
 class JsonlSink:
     """One JSON object per token, then the summary object (DESIGN.md keys)."""
 
-    def __init__(self, out: TextIO, tokenizer: Any) -> None:
-        from engine.decode.textstream import TokenTable
-
+    def __init__(self, out: TextIO, display: Callable[[int], str]) -> None:
         self._out = out
-        self._tokens = TokenTable(tokenizer)
+        self._display = display
 
-    def step(self, step: Any) -> None:
-        self._write(step_object(step, self._tokens.display))
+    def step(self, step: Step) -> None:
+        self._write(step_object(step, self._display))
 
-    def finish(self, result: GenerationResult) -> None:
-        self._write(summary_object(result.summary))
+    def finish(self, summary: GenerationSummary) -> None:
+        self._write(summary_object(summary))
 
     def _write(self, obj: dict[str, Any]) -> None:
         self._out.write(json.dumps(obj, ensure_ascii=False) + "\n")
         self._out.flush()
 
 
-def step_object(step: Any, display: Callable[[int], str]) -> dict[str, Any]:
+def step_object(step: Step, display: Callable[[int], str]) -> dict[str, Any]:
     """The JSONL object of one step; `display` gives a token's text."""
     return {
         "step": step.index,
@@ -236,7 +159,7 @@ def step_object(step: Any, display: Callable[[int], str]) -> dict[str, Any]:
     }
 
 
-def summary_object(summary: Any) -> dict[str, Any]:
+def summary_object(summary: GenerationSummary) -> dict[str, Any]:
     return {
         "done": True,
         "finish_reason": summary.finish_reason,

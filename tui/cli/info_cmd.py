@@ -23,10 +23,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.model.loading import load
+    from engine.model import describe, load
 
-    loaded = load(model_spec_from(args))
-    info = loaded.info
+    info = describe(load(model_spec_from(args)))
     if args.format == "json":
         json.dump(info.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")

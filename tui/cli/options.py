@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.model.spec import DTYPES, QUANTIZE, ModelSpec
+from engine.model import DTYPES, QUANTIZE, ModelSpec
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

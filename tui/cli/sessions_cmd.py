@@ -9,22 +9,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from engine.errors import SessionError, SessionImportError
-from engine.sessions.export import (
-    MAX_IMPORT_BYTES,
-    export_json,
+from engine.errors import SessionError
+from engine.sessions import (
+    EXPORT_FORMATS,
+    SessionStore,
+    SessionSummary,
     export_markdown,
-    export_toml,
+    export_text,
     import_session_text,
+    read_import,
+    rfc3339,
+    write_export,
 )
-from engine.sessions.records import SessionSummary, rfc3339
-from engine.sessions.store import SessionStore
 
 DELETE_HELP = """\
 Delete a session and everything in it. On a terminal it asks first; without a
@@ -54,7 +54,7 @@ def register(subparsers: Any) -> None:
 
     p = sub.add_parser("export", help="write a session as JSON, TOML or Markdown")
     p.add_argument("id", metavar="ID", help="session id or a unique prefix of it")
-    p.add_argument("--format", choices=("json", "toml", "markdown"), default="json")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="json")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     p.add_argument(
         "--low-prob",
@@ -87,12 +87,8 @@ def register(subparsers: Any) -> None:
 def open_store() -> SessionStore:
     """The user's store, saying on stderr if a corrupt database was moved aside."""
     store = SessionStore.open_default()
-    if store.recovered_from is not None:
-        print(
-            f"logitlab: warning: the session database was unreadable; it was moved to "
-            f"{store.recovered_from} and a new one was started",
-            file=sys.stderr,
-        )
+    if store.recovery_note is not None:
+        print(f"logitlab: warning: {store.recovery_note}", file=sys.stderr)
     return store
 
 
@@ -150,51 +146,17 @@ def run_show(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     with open_store() as store:
         session = store.get(args.id)
-    if args.format == "json":
-        text = export_json(session)
-    elif args.format == "toml":
-        text = export_toml(session)
-    else:
-        text = export_markdown(session, low_prob_tokens=args.low_prob)
+    text = export_text(session, args.format, low_prob_tokens=args.low_prob)
     if args.output is None:
         sys.stdout.write(text)
     else:
-        write_atomically(Path(args.output), text)
+        write_export(Path(args.output), text)
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a failed write leaves no half file."""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent or Path("."), prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                f.write(text)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; an export is a normal file
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except OSError as exc:
-        raise SessionError(f"cannot write {path}: {exc.strerror or exc}") from exc
-
-
-def read_limited(name: str) -> bytes:
-    """The file's bytes, refusing more than the import limit without reading it all."""
-    try:
-        if name == "-":
-            return sys.stdin.buffer.read(MAX_IMPORT_BYTES + 1)
-        with open(name, "rb") as f:
-            return f.read(MAX_IMPORT_BYTES + 1)
-    except OSError as exc:
-        raise SessionImportError(f"cannot read {name}: {exc.strerror or exc}") from exc
-
-
 def run_import(args: argparse.Namespace) -> int:
-    session = import_session_text(read_limited(args.file))
+    session = import_session_text(read_import(args.file))
     with open_store() as store:
         stored = store.import_session(session)
     print(stored.id)

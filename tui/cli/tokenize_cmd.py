@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from tui.cli.options import add_model_options, model_spec_from
 
 if TYPE_CHECKING:
-    from engine.tokens.views import TokenView
+    from engine.tokens import TokenView
 
 _PIECE_WIDTH = 24
 
@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.errors import InvalidParameterError
-    from engine.model.loading import load_tokenizer
+    from engine.model import load_tokenizer
 
     if args.system is not None and not args.chat:
         raise InvalidParameterError("--system", "only applies with --chat")
@@ -79,8 +79,7 @@ def read_text(value: str, stdin: TextIO) -> str:
 
 def build_view(tokenizer: Any, text: str, args: argparse.Namespace) -> tuple[TokenView, list[str]]:
     """The view to print and the warnings (special text found, duplicated BOS)."""
-    from engine.tokens.chat import ChatMessage, render_chat
-    from engine.tokens.views import token_view
+    from engine.tokens import ChatMessage, render_chat, token_view
 
     if not args.chat:
         view = token_view(tokenizer, text, allow_special=args.allow_special)
@@ -104,7 +103,7 @@ def build_view(tokenizer: Any, text: str, args: argparse.Namespace) -> tuple[Tok
 
 
 def _has_special_text(tokenizer: Any, text: str) -> bool:
-    from engine.tokens.chat import control_tokens
+    from engine.tokens import control_tokens
 
     return any(token in text for token in control_tokens(tokenizer))
 

@@ -14,7 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
-from engine.sessions.records import Session
+from engine.sessions import Session
 
 FORMATS: tuple[tuple[str, str, str], ...] = (
     ("json", "JSON", "json"),

@@ -11,19 +11,19 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, ProgressBar, Static
 
+from engine.decode import Engine
 from engine.errors import LogitlabError
-from engine.model.spec import ModelSpec
-from tui.backend import Backend, ModelFacts
+from engine.model import ModelDescription, ModelSpec
 from tui.messages import LoadProgressed, ModelLoaded, ModelLoadFailed
 
 
-class LoadingScreen(Screen[ModelFacts]):
+class LoadingScreen(Screen[ModelDescription]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f3", "pick_model", "Pick model", id="load.pick"),
         Binding("ctrl+r", "retry", "Retry", id="load.retry"),
     ]
 
-    def __init__(self, backend: Backend, spec: ModelSpec) -> None:
+    def __init__(self, backend: Engine, spec: ModelSpec) -> None:
         super().__init__()
         self.backend = backend
         self.spec = spec

@@ -11,12 +11,12 @@ from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
 from textual.widgets import Footer
 
+from engine.decode import Engine
 from engine.errors import InvalidParameterError
-from engine.model.spec import ModelSpec
+from engine.model import ModelDescription, ModelSpec
 from engine.params import SamplingParams
 from engine.records import Proposal, Step
-from engine.sessions.records import Session
-from tui.backend import Backend, ModelFacts
+from engine.sessions import Session
 from tui.conversation import Conversation
 from tui.driver import GenerationRun
 from tui.messages import (
@@ -74,7 +74,7 @@ class MainScreen(SessionActions):
 
     def __init__(
         self,
-        backend: Backend,
+        backend: Engine,
         spec: ModelSpec,
         *,
         recorder: Recorder | None = None,
@@ -87,7 +87,7 @@ class MainScreen(SessionActions):
         self.spec = spec
         self.recorder: Recorder = recorder or NullRecorder()
         self.settings = settings or UISettings()
-        self.facts: ModelFacts | None = None
+        self.facts: ModelDescription | None = None
         self.conversation = Conversation()
         self.step_mode = False
         self.gen_run: GenerationRun | None = None
@@ -137,7 +137,7 @@ class MainScreen(SessionActions):
             self.gen_run.stop()
         self.app.push_screen(LoadingScreen(self.backend, spec), self._model_ready)
 
-    def _model_ready(self, facts: ModelFacts | None) -> None:
+    def _model_ready(self, facts: ModelDescription | None) -> None:
         if facts is None:
             return
         self.facts, self.spec = facts, facts.spec

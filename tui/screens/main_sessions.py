@@ -7,16 +7,15 @@ store is reached only from thread workers, which post past-tense messages
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual import work
 from textual.screen import Screen
 
 from engine.errors import InvalidParameterError, LogitlabError, SessionImportError
+from engine.model import ModelDescription
 from engine.records import Proposal
-from engine.sessions.records import Session, SessionSettings
-from tui.backend import ModelFacts
+from engine.sessions import Session, SessionSettings
 from tui.conversation import Conversation, turns_from_session
 from tui.driver import GenerationRun
 from tui.messages import (
@@ -46,7 +45,7 @@ class SessionActions(Screen[None]):
     conversation: Conversation
     gen_run: GenerationRun | None
     proposal: Proposal | None
-    facts: ModelFacts | None
+    facts: ModelDescription | None
     settings: UISettings
     session_id: str | None = None
     _saved_settings: SessionSettings | None = None
@@ -224,17 +223,10 @@ class SessionActions(Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="session-export")
     def _export(self, session: Session, request: ExportRequest) -> None:
-        from engine.sessions.export import export_json, export_markdown, export_toml
-        from tui.cli.sessions_cmd import write_atomically
+        from engine.sessions import export_text, write_export
 
         try:
-            if request.fmt == "json":
-                text = export_json(session)
-            elif request.fmt == "toml":
-                text = export_toml(session)
-            else:
-                text = export_markdown(session, low_prob_tokens=5)
-            write_atomically(request.path, text)
+            write_export(request.path, export_text(session, request.fmt, low_prob_tokens=5))
             self.post_message(SessionExported(str(request.path.resolve()), request.fmt))
         except LogitlabError as exc:
             self.post_message(SessionActionFailed("export", str(exc)))
@@ -258,17 +250,12 @@ class SessionActions(Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="session-io")
     def _import(self, path: str) -> None:
-        from engine.sessions.export import MAX_IMPORT_BYTES, import_session_text
+        from engine.sessions import import_session_text, read_import
 
         store = self.recorder.store
         try:
             assert store is not None
-            try:
-                with Path(path).expanduser().open("rb") as f:
-                    data = f.read(MAX_IMPORT_BYTES + 1)
-            except OSError as exc:
-                raise SessionImportError(f"cannot read {path}: {exc.strerror or exc}") from exc
-            session = import_session_text(data)
+            session = import_session_text(read_import(path))
             self.recorder.current_session_id()  # pending writes first
             self.post_message(SessionLoaded(store.import_session(session), imported=True))
         except SessionImportError as exc:

@@ -12,7 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from engine.errors import InvalidParameterError
-from engine.model.spec import DTYPES, QUANTIZE, ModelSpec
+from engine.model import DTYPES, QUANTIZE, ModelSpec
 
 
 class ModelPickerScreen(ModalScreen[ModelSpec | None]):

@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from engine.errors import LogitlabError
-from engine.sessions.store import SessionStore
+from engine.sessions import SessionStore
 from tui.messages import SessionActionFailed, SessionsListed
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.session_table import SessionTable

@@ -5,6 +5,7 @@ A value is refused inline, next to its field, with the engine's own reason.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from textual import on
@@ -29,7 +30,7 @@ class SettingsScreen(ModalScreen[UISettings | None]):
         Binding("ctrl+s", "save", "Save", id="settings.save"),
     ]
 
-    def __init__(self, settings: UISettings, generation_config: dict[str, Any]) -> None:
+    def __init__(self, settings: UISettings, generation_config: Mapping[str, Any]) -> None:
         super().__init__()
         self.settings = settings
         self.generation_config = generation_config

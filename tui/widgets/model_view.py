@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.backend import ModelFacts
+from engine.model import ModelDescription
 
 
 class ModelView(Static):
@@ -18,25 +18,22 @@ class ModelView(Static):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("No model loaded yet.", **kwargs)
 
-    def show(self, facts: ModelFacts, generation: Mapping[str, tuple[Any, str]]) -> None:
+    def show(self, facts: ModelDescription, generation: Mapping[str, tuple[Any, str]]) -> None:
         dim = self.get_component_rich_style("model-view--dim")
-        info = facts.info
         out = Text()
         out.append(f"{facts.model_id}\n", style="bold")
-        if info.get("architecture"):
-            out.append(f"{info['architecture']} ({info.get('source', '?')})\n", dim)
+        if facts.architecture:
+            out.append(f"{facts.architecture} ({facts.source})\n", dim)
         out.append(f"device {facts.device}  dtype {facts.dtype}  quantize {facts.quantize}\n")
         out.append(f"context window {facts.context_window}\n")
-        params = info.get("parameters") or {}
-        if params:
-            out.append(f"\nparameters {params.get('total', 0):,}\n", style="bold")
-            total = max(int(params.get("total", 1)), 1)
-            for kind, count in (params.get("by_kind") or {}).items():
+        if facts.parameters_total:
+            out.append(f"\nparameters {facts.parameters_total:,}\n", style="bold")
+            total = max(facts.parameters_total, 1)
+            for kind, count in facts.parameters_by_kind.items():
                 out.append(f"  {kind:<16} {count:>13,} {100 * count / total:5.1f}%\n")
-        config = info.get("config") or {}
-        if config:
+        if facts.config:
             out.append("\nconfig\n", style="bold")
-            for key, value in config.items():
+            for key, value in facts.config.items():
                 out.append(f"  {key:<20} {value}\n")
         out.append("\ngeneration (effective · source)\n", style="bold")
         for name, (value, source) in generation.items():

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.backend import PromptView
+from engine.decode import PromptView
 
 ORIGINS = ("template", "system", "user", "assistant", "text")
 # shown elsewhere or too long for the map: the template itself is the token view above

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from textual.widgets import DataTable
 
-from engine.sessions.records import SessionSummary
+from engine.sessions import SessionSummary
 
 
 def when(moment: datetime, now: datetime | None = None) -> str:

@@ -12,7 +12,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from engine.records import Candidate, Proposal, Step
-from tui.backend import visible
+from engine.tokens import display_text
 
 BAR_WIDTH = 5
 EIGHTHS = " ▏▎▍▌▋▊▉█"
@@ -113,7 +113,7 @@ class StepView(Vertical):
             label = f"{i + 1}"
             table.add_row(
                 mark + Text(label),
-                Text(visible(cand.text or cand.piece)[:12]),  # Text: a token is never markup
+                Text(display_text(cand.text or cand.piece)[:12]),  # Text: a token is never markup
                 Text(str(cand.token_id)),
                 Text(f"{fmt_prob(cand.prob)} ") + Text(bar(cand.prob), raw_style),
                 Text(f"{fmt_prob(cand.processed_prob)} ")

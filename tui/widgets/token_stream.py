@@ -12,7 +12,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from engine.records import Step
-from tui.backend import visible
+from engine.tokens import display_text
 
 HIGH, MID = 0.6, 0.25  # raw-probability thresholds of the colour scale
 
@@ -26,7 +26,7 @@ def prob_class(step: Step) -> str:
 
 
 def chip_text(step: Step) -> str:
-    return step.piece if step.special else visible(step.text or step.piece)
+    return step.piece if step.special else display_text(step.text or step.piece)
 
 
 class TokenStream(Widget, can_focus=True):
@@ -144,7 +144,7 @@ class TokenStream(Widget, can_focus=True):
 
 class _Wrap:
     """Lines the chips fill at a width: greedy, like Rich wrapping words at spaces
-    (chips hold no spaces: `visible()` shows them as ·)."""
+    (chips hold no spaces: `display_text()` shows them as ·)."""
 
     def __init__(self, width: int = 0) -> None:
         self.width = max(width, 1)

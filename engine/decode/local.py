@@ -1,0 +1,241 @@
+"""The local transformers engine: the first implementation of the decode protocol.
+
+`LocalEngine` loads a checkpoint with `engine.model.load` and starts
+`LocalReply`s over our own `Decoder`. Every torch call (load, prefill, each
+step) runs on one `EngineThread`: see engine/model/thread.py for why.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from engine.decode.textstream import TokenTable
+from engine.errors import GenerationError, ModelLoadError
+from engine.model.description import ModelDescription
+from engine.model.spec import ModelSpec
+from engine.model.thread import EngineThread
+from engine.params import SamplingParams
+from engine.records import FinishReason, GenerationSummary, Proposal, Step
+from engine.tokens.chat import ChatMessage, chat_prompt_ids, render_chat
+from engine.tokens.views import encode_text, special_tokens_summary
+
+from .protocol import ProgressFn, PromptView
+
+if TYPE_CHECKING:
+    from engine.decode.decoder import Decoder
+    from engine.model.loading import LoadedModel
+
+
+class LocalEngine:
+    """A model loaded in this process (transformers), behind the `Engine` protocol."""
+
+    def __init__(
+        self, preloaded: LoadedModel | None = None, *, thread: EngineThread | None = None
+    ) -> None:
+        # a model already loaded (tests share one) is what the first load() returns
+        self._preloaded = preloaded
+        self._loaded: LoadedModel | None = None
+        self._thread = thread or EngineThread()
+        self._table: TokenTable | None = None  # token display cache of `_table_of`
+        self._table_of: LoadedModel | None = None
+
+    @property
+    def thread(self) -> EngineThread:
+        """The one thread this engine's torch work runs on (other views reuse it)."""
+        return self._thread
+
+    def load(self, spec: ModelSpec, progress: ProgressFn | None = None) -> ModelDescription:
+        return self._thread.call(self._load, spec, progress)
+
+    def _load(self, spec: ModelSpec, progress: ProgressFn | None) -> ModelDescription:
+        report = progress or (lambda _stage, _fraction, _detail: None)
+        if self._preloaded is not None:
+            loaded, self._preloaded = self._preloaded, None
+            report("ready", 1.0, loaded.model_id)
+        else:
+            from engine.model.loading import load
+
+            self._loaded = None  # let the old model go before the new one arrives
+            loaded = load(spec, progress=lambda p: report(p.stage, p.fraction, p.detail))
+        self._loaded = loaded
+        from engine.model.info import description
+
+        return description(loaded)
+
+    @property
+    def loaded(self) -> LoadedModel:
+        if self._loaded is None:
+            raise ModelLoadError("no model is loaded")
+        return self._loaded
+
+    def render_prompt(
+        self, messages: Sequence[ChatMessage], *, allow_special: bool = False
+    ) -> PromptView:
+        loaded = self.loaded
+        rendered = render_chat(loaded.tokenizer, list(messages), allow_special=allow_special)
+        return PromptView(
+            tokens=rendered.tokens.tokens,
+            context_window=loaded.context_window,
+            warnings=tuple(rendered.warnings),
+            special_tokens=special_tokens_summary(loaded.tokenizer, loaded.eos_token_ids),
+        )
+
+    def encode(self, text: str, *, allow_special: bool = False) -> list[int]:
+        return encode_text(self.loaded.tokenizer, text, allow_special=allow_special)
+
+    def token_display(self, token_id: int) -> str:
+        return self._tokens().display(token_id)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return self._tokens().token_bytes(token_id)
+
+    def _tokens(self) -> TokenTable:
+        loaded = self.loaded
+        if self._table is None or self._table_of is not loaded:
+            self._table, self._table_of = TokenTable(loaded.tokenizer), loaded
+        return self._table
+
+    def chat_ids(
+        self, messages: Sequence[ChatMessage], *, allow_special: bool = False
+    ) -> list[int]:
+        """The chat template's ids for `messages` (a model without a template refuses)."""
+        loaded = self.loaded
+        if not getattr(loaded.tokenizer, "chat_template", None):
+            raise GenerationError(f"{loaded.model_id} has no chat template; use --raw")
+        return chat_prompt_ids(loaded.tokenizer, messages, allow_special=allow_special)
+
+    def start(
+        self,
+        messages: Sequence[ChatMessage],
+        params: SamplingParams,
+        *,
+        allow_special: bool = False,
+        cancel: threading.Event | None = None,
+        prefix: Sequence[int] = (),
+    ) -> LocalReply:
+        ids = self.chat_ids(messages, allow_special=allow_special)
+        return self.start_ids(ids, params, cancel=cancel, prefix=prefix)
+
+    def start_ids(
+        self,
+        prompt_ids: Sequence[int],
+        params: SamplingParams,
+        *,
+        cancel: threading.Event | None = None,
+        prefix: Sequence[int] = (),
+    ) -> LocalReply:
+        return self._thread.call(
+            LocalReply,
+            self.loaded,
+            list(prompt_ids),
+            params,
+            cancel or threading.Event(),
+            prefix=prefix,
+            thread=self._thread,
+        )
+
+
+class LocalReply:
+    """`Decoder` with its prompt, behind the `Reply` protocol.
+
+    A reply can continue from tokens no live decoder holds (a resumed session, a
+    reply from before a model reload): the decoder is prefilled with prompt +
+    `prefix` in one forward, and its steps are renumbered from ``len(prefix)`` so
+    indices match the stored reply. Rewinding into the prefix rebuilds the decoder
+    the same way. Text of the first new token is decoded without the prefix as
+    context, which is exact for byte-level BPE vocabularies (SmolLM2, GPT-2, Llama 3).
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        cancel: threading.Event,
+        *,
+        thread: EngineThread,  # the engine's: torch must stay on one thread
+        prefix: Sequence[int] = (),
+    ) -> None:
+        self._loaded, self._params, self._cancel = loaded, params, cancel
+        self._thread = thread
+        self._prompt_ids = prompt_ids
+        self._prefix = [int(i) for i in prefix]
+        self._decoder = self._new_decoder()
+        self.prompt_tokens = len(prompt_ids)
+
+    @property
+    def decoder(self) -> Decoder:
+        """The live decoder (views that need more than `Step` records read it)."""
+        return self._decoder
+
+    @property
+    def prompt_ids(self) -> list[int]:
+        return list(self._prompt_ids)
+
+    def _new_decoder(self) -> Decoder:
+        from engine.decode.decoder import Decoder
+
+        params = self._params
+        if self._prefix:  # the length limit counts the whole reply, prefix included
+            remaining = max(1, params.max_new_tokens - len(self._prefix))
+            params = params.with_changes(max_new_tokens=remaining)
+        return Decoder(self._loaded, params, cancel=self._cancel)
+
+    def prefill(self) -> float:
+        started = time.perf_counter()
+        self._thread.call(self._decoder.prefill, [*self._prompt_ids, *self._prefix])
+        return (time.perf_counter() - started) * 1000.0
+
+    def propose(self) -> Proposal:
+        proposal = self._thread.call(self._decoder.propose)
+        if self._prefix:
+            proposal = replace(proposal, index=proposal.index + len(self._prefix))
+        return proposal
+
+    def step(self, force: int | None = None) -> Step:
+        step = self._thread.call(self._decoder.step, force=force)
+        if self._prefix:
+            step = replace(step, index=step.index + len(self._prefix))
+        return step
+
+    def rewind(self, n: int) -> None:
+        self._thread.call(self._rewind, n)
+
+    def _rewind(self, n: int) -> None:
+        generated = list(self._decoder.generated_ids)
+        if n <= len(generated):
+            self._decoder.rewind(n)
+            return
+        keep = len(self._prefix) + len(generated) - n
+        if keep < 0:
+            raise GenerationError(f"cannot rewind {n} tokens: the reply has fewer")
+        self._prefix = [*self._prefix, *generated][:keep]
+        self._cancel.clear()
+        self._decoder = self._new_decoder()
+        self.prefill()
+
+    def cancel(self) -> None:
+        self._decoder.cancel()
+
+    @property
+    def done(self) -> bool:
+        return self._decoder.done
+
+    @property
+    def finish_reason(self) -> FinishReason | None:
+        return self._decoder.finish_reason
+
+    def summary(self) -> GenerationSummary:
+        summary = self._decoder.summary()
+        if not self._prefix:
+            return summary
+        return replace(
+            summary,
+            prompt_tokens=len(self._prompt_ids),
+            completion_tokens=len(self._prefix) + summary.completion_tokens,
+            token_ids=(*self._prefix, *summary.token_ids),
+        )

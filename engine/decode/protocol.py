@@ -1,0 +1,137 @@
+"""The decode protocol every front end drives: an `Engine` and the `Reply` it starts.
+
+An engine loads and describes a model, renders a prompt and starts replies; a
+reply is decoded one `prefill` and then `propose` / `step(force)` at a time, can
+be rewound and cancelled, and reports a `GenerationSummary`. The workbench, the
+CLI and the server use only these names, so another implementation (llama.cpp,
+an OpenAI-compatible server) plugs in under all of them. Methods may block:
+front ends with an event loop call them from a worker thread.
+
+Torch-free on purpose: importing the protocol costs nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from engine.model.description import ModelDescription
+from engine.model.spec import ModelSpec
+from engine.params import SamplingParams
+from engine.records import FinishReason, GenerationSummary, Proposal, Step
+from engine.tokens.chat import ChatMessage
+from engine.tokens.views import TokenInfo
+
+# (stage, fraction 0..1, detail): a load's progress, without importing torch
+ProgressFn = Callable[[str, float, str], None]
+
+
+@dataclass(frozen=True)
+class PromptView:
+    """A rendered chat prompt as the inspector shows it: the engine's own token
+    views (ids, pieces, display text, special flags, origins), the context window,
+    what the injection guard said, and the model's special tokens."""
+
+    tokens: tuple[TokenInfo, ...]
+    context_window: int
+    warnings: tuple[str, ...] = ()
+    special_tokens: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def ids(self) -> list[int]:
+        return [t.id for t in self.tokens]
+
+
+class Reply(Protocol):
+    """One reply being decoded. Not thread-safe: drive it from one thread; any
+    thread may call `cancel` (the loop stops between steps)."""
+
+    prompt_tokens: int
+
+    def prefill(self) -> float:
+        """Run the prompt (and any kept prefix) through the model; the time it took in ms."""
+        ...
+
+    def propose(self) -> Proposal:
+        """The next token's distribution and the sampler's pick, before committing it."""
+        ...
+
+    def step(self, force: int | None = None) -> Step:
+        """Commit the next token (the sampled one, or `force`) and describe it."""
+        ...
+
+    def rewind(self, n: int) -> None:
+        """Drop the last `n` tokens of the reply (a kept prefix included)."""
+        ...
+
+    def cancel(self) -> None: ...
+
+    @property
+    def done(self) -> bool: ...
+
+    @property
+    def finish_reason(self) -> FinishReason | None: ...
+
+    def summary(self) -> GenerationSummary: ...
+
+
+class Engine(Protocol):
+    """Everything a front end needs from a model, wherever it runs."""
+
+    def load(self, spec: ModelSpec, progress: ProgressFn | None = None) -> ModelDescription:
+        """Load (or connect to) the model `spec` names; replaces any model held before."""
+        ...
+
+    def render_prompt(
+        self, messages: Sequence[ChatMessage], *, allow_special: bool = False
+    ) -> PromptView:
+        """The chat template's rendering of `messages` as tokens."""
+        ...
+
+    def encode(self, text: str, *, allow_special: bool = False) -> list[int]:
+        """Plain text (no chat template) to ids, with the special-token guard."""
+        ...
+
+    def token_display(self, token_id: int) -> str:
+        """How a token shows: special tokens as written, others with visible whitespace."""
+        ...
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The exact bytes a token stands for (byte-level pieces decoded)."""
+        ...
+
+    def start(
+        self,
+        messages: Sequence[ChatMessage],
+        params: SamplingParams,
+        *,
+        allow_special: bool = False,
+        cancel: threading.Event | None = None,
+        prefix: Sequence[int] = (),
+    ) -> Reply:
+        """A reply to `messages`. `prefix`: ids of the reply generated before (a stored
+        reply being branched): prefilled with the prompt, steps numbered after it."""
+        ...
+
+    def start_ids(
+        self,
+        prompt_ids: Sequence[int],
+        params: SamplingParams,
+        *,
+        cancel: threading.Event | None = None,
+        prefix: Sequence[int] = (),
+    ) -> Reply:
+        """A reply continuing exactly these prompt ids (no template, no re-tokenizing)."""
+        ...
+
+
+def steps(reply: Reply) -> Iterator[Step]:
+    """Every step of `reply` until it stops (prefill first if nobody has)."""
+    while not reply.done:
+        yield reply.step()
