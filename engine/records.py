@@ -11,6 +11,7 @@ filter has ``processed_logprob == -inf`` and ``processed_prob == 0``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -93,3 +94,17 @@ class GenerationSummary:
     tokens_per_second: float
     time_to_first_token_ms: float
     token_ids: tuple[int, ...] = field(default=())
+
+
+def decode_rate(step_ms: Sequence[float], prefill_ms: float) -> float:
+    """Tokens per second of decoding, the one formula every front end shows.
+
+    The tokens after the first over the time after it (the prefill and the first
+    token are reported apart, as time to first token), or 1 / TTFT for a
+    one-token answer. `step_ms` are the steps' compute times (`Step.elapsed_ms`):
+    time spent waiting for a person in step mode is not in them.
+    """
+    if len(step_ms) > 1 and (later := sum(step_ms[1:])) > 0:
+        return 1000.0 * (len(step_ms) - 1) / later
+    ttft = prefill_ms + (step_ms[0] if step_ms else 0.0)
+    return 1000.0 * len(step_ms) / ttft if ttft > 0 else 0.0

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from engine.params import SamplingParams
 from engine.sessions import export_json, import_session_text
@@ -316,13 +316,14 @@ async def test_import_bad_file_names_the_field_and_stores_nothing(
         app.screen.query_one("#import-path", Input).value = str(bad_file)
         await pilot.press("enter")
         field = "messages[1].logprobs.content[0].token_id"
-        await until(pilot, lambda: any(field in n.message for n in app._notifications))
+        dialog = app.screen
+        error = dialog.query_one("#import-error", Static)
+        await until(pilot, lambda: field in str(error.render()))
+        assert "nothing was stored" in str(error.render())
         assert stored(recorder).list() == before
-        # a good file is stored and opened
-        screen.action_import_session()
-        await until(pilot, lambda: isinstance(app.screen, ImportScreen) and app.screen.is_mounted)
-        await pilot.pause()
-        app.screen.query_one("#import-path", Input).value = str(good_file)
+        # the dialog stays open with the refusal; a good file is stored and opened
+        assert app.screen is dialog
+        dialog.query_one("#import-path", Input).value = str(good_file)
         await pilot.press("enter")
         await until(pilot, lambda: len(stored(recorder).list()) == len(before) + 1)
         new_id = next(s.id for s in stored(recorder).list() if s.id not in {b.id for b in before})
@@ -405,3 +406,32 @@ def test_restored_settings_keep_model_sources() -> None:
     assert params == sampling and settings.system_prompt == "sys"
     assert sources["temperature"] == "model" and sources["top_p"] == "user"
     assert replace(params, top_p=0.9) != params
+
+
+async def test_export_dialog_refuses_in_place_and_sets_markdown_low_prob_count(
+    backend: FakeEngine, recorder: StoreRecorder, tmp_path: Path
+) -> None:
+    app = fake_app(backend, recorder=recorder)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await send(pilot, "Export me")
+        await until(pilot, lambda: finished(screen))
+        await pilot.press("ctrl+e")
+        await until(pilot, lambda: isinstance(app.screen, ExportScreen) and app.screen.is_mounted)
+        dialog = app.screen
+        error = dialog.query_one("#export-error", Static)
+        path, low = (
+            dialog.query_one("#export-path", Input),
+            dialog.query_one("#export-low-prob", Input),
+        )
+        markdown = tmp_path / "out.md"
+        path.value, low.value = str(markdown), "99"
+        dialog.action_export()
+        await until(pilot, lambda: "0 to 50" in str(error.render()))
+        assert app.screen is dialog and not markdown.exists()
+        low.value = "2"
+        dialog.action_export()
+        await until(pilot, lambda: markdown.exists() and app.screen is screen)
+        text = markdown.read_text()
+        assert "Lowest-probability tokens (2):" in text
+        await until(pilot, lambda: any(str(markdown) in n.message for n in app._notifications))

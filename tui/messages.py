@@ -110,12 +110,6 @@ class ExportReady(Message):
         self.session = session
 
 
-class SessionExported(Message):
-    def __init__(self, path: str, fmt: str) -> None:
-        super().__init__()
-        self.path, self.fmt = path, fmt
-
-
 class SessionActionFailed(Message):
     """Opening, exporting or importing a session failed; `error` says why."""
 

@@ -30,7 +30,14 @@ from engine.decode.textstream import TextStream, TokenTable
 from engine.errors import GenerationError, InvalidParameterError, PromptTooLongError
 from engine.model.loading import LoadedModel
 from engine.params import SamplingParams
-from engine.records import Candidate, FinishReason, GenerationSummary, Proposal, Step
+from engine.records import (
+    Candidate,
+    FinishReason,
+    GenerationSummary,
+    Proposal,
+    Step,
+    decode_rate,
+)
 
 
 @dataclass(frozen=True)
@@ -241,20 +248,15 @@ class Decoder:
         """
         if self.finish_reason is None:
             raise GenerationError("the generation has not finished")
-        elapsed = [s.elapsed_ms / 1000.0 for s in self.steps]
-        ttft = self._prefill_seconds + (elapsed[0] if elapsed else 0.0)
-        later = sum(elapsed[1:])
-        if len(elapsed) > 1 and later > 0:
-            rate = (len(elapsed) - 1) / later
-        else:
-            rate = len(elapsed) / ttft if ttft > 0 else 0.0
+        step_ms = [s.elapsed_ms for s in self.steps]
+        prefill_ms = self._prefill_seconds * 1000.0
         return GenerationSummary(
             finish_reason=self.finish_reason,
             text=self.text,
             prompt_tokens=len(self.prompt_ids),
             completion_tokens=len(self.generated_ids),
-            tokens_per_second=rate,
-            time_to_first_token_ms=ttft * 1000.0,
+            tokens_per_second=decode_rate(step_ms, prefill_ms),
+            time_to_first_token_ms=prefill_ms + (step_ms[0] if step_ms else 0.0),
             token_ids=tuple(self.generated_ids),
         )
 

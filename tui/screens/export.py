@@ -1,4 +1,8 @@
-"""Ctrl+E: choose JSON, TOML or Markdown and a path; the screen that opened it writes."""
+"""Ctrl+E: choose JSON, TOML or Markdown and a path, and write the export.
+
+The file is written in a worker; a refused path or a failed write is shown in
+the dialog, which stays open, and the dialog closes with what was written.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
-from engine.sessions import Session
+from engine.errors import LogitlabError
+from engine.sessions import Session, export_text, write_export
 
 FORMATS: tuple[tuple[str, str, str], ...] = (
     ("json", "JSON", "json"),
@@ -36,13 +42,24 @@ def default_path(session: Session, fmt: str) -> str:
     return f"./{slug(session.title)}-{session.id[:8]}.{EXTENSIONS[fmt]}"
 
 
+LOW_PROB_DEFAULT, LOW_PROB_MAX = 5, 50
+
+
 @dataclass(frozen=True)
-class ExportRequest:
+class ExportDone:
+    """What the dialog wrote."""
+
     fmt: str  # json | toml | markdown
-    path: Path
+    path: str  # resolved
 
 
-class ExportScreen(ModalScreen[ExportRequest | None]):
+class ExportFailed(Message):
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+class ExportScreen(ModalScreen[ExportDone | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="export.cancel"),
         Binding("ctrl+s", "export", "Export", id="export.write"),
@@ -66,6 +83,8 @@ class ExportScreen(ModalScreen[ExportRequest | None]):
                     yield RadioButton(label, value=fmt == self.fmt, id=f"fmt-{fmt}")
             yield Label("path")
             yield Input(default_path(self.session, self.fmt), id="export-path")
+            yield Label(f"Markdown: low-probability tokens to list (0-{LOW_PROB_MAX})")
+            yield Input(str(LOW_PROB_DEFAULT), id="export-low-prob", type="integer")
             yield Static("", id="export-error", classes="field-error", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Export", id="export", variant="primary")
@@ -107,8 +126,24 @@ class ExportScreen(ModalScreen[ExportRequest | None]):
             self._confirm_overwrite = path
             error.update(f"{path} exists: Enter again to overwrite it")
             return
+        low_prob = self.query_one("#export-low-prob", Input).value.strip() or "0"
+        if not low_prob.isdigit() or int(low_prob) > LOW_PROB_MAX:
+            error.update(f"low-probability tokens: a whole number from 0 to {LOW_PROB_MAX}")
+            return
         # a path typed with a known extension says the format (out.md is Markdown)
-        self.dismiss(ExportRequest(BY_SUFFIX.get(path.suffix.lower(), self.fmt), path))
+        self._write(BY_SUFFIX.get(path.suffix.lower(), self.fmt), path, int(low_prob))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="export-write")
+    def _write(self, fmt: str, path: Path, low_prob: int) -> None:
+        try:
+            write_export(path, export_text(self.session, fmt, low_prob_tokens=low_prob))
+        except LogitlabError as exc:
+            self.post_message(ExportFailed(str(exc)))
+            return
+        self.app.call_from_thread(self.dismiss, ExportDone(fmt, str(path.resolve())))
+
+    def on_export_failed(self, event: ExportFailed) -> None:
+        self.query_one("#export-error", Static).update(event.error)
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:

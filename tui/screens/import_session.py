@@ -1,25 +1,42 @@
-"""Import a session: ask for the path of a JSON or TOML export.
+"""Import a session: ask for the path of a JSON or TOML export, and store it.
 
-The screen that opened it reads, validates and stores the file in a worker; a
-refused file is reported with the field the engine names, and nothing is stored.
+The file is read, validated and stored in a worker; a refused file is shown in
+the dialog with the field the engine names (nothing is stored), and the dialog
+closes with the stored session, which the workbench then opens.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from engine.errors import LogitlabError
+from engine.sessions import Session, SessionStore, import_session_text, read_import
 
-class ImportScreen(ModalScreen[str | None]):
+
+class ImportRefused(Message):
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+class ImportScreen(ModalScreen[Session | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="import.cancel"),
     ]
+
+    def __init__(self, store: SessionStore, *, before: Callable[[], object] = lambda: None) -> None:
+        super().__init__()
+        self.store = store
+        self._before = before  # runs before storing (the recorder's pending writes land first)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="import-box", classes="dialog"):
@@ -41,7 +58,22 @@ class ImportScreen(ModalScreen[str | None]):
         if not path:
             self.query_one("#import-error", Static).update("path: give the file to import")
             return
-        self.dismiss(path)
+        self.query_one("#import-error", Static).update("importing…")
+        self._import(path)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="session-import")
+    def _import(self, path: str) -> None:
+        try:
+            session = import_session_text(read_import(path))  # refused whole, or not at all
+            self._before()
+            stored = self.store.import_session(session)
+        except LogitlabError as exc:
+            self.post_message(ImportRefused(f"{exc} (nothing was stored)"))
+            return
+        self.app.call_from_thread(self.dismiss, stored)
+
+    def on_import_refused(self, event: ImportRefused) -> None:
+        self.query_one("#import-error", Static).update(event.error)
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:

@@ -8,28 +8,34 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer
 
 from engine.decode import Engine
 from engine.errors import InvalidParameterError
 from engine.model import ModelDescription, ModelSpec
-from engine.params import SamplingParams
-from engine.records import Proposal, Step
+from engine.params import SamplingParams, Source
+from engine.records import Proposal, Step, decode_rate
 from engine.sessions import Session
 from tui.conversation import Conversation
 from tui.driver import GenerationRun
 from tui.messages import (
+    ExportReady,
     GenerationFailed,
     GenerationFinished,
     GenerationStarted,
     PromptRendered,
     ProposalReady,
+    SessionActionFailed,
+    SessionLoaded,
+    SessionSaved,
+    SessionSaveFailed,
     StepsDecoded,
 )
 from tui.pacing import FramePacer
 from tui.recorder import NullRecorder, Recorder
-from tui.screens.main_sessions import SessionActions
+from tui.screens.session_actions import SessionActions
 from tui.settings import UISettings
 from tui.widgets.chat_pane import ChatPane
 from tui.widgets.inspector import Inspector
@@ -48,7 +54,7 @@ STEP_KEYS = [
 ]
 
 
-class MainScreen(SessionActions):
+class MainScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop", "Stop", id="gen.stop"),
         Binding("ctrl+t", "toggle_step_mode", "Step mode", id="gen.step_mode"),
@@ -95,9 +101,10 @@ class MainScreen(SessionActions):
         self._params: SamplingParams | None = None
         self._prompt_tokens = 0
         self._prefill_ms = 0.0
-        self._decode_ms = 0.0
+        self._step_ms: list[float] = []  # compute time of the reply's steps (tok/s)
         self._inspect_timer: Timer | None = None
         self._pacer = FramePacer()
+        self.sessions = SessionActions(self)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="body"):
@@ -117,15 +124,15 @@ class MainScreen(SessionActions):
         self.recorder.attach(self.post_message)
         for note, severity in self.recorder.notes():
             self.notify(note, severity=severity, timeout=12)  # type: ignore[arg-type]
-        self._set_session(None)
+        self.sessions.set_session(None)
         if self.initial_session is not None:
-            await self.restore_session(self.initial_session)
+            await self.sessions.restore(self.initial_session)
         self.load_model(self.spec)
 
     def on_unmount(self) -> None:
         # quitting mid-reply: let the worker thread end at its next step
-        if self.gen_run is not None and self.gen_run.active:
-            self.gen_run.stop()
+        if (run := self.running) is not None:
+            run.stop()
 
     # --- model ------------------------------------------------------------------------
 
@@ -133,8 +140,8 @@ class MainScreen(SessionActions):
         """Show the loading screen; the conversation stays as it is."""
         from tui.screens.loading import LoadingScreen
 
-        if self.gen_run is not None and self.gen_run.active:
-            self.gen_run.stop()
+        if (run := self.running) is not None:
+            run.stop()
         self.app.push_screen(LoadingScreen(self.backend, spec), self._model_ready)
 
     def _model_ready(self, facts: ModelDescription | None) -> None:
@@ -145,17 +152,39 @@ class MainScreen(SessionActions):
         status = self.query_one(StatusBar)
         status.model, status.device, status.dtype = facts.model_id, facts.device, facts.dtype
         status.quantize, status.context_window = facts.quantize, facts.context_window
-        self._apply_saved_settings()
-        self._show_model()
+        self.sessions.apply_saved_settings()
+        self.show_model()
         self.recorder.model_loaded(facts)
 
-    def _show_model(self) -> None:
+    @property
+    def running(self) -> GenerationRun | None:
+        """The run of the reply being decoded (its worker has not ended), if any."""
+        run = self.gen_run
+        return run if run is not None and run.active else None
+
+    @property
+    def replying(self) -> bool:
+        return self.running is not None
+
+    def resolved(
+        self, settings: UISettings | None = None, *, tell: bool = True
+    ) -> tuple[SamplingParams, dict[str, Source]] | None:
+        """The sampling params `settings` (default: the screen's) resolve to for the
+        loaded model, with each value's source; None (the user told why, if `tell`)
+        when a value is invalid or no model is loaded yet."""
         if self.facts is None:
-            return
+            return None
         try:
-            params, sources = self.settings.resolve(self.facts.generation_config)
-        except InvalidParameterError:
+            return (settings or self.settings).resolve(self.facts.generation_config)
+        except InvalidParameterError as exc:
+            if tell:
+                self.notify(str(exc), severity="error")
+            return None
+
+    def show_model(self) -> None:
+        if self.facts is None or (resolved := self.resolved(tell=False)) is None:
             return
+        params, sources = resolved
         table = {name: (getattr(params, name), source) for name, source in sources.items()}
         self.query_one(ModelView).show(self.facts, table)
 
@@ -166,24 +195,21 @@ class MainScreen(SessionActions):
         if self.facts is None:
             self.notify("The model is still loading.", severity="warning")
             return
-        if self.gen_run is not None and self.gen_run.active:
+        if self.replying:
             self.notify("Still generating — Esc stops it.", severity="warning")
             return
         self.query_one(PromptInput).clear()
         turn = self.conversation.add_user(event.text)
         await self.query_one(ChatPane).add_user(event.text)
-        try:
-            params, _ = self.settings.resolve(self.facts.generation_config)
-        except InvalidParameterError as exc:
-            self.notify(str(exc), severity="error")
+        if (resolved := self.resolved()) is None:
             return
-        self._params = params
+        params = self._params = resolved[0]
         self.recorder.message_completed(turn, self.settings, params)
         messages = self.conversation.chat_messages(self.settings.system_prompt)
         self.conversation.begin_reply()
         await self.query_one(ChatPane).begin_reply()
         self.query_one(TokenStream).clear()
-        self._decode_ms = 0.0
+        self._step_ms = []
         status = self.query_one(StatusBar)
         status.tokens_per_second = status.ttft_ms = None
         status.state = "prefilling"
@@ -226,9 +252,8 @@ class MainScreen(SessionActions):
         status = self.query_one(StatusBar)
         if first:
             status.ttft_ms = self._prefill_ms + event.steps[0].elapsed_ms
-        self._decode_ms += sum(s.elapsed_ms for s in event.steps)
-        if self._decode_ms > 0:
-            status.tokens_per_second = 1000.0 * len(stream.steps) / self._decode_ms
+        self._step_ms.extend(s.elapsed_ms for s in event.steps)
+        status.tokens_per_second = decode_rate(self._step_ms, self._prefill_ms)
         status.context_used = self._prompt_tokens + len(stream.steps)
 
     def on_proposal_ready(self, event: ProposalReady) -> None:
@@ -277,7 +302,7 @@ class MainScreen(SessionActions):
         the cursor shows its step at once."""
         if self.proposal is not None:
             return
-        streaming = self.gen_run is not None and self.gen_run.active
+        streaming = self.replying
         if streaming and self.query_one(TokenStream).follow:
             if self._inspect_timer is None:
                 self._inspect_timer = self.set_timer(INSPECT_WHILE_STREAMING, self._inspect_now)
@@ -298,19 +323,19 @@ class MainScreen(SessionActions):
         if action in ("accept", "choose", "continue_free"):
             return waiting  # shown in the footer only while a proposal waits
         if action == "stop":
-            return self.gen_run is not None and self.gen_run.active
+            return self.replying
         return True
 
     def action_stop(self) -> None:
-        if self.gen_run is not None and self.gen_run.active:
-            self.gen_run.stop()
+        if (run := self.running) is not None:
+            run.stop()
             self.query_one(StatusBar).state = "stopping"
 
     def action_toggle_step_mode(self) -> None:
         self.step_mode = not self.step_mode
         self.query_one(StatusBar).step_mode = self.step_mode
-        if self.gen_run is not None and self.gen_run.active:
-            self.gen_run.set_step_mode(self.step_mode)
+        if (run := self.running) is not None:
+            run.set_step_mode(self.step_mode)
         self.notify(
             "Step-through mode " + ("on: each token waits for you" if self.step_mode else "off")
         )
@@ -381,13 +406,9 @@ class MainScreen(SessionActions):
 
     def _rebuilt_run(self, prefix: list[Step]) -> GenerationRun | None:
         """A run that continues the last reply from `prefix`, in step mode."""
-        assert self.facts is not None
-        try:
-            params, _ = self.settings.resolve(self.facts.generation_config)
-        except InvalidParameterError as exc:
-            self.notify(str(exc), severity="error")
+        if (resolved := self.resolved()) is None:
             return None
-        self._params = params
+        params = self._params = resolved[0]
         messages = self.conversation.chat_messages(
             self.settings.system_prompt, upto=len(self.conversation.turns) - 1
         )
@@ -409,14 +430,10 @@ class MainScreen(SessionActions):
     def _settings_saved(self, settings: UISettings | None) -> None:
         if settings is not None:
             self.settings = settings
-            self._show_model()
+            self.show_model()
             self.notify("Settings saved; they apply to the next reply.")
-            if self.facts is not None:
-                try:
-                    params, _ = settings.resolve(self.facts.generation_config)
-                except InvalidParameterError:
-                    return
-                self.recorder.settings_changed(settings, params)
+            if (resolved := self.resolved(settings, tell=False)) is not None:
+                self.recorder.settings_changed(settings, resolved[0])
 
     def action_pick_model(self) -> None:
         from tui.screens.model_picker import ModelPickerScreen
@@ -445,6 +462,40 @@ class MainScreen(SessionActions):
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one(Inspector).show_tab(tab)
+
+    # --- sessions (SessionActions does the work) ---------------------------------------
+
+    @property
+    def session_id(self) -> str | None:
+        """The stored session this chat is saved to (None until its first message)."""
+        return self.sessions.session_id
+
+    def on_session_saved(self, event: SessionSaved) -> None:
+        self.sessions.saved(event)
+
+    def on_session_save_failed(self, event: SessionSaveFailed) -> None:
+        self.notify(event.error, title="Not saved", severity="error", timeout=8)
+
+    def on_session_action_failed(self, event: SessionActionFailed) -> None:
+        self.notify(event.error, title=f"Could not {event.what}", severity="error", timeout=10)
+
+    async def on_session_loaded(self, event: SessionLoaded) -> None:
+        await self.sessions.loaded(event)
+
+    def on_export_ready(self, event: ExportReady) -> None:
+        self.sessions.export_ready(event)
+
+    async def action_new_session(self) -> None:
+        await self.sessions.new()
+
+    def action_browse_sessions(self) -> None:
+        self.sessions.browse()
+
+    def action_export_session(self) -> None:
+        self.sessions.export()
+
+    def action_import_session(self) -> None:
+        self.sessions.import_file()
 
     def action_copy_reply(self) -> None:
         reply = self.conversation.last_reply
