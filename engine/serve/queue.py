@@ -45,7 +45,7 @@ class Failed:
 Event = Step | Finished | Failed
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: the scheduler keeps a set of live jobs
 class Job:
     prompt_ids: Sequence[int]
     params: SamplingParams
