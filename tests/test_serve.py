@@ -222,7 +222,7 @@ def test_client_disconnect_cancels_the_reply(tiny_engine: Any) -> None:
 
 
 def test_queue_full_is_503(tiny_engine: Any) -> None:
-    engine, model = tiny_engine
+    engine, _model = tiny_engine
     with _server(tiny_engine, max_queue=1) as server:
         hold = threading.Event()
         engine.thread.call(lambda: None)

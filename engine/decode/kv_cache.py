@@ -26,6 +26,7 @@ class GrowingLayer(DynamicLayer):
 
     def __init__(self) -> None:  # typed: DynamicLayer's own __init__ is not
         super().__init__()  # type: ignore[no-untyped-call]
+
     _value_buffer: torch.Tensor | None = None
 
     def update(

@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from engine.errors import InvalidParameterError
-from tui.cli.options import add_model_options, model_spec_from
+from tui.cli.options import add_model_options, merge_model_defaults, model_spec_from
 
 
 def register(subparsers: Any) -> None:
@@ -46,7 +46,6 @@ def run(args: argparse.Namespace) -> int:
     from engine.config import load_config
     from engine.decode import LocalEngine
     from engine.serve import ServeOptions, create_app, is_loopback, serve
-    from tui.cli.chat_cmd import merge_model_defaults
     from tui.cli.sessions_cmd import open_store
 
     if not 0 <= args.port <= 65535:
