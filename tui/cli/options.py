@@ -77,3 +77,18 @@ def sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "stop": tuple(stop) if stop else None,
     }
+
+
+def merge_model_defaults(args: argparse.Namespace, defaults: Any) -> argparse.Namespace:
+    """Command-line model options over config.toml's ``[model]``, field by field.
+
+    An option left at its command-line default (no --model, ``auto``, ``none``)
+    takes the config file's value; one the user typed always wins.
+    """
+    merged = argparse.Namespace(**vars(args))
+    merged.model = args.model or defaults.model
+    merged.gguf_file = args.gguf_file or (defaults.gguf_file if not args.model else None)
+    merged.device = args.device if args.device != "auto" else defaults.device
+    merged.dtype = args.dtype if args.dtype != "auto" else defaults.dtype
+    merged.quantize = args.quantize if args.quantize != "none" else defaults.quantize
+    return merged

@@ -1,0 +1,110 @@
+"""`Step` records as OpenAI's response shapes (chat and legacy completions).
+
+`logprob` is the raw softmax (what the model believes), the same number as
+`logitlab generate --format jsonl`; `processed_logprob` (an extension) is of the
+distribution actually sampled from. JSON has no -inf: a raw logprob that
+underflowed is clamped to -9999.0 (OpenAI's own floor, and a float so typed
+clients still parse it); a processed logprob of a filtered-out token is null.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from engine.records import Candidate, FinishReason, GenerationSummary, Step
+
+LOGPROB_FLOOR = -9999.0
+BytesOf = Callable[[int], bytes]
+
+
+def raw_logprob(value: float) -> float:
+    return value if math.isfinite(value) else LOGPROB_FLOOR
+
+
+def processed_logprob(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def token_text(data: bytes) -> str:
+    """A token as OpenAI writes it: its text, or ``bytes:\\xNN`` for a partial UTF-8 piece."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "bytes:" + "".join(f"\\x{b:02x}" for b in data)
+
+
+def finish_reason(reason: FinishReason | None) -> str | None:
+    """OpenAI's names: a full context window is ``length``; a cancel is vLLM's ``abort``."""
+    return {"stop": "stop", "length": "length", "context": "length", "cancelled": "abort"}.get(
+        reason or ""
+    )
+
+
+def _candidate(c: Candidate, bytes_of: BytesOf) -> dict[str, Any]:
+    data = bytes_of(c.token_id)
+    return {
+        "token": token_text(data),
+        "logprob": raw_logprob(c.logprob),
+        "bytes": list(data),
+        "token_id": c.token_id,
+        "processed_logprob": processed_logprob(c.processed_logprob),
+    }
+
+
+def chat_logprob(step: Step, top_n: int, bytes_of: BytesOf) -> dict[str, Any]:
+    """One entry of ``choices[0].logprobs.content``."""
+    data = step.token_bytes or bytes_of(step.token_id)
+    return {
+        "token": token_text(data),
+        "logprob": raw_logprob(step.logprob),
+        "bytes": list(data),
+        "top_logprobs": [_candidate(c, bytes_of) for c in step.top[:top_n]],
+        "token_id": step.token_id,
+        "processed_logprob": processed_logprob(step.processed_logprob),
+    }
+
+
+def chat_logprobs(steps: Sequence[Step], top_n: int, bytes_of: BytesOf) -> dict[str, Any]:
+    return {"content": [chat_logprob(s, top_n, bytes_of) for s in steps], "refusal": None}
+
+
+def legacy_logprobs(
+    steps: Sequence[Step], top_n: int, bytes_of: BytesOf, offset: int = 0
+) -> dict[str, Any]:
+    """The legacy completions shape; `offset` is where these steps' text starts."""
+    tokens, token_logprobs, tops, offsets = [], [], [], []
+    token_ids, processed = [], []
+    for step in steps:
+        tokens.append(token_text(step.token_bytes or bytes_of(step.token_id)))
+        token_logprobs.append(raw_logprob(step.logprob))
+        tops.append(
+            {token_text(bytes_of(c.token_id)): raw_logprob(c.logprob) for c in step.top[:top_n]}
+        )
+        offsets.append(offset)
+        offset += len(step.text)
+        token_ids.append(step.token_id)
+        processed.append(processed_logprob(step.processed_logprob))
+    return {
+        "tokens": tokens,
+        "token_logprobs": token_logprobs,
+        "top_logprobs": tops,
+        "text_offset": offsets,
+        "token_ids": token_ids,
+        "processed_token_logprobs": processed,
+    }
+
+
+def usage(summary: GenerationSummary) -> dict[str, int]:
+    return {
+        "prompt_tokens": summary.prompt_tokens,
+        "completion_tokens": summary.completion_tokens,
+        "total_tokens": summary.prompt_tokens + summary.completion_tokens,
+    }
+
+
+def error_body(
+    message: str, type_: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}

@@ -1,0 +1,134 @@
+"""The FIFO between HTTP requests and the one engine: one worker, one reply at a time.
+
+A request becomes a `Job` (prompt ids, params, a cancel event). `Scheduler.submit`
+refuses it when `max_queue` jobs are already waiting; otherwise one worker
+thread runs jobs in arrival order, each to its end, handing every `Step` to the
+request's asyncio queue with ``call_soon_threadsafe``. The worker never waits
+on a client: a slow reader only lets its own queue grow, so the next job starts
+as soon as this one's decode ends. Setting a job's cancel event (a client went
+away, the server is stopping) stops its reply before the next step, or skips
+it if it has not started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.decode.protocol import Engine, steps
+from engine.decode.run import ReplyResult
+from engine.params import SamplingParams
+from engine.records import Step
+
+
+class QueueFullError(Exception):
+    """More than `max_queue` requests are waiting for the engine."""
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The last event of a job: its result (None when cancelled before it started)."""
+
+    result: ReplyResult | None
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: BaseException
+
+
+Event = Step | Finished | Failed
+
+
+@dataclass(eq=False)  # hashed by identity: the scheduler keeps a set of live jobs
+class Job:
+    prompt_ids: Sequence[int]
+    params: SamplingParams
+    loop: asyncio.AbstractEventLoop
+    on_result: Callable[[ReplyResult], None] | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+
+    def emit(self, event: Event) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+
+
+class Scheduler:
+    """One worker thread draining a bounded FIFO of jobs into `engine`."""
+
+    def __init__(self, engine: Engine, max_queue: int = 64) -> None:
+        self._engine = engine
+        self._max_queue = max_queue
+        self._jobs: queue.Queue[Job | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self._live: set[Job] = set()
+        self._closed = False
+        # a LocalEngine runs each job on its own torch thread: its calls run inline there
+        runner: Any = getattr(engine, "thread", None)
+        self._call: Callable[..., Any] = getattr(runner, "call", _direct)
+        self._worker = threading.Thread(target=self._work, name="logitlab-serve", daemon=True)
+        self._worker.start()
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    def submit(self, job: Job) -> None:
+        with self._lock:
+            if self._closed:
+                raise QueueFullError("the server is shutting down")
+            if self._waiting >= self._max_queue:
+                raise QueueFullError(f"{self._waiting} requests are already waiting")
+            self._waiting += 1
+            self._live.add(job)
+        self._jobs.put(job)
+
+    def cancel_all(self) -> None:
+        """Cancel every waiting and running job (shutdown)."""
+        with self._lock:
+            self._closed = True
+            for job in self._live:
+                job.cancel.set()
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.cancel_all()
+        self._jobs.put(None)
+        self._worker.join(timeout)
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            with self._lock:
+                self._waiting -= 1
+            try:
+                if job.cancel.is_set():
+                    job.emit(Finished(None))
+                    continue
+                result = self._call(self._run, job)
+                job.emit(Finished(result))
+                if job.on_result is not None:
+                    job.on_result(result)
+            except Exception as exc:  # reported to the request, never kills the worker
+                job.emit(Failed(exc))
+            finally:
+                with self._lock:
+                    self._live.discard(job)
+
+    def _run(self, job: Job) -> ReplyResult:
+        reply = self._engine.start_ids(job.prompt_ids, job.params, cancel=job.cancel)
+        reply.prefill()
+        taken: list[Step] = []
+        for step in steps(reply):
+            taken.append(step)
+            job.emit(step)
+        return ReplyResult(steps=tuple(taken), summary=reply.summary())
+
+
+def _direct(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
