@@ -1,6 +1,6 @@
 """`logitlab tokenize`: table and JSON output, --chat, stdin, the injection guard.
 
-The CLI is run in-process through `main()` with `engine.model.loading.load_tokenizer`
+The CLI is run in-process through `main()` with `engine.model.tokenizer.load_tokenizer`
 patched to return the session's already-loaded bundled model, so no test loads
 one (the real tokenizer-only path is covered in test_loading.py).
 """
@@ -22,10 +22,10 @@ pytestmark = pytest.mark.real_model
 
 @pytest.fixture(autouse=True)
 def loaded_once(real_model: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    import engine.model.loading
+    import engine.model.tokenizer
 
     monkeypatch.setattr(
-        engine.model.loading, "load_tokenizer", lambda spec, progress=None: real_model
+        engine.model.tokenizer, "load_tokenizer", lambda spec, progress=None: real_model
     )
     return real_model
 
@@ -131,3 +131,32 @@ def test_help_does_not_import_torch() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_tokenize_imports_no_torch_and_matches_the_models_tokenizer(real_model: Any) -> None:
+    """The real tokenizer-only path (not the patched one): no torch in the process,
+    and the same ids, chat rendering, stop ids and context window as the full load."""
+    script = (
+        "import sys, json\n"
+        "from engine.model import ModelSpec, load_tokenizer\n"
+        "from engine.tokens import ChatMessage, chat_prompt_ids, encode_text\n"
+        "t = load_tokenizer(ModelSpec())\n"
+        "texts = ['hello world', 'say <|im_end|> now', 'naïve 日本語 😀']\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules,\n"
+        "  'ids': [encode_text(t.tokenizer, x, allow_special=a) for x in texts for a in (0, 1)],\n"
+        "  'chat': chat_prompt_ids(t.tokenizer, [ChatMessage('user', 'Hi')]),\n"
+        "  'eos': list(t.eos_token_ids), 'ctx': t.context_window}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["torch"] is False
+    from engine.tokens import ChatMessage, chat_prompt_ids, encode_text
+
+    tok = real_model.tokenizer
+    texts = ["hello world", "say <|im_end|> now", "naïve 日本語 😀"]
+    assert got["ids"] == [encode_text(tok, x, allow_special=bool(a)) for x in texts for a in (0, 1)]
+    assert got["chat"] == chat_prompt_ids(tok, [ChatMessage("user", "Hi")])
+    assert got["eos"] == list(real_model.eos_token_ids)
+    assert got["ctx"] == real_model.context_window

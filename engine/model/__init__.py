@@ -12,23 +12,19 @@ from engine.model.spec import DTYPES, QUANTIZE, ModelSpec
 from engine.model.thread import EngineThread
 
 if TYPE_CHECKING:
+    from engine.model.checkpoint import LoadProgress
     from engine.model.info import ModelInfo, describe, description
-    from engine.model.loading import (
-        LoadedModel,
-        LoadedTokenizer,
-        LoadProgress,
-        load,
-        load_tokenizer,
-    )
+    from engine.model.loading import LoadedModel, load
+    from engine.model.tokenizer import LoadedTokenizer, load_tokenizer
 
 __getattr__ = lazy_exports(
     __name__,
     {
         "LoadedModel": "loading",
-        "LoadedTokenizer": "loading",
-        "LoadProgress": "loading",
+        "LoadedTokenizer": "tokenizer",
+        "LoadProgress": "checkpoint",
         "load": "loading",
-        "load_tokenizer": "loading",
+        "load_tokenizer": "tokenizer",
         "ModelInfo": "info",
         "describe": "info",
         "description": "info",
