@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from engine.errors import FeatureUnavailableError
-
 from engine.model.description import ModelDescription
 from engine.model.spec import ModelSpec
 from engine.params import SamplingParams

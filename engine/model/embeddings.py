@@ -72,8 +72,7 @@ def ties_embeddings(model: Any) -> bool:
     inp = getattr(model.get_input_embeddings(), "weight", None)
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     out = getattr(head, "weight", None)
-    if inp is not None and out is not None and inp.shape == out.shape:
-        if inp is out or inp.data_ptr() == out.data_ptr():
-            return True
+    if inp is not None and out is not None:
+        return inp is out or (inp.shape == out.shape and inp.data_ptr() == out.data_ptr())
     config = getattr(model, "config", None)
-    return bool(getattr(config, "tie_word_embeddings", False)) and out is None
+    return bool(getattr(config, "tie_word_embeddings", False))
