@@ -95,6 +95,19 @@ COMMANDS: tuple[PaletteCommand, ...] = (
     ),
     PaletteCommand(
         "view",
+        "Inspector: Lens tab",
+        "Layer by layer: what the model predicted for the selected step or prompt token",
+        "show_tab('tab-lens')",
+        "f6",
+    ),
+    PaletteCommand(
+        "view",
+        "Inspector: Model tab",
+        "The model's anatomy, parameters and generation config",
+        "show_tab('tab-model')",
+    ),
+    PaletteCommand(
+        "view",
         "Toggle focus: token stream / prompt",
         "Move between typing and inspecting",
         "toggle_focus",
