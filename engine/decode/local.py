@@ -126,7 +126,7 @@ class LocalEngine:
     def text_tokens(self, text: str, *, allow_special: bool = False) -> tuple[TokenInfo, ...]:
         return token_view(self.loaded.tokenizer, text, allow_special=allow_special).tokens
 
-    def vocab(self) -> VocabIndex:
+    def vocabulary(self) -> VocabIndex:
         return vocab_index(self.loaded.tokenizer)
 
     def chat_ids(

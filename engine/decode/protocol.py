@@ -173,7 +173,7 @@ class TokenizerAccess(Protocol):
         """Plain text (no template) as token views, with the special-token guard."""
         ...
 
-    def vocab(self) -> VocabIndex:
+    def vocabulary(self) -> VocabIndex:
         """The vocabulary index (built on first use)."""
         ...
 

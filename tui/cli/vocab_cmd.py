@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
         engine = LocalEngine()
         engine.load(spec)
-        index = engine.vocab()
+        index = engine.vocabulary()
         matches = search(index, query, args.by, args.limit)
         near = engine.nearest(matches[0].id, args.near)
         tied = engine.ties_embeddings()

@@ -67,7 +67,8 @@ class MainScreen(Screen[None]):
         Binding("f2", "settings", "Settings", id="settings.open"),
         Binding("f3", "pick_model", "Model", id="model.pick"),
         Binding("f4", "toggle_focus", "Tokens/prompt", id="view.focus"),
-        Binding("f6", "show_tab('tab-lens')", "Lens", id="view.lens"),
+        Binding("f6", "show_tab('tab-lens')", "Lens", priority=True, id="view.lens"),
+        Binding("f7", "playground", "Tokenizer", priority=True, id="view.playground"),
         Binding("f8", "copy_reply", "Copy reply", show=False, id="copy.reply"),
         Binding("ctrl+o", "browse_sessions", "Sessions", id="session.browse"),
         Binding("ctrl+n", "new_session", "New session", show=False, id="session.new"),
@@ -484,6 +485,14 @@ class MainScreen(Screen[None]):
 
     def action_token_jump(self, index: int) -> None:
         self.query_one(TokenStream).action_jump(index)
+
+    def action_playground(self) -> None:
+        from tui.screens.playground import PlaygroundScreen
+
+        if self.facts is None:
+            self.notify("The model is still loading.", severity="warning")
+            return
+        self.app.push_screen(PlaygroundScreen(self.backend))
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one(Inspector).show_tab(tab)
