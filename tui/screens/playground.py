@@ -178,8 +178,8 @@ class PlaygroundScreen(Screen[None]):
             index = tokenizer_access(self.backend).vocabulary()
             out.append("\nnearest by input embedding\n", style="bold")
             for n in near:
-                shown = index.lookup_id(n.token_id).display if n.token_id < index.size else "?"
-                out.append(f"  {n.cosine:6.3f}  {n.token_id:>6}  {shown}\n")
+                name = index.lookup_id(n.token_id).display if n.token_id < index.size else "?"
+                out.append(f"  {n.cosine:6.3f}  {n.token_id:>6}  {name}\n")
             out.append(f"embeddings {'tied (input = output)' if tied else 'not tied'}\n")
         except FeatureUnavailableError as exc:
             out.append(f"\nnearest tokens unavailable: {exc}\n")

@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable
 from typing import ClassVar
 
+from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import ScrollableContainer, Vertical
@@ -118,7 +119,7 @@ class LensView(Vertical):
         out.rstrip()
         return out
 
-    def _band(self, p: float) -> object:
+    def _band(self, p: float) -> Style:
         band = "high" if p >= 0.5 else "mid" if p >= 0.1 else "low"
         return self.get_component_rich_style(f"lens-view--{band}")
 
