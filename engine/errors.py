@@ -102,3 +102,11 @@ class StoreError(SessionError):
 
 class ConfigError(LogitlabError):
     """A config or theme file is invalid; names the file and key."""
+
+
+# --- optional capabilities -------------------------------------------------------
+
+
+class FeatureUnavailableError(LogitlabError):
+    """The engine cannot offer this feature (a remote server has no hidden states, say);
+    the message is one line a front end shows in place of the feature."""

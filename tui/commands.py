@@ -95,6 +95,26 @@ COMMANDS: tuple[PaletteCommand, ...] = (
     ),
     PaletteCommand(
         "view",
+        "Inspector: Lens tab",
+        "Layer by layer: what the model predicted for the selected step or prompt token",
+        "show_tab('tab-lens')",
+        "f6",
+    ),
+    PaletteCommand(
+        "view",
+        "Tokenizer playground…",
+        "Type text, see its tokens live; chat template, guard, vocabulary, nearest tokens",
+        "playground",
+        "f7",
+    ),
+    PaletteCommand(
+        "view",
+        "Inspector: Model tab",
+        "The model's anatomy, parameters and generation config",
+        "show_tab('tab-model')",
+    ),
+    PaletteCommand(
+        "view",
         "Toggle focus: token stream / prompt",
         "Move between typing and inspecting",
         "toggle_focus",
@@ -149,6 +169,29 @@ COMMANDS: tuple[PaletteCommand, ...] = (
     PaletteCommand("app", "Quit", "Leave logitlab", "app.quit", "ctrl+q"),
 )
 
+# the tokenizer playground's own actions
+PLAYGROUND_COMMANDS: tuple[PaletteCommand, ...] = (
+    PaletteCommand(
+        "playground",
+        "Playground: plain text / chat template",
+        "Tokenize the text as typed, or as a user message through the chat template",
+        "toggle_chat",
+        "ctrl+r",
+    ),
+    PaletteCommand(
+        "playground",
+        "Playground: toggle special-token guard",
+        "Special-token text as plain text (guard on) or as control tokens",
+        "toggle_guard",
+        "ctrl+g",
+    ),
+    PaletteCommand(
+        "playground", "Playground: search vocabulary", "By id, piece or text", "search", "ctrl+f"
+    ),
+    PaletteCommand("playground", "Playground: edit text", "Back to the text", "focus_text", "f4"),
+    PaletteCommand("playground", "Close playground", "Back to the workbench", "close", "esc"),
+)
+
 # the session browser's own actions (its screen runs them, not the workbench)
 BROWSER_COMMANDS: tuple[PaletteCommand, ...] = (
     PaletteCommand(
@@ -179,7 +222,8 @@ class AreaCommands(Provider):
         scope = getattr(self.screen, "palette_scope", "main")
         if self.SCOPE not in ("any", scope):
             return []
-        return [c for c in (*COMMANDS, *BROWSER_COMMANDS) if c.area == self.AREA]
+        every = (*COMMANDS, *BROWSER_COMMANDS, *PLAYGROUND_COMMANDS)
+        return [c for c in every if c.area == self.AREA]
 
     def _runner(self, action: str) -> Callable[[], object]:
         return partial(self.app.run_action, action, self.screen)
@@ -233,6 +277,11 @@ class BrowserCommands(AreaCommands):
     SCOPE = "browser"
 
 
+class PlaygroundCommands(AreaCommands):
+    AREA = "playground"
+    SCOPE = "playground"
+
+
 class AppCommands(AreaCommands):
     AREA = "app"
     SCOPE = "any"
@@ -246,5 +295,6 @@ PROVIDERS = (
     CopyCommands,
     SessionCommands,
     BrowserCommands,
+    PlaygroundCommands,
     AppCommands,
 )

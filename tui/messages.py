@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.message import Message
 
 from engine.decode import PromptView
-from engine.model import ModelDescription
+from engine.model import LensResult, ModelDescription
 from engine.records import GenerationSummary, Proposal, Step
 from engine.sessions import Session, SessionSummary
 
@@ -127,3 +127,19 @@ class SessionsListed(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, SessionsListed)
+
+
+class LensComputed(Message):
+    """The layer lens for `key` (ids, position, target) is ready."""
+
+    def __init__(self, key: tuple[object, ...], label: str, result: LensResult) -> None:
+        super().__init__()
+        self.key, self.label, self.result = key, label, result
+
+
+class LensFailed(Message):
+    """The layer lens for `key` could not be computed (one line)."""
+
+    def __init__(self, key: tuple[object, ...], label: str, error: str) -> None:
+        super().__init__()
+        self.key, self.label, self.error = key, label, error

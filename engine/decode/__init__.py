@@ -7,7 +7,17 @@ the sampling functions import torch on first use.
 
 from typing import TYPE_CHECKING
 
-from engine.decode.protocol import Engine, ProgressFn, PromptView, Reply, steps
+from engine.decode.protocol import (
+    Engine,
+    ModelInternals,
+    ProgressFn,
+    PromptView,
+    Reply,
+    TokenizerAccess,
+    model_internals,
+    steps,
+    tokenizer_access,
+)
 from engine.decode.run import ReplyResult, run_reply
 from engine.decode.textstream import TextStream, TokenTable
 from engine.lazy import lazy_exports
@@ -25,12 +35,16 @@ __all__ = [
     "Engine",
     "LocalEngine",
     "LocalReply",
+    "ModelInternals",
     "ProgressFn",
     "PromptView",
     "Reply",
     "ReplyResult",
     "TextStream",
     "TokenTable",
+    "TokenizerAccess",
+    "model_internals",
     "run_reply",
     "steps",
+    "tokenizer_access",
 ]

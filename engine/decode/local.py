@@ -21,12 +21,15 @@ from engine.model.thread import EngineThread
 from engine.params import SamplingParams
 from engine.records import FinishReason, GenerationSummary, Proposal, Step
 from engine.tokens.chat import ChatMessage, chat_prompt_ids, render_chat
-from engine.tokens.views import encode_text, special_tokens_summary
+from engine.tokens.views import TokenInfo, encode_text, special_tokens_summary, token_view
+from engine.tokens.vocab import VocabIndex, vocab_index
 
 from .protocol import ProgressFn, PromptView
 
 if TYPE_CHECKING:
     from engine.decode.decoder import Decoder
+    from engine.model.embeddings import Neighbour
+    from engine.model.lens import LensResult
     from engine.model.loading import LoadedModel
 
 
@@ -98,6 +101,33 @@ class LocalEngine:
         if self._table is None or self._table_of is not loaded:
             self._table, self._table_of = TokenTable(loaded.tokenizer), loaded
         return self._table
+
+    # --- internals (ModelInternals, TokenizerAccess) -------------------------------------
+
+    def lens(
+        self, ids: Sequence[int], position: int = -1, *, top: int = 10, target: int | None = None
+    ) -> LensResult:
+        from engine.model.lens import logit_lens
+
+        return self._thread.call(
+            logit_lens, self.loaded, [int(i) for i in ids], position, top=top, target=target
+        )
+
+    def nearest(self, token_id: int, n: int = 10) -> tuple[Neighbour, ...]:
+        from engine.model.embeddings import nearest_tokens
+
+        return self._thread.call(nearest_tokens, self.loaded.model, token_id, n)
+
+    def ties_embeddings(self) -> bool:
+        from engine.model.embeddings import ties_embeddings
+
+        return ties_embeddings(self.loaded.model)
+
+    def text_tokens(self, text: str, *, allow_special: bool = False) -> tuple[TokenInfo, ...]:
+        return token_view(self.loaded.tokenizer, text, allow_special=allow_special).tokens
+
+    def vocabulary(self) -> VocabIndex:
+        return vocab_index(self.loaded.tokenizer)
 
     def chat_ids(
         self, messages: Sequence[ChatMessage], *, allow_special: bool = False

@@ -15,14 +15,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from engine.errors import FeatureUnavailableError
 from engine.model.description import ModelDescription
 from engine.model.spec import ModelSpec
 from engine.params import SamplingParams
 from engine.records import FinishReason, GenerationSummary, Proposal, Step
 from engine.tokens.chat import ChatMessage
 from engine.tokens.views import TokenInfo
+
+if TYPE_CHECKING:
+    from engine.model.embeddings import Neighbour
+    from engine.model.lens import LensResult
+    from engine.tokens.vocab import VocabIndex
 
 # (stage, fraction 0..1, detail): a load's progress, without importing torch
 ProgressFn = Callable[[str, float, str], None]
@@ -135,3 +141,56 @@ def steps(reply: Reply) -> Iterator[Step]:
     """Every step of `reply` until it stops (prefill first if nobody has)."""
     while not reply.done:
         yield reply.step()
+
+
+# --- optional capabilities: an engine offers them or a front end says so in one line ---
+
+
+@runtime_checkable
+class ModelInternals(Protocol):
+    """An engine that can look inside its model (hidden states, embedding rows)."""
+
+    def lens(
+        self, ids: Sequence[int], position: int = -1, *, top: int = 10, target: int | None = None
+    ) -> LensResult:
+        """The layer lens at `position` of `ids`: each layer's prediction of what follows."""
+        ...
+
+    def nearest(self, token_id: int, n: int = 10) -> tuple[Neighbour, ...]:
+        """The `n` tokens nearest `token_id` by input-embedding cosine, itself first."""
+        ...
+
+    def ties_embeddings(self) -> bool:
+        """Whether the input and output embeddings are one matrix."""
+        ...
+
+
+@runtime_checkable
+class TokenizerAccess(Protocol):
+    """An engine whose tokenizer runs here: token views of any text, the vocabulary."""
+
+    def text_tokens(self, text: str, *, allow_special: bool = False) -> tuple[TokenInfo, ...]:
+        """Plain text (no template) as token views, with the special-token guard."""
+        ...
+
+    def vocabulary(self) -> VocabIndex:
+        """The vocabulary index (built on first use)."""
+        ...
+
+
+def model_internals(engine: object) -> ModelInternals:
+    """`engine` as a `ModelInternals`, or a FeatureUnavailableError saying why not."""
+    if isinstance(engine, ModelInternals):
+        return engine
+    raise FeatureUnavailableError(
+        f"this engine ({type(engine).__name__}) cannot show hidden states or embeddings"
+    )
+
+
+def tokenizer_access(engine: object) -> TokenizerAccess:
+    """`engine` as a `TokenizerAccess`, or a FeatureUnavailableError saying why not."""
+    if isinstance(engine, TokenizerAccess):
+        return engine
+    raise FeatureUnavailableError(
+        f"this engine ({type(engine).__name__}) has no local tokenizer to explore"
+    )

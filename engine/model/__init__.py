@@ -1,5 +1,6 @@
 """What to load and how: the spec, devices, the bundled default, GGUF conversion,
-loading, the model's anatomy and the one thread torch runs on.
+loading, the model's anatomy, its internals (the layer lens, nearest tokens by
+embedding) and the one thread torch runs on.
 
 Torch-free to import: `load`, `describe` and friends import torch on first use.
 """
@@ -12,8 +13,10 @@ from engine.model.spec import DTYPES, QUANTIZE, ModelSpec
 from engine.model.thread import EngineThread
 
 if TYPE_CHECKING:
-    from engine.model.checkpoint import LoadProgress
+    from engine.model.embeddings import Neighbour, nearest_tokens, ties_embeddings
     from engine.model.info import ModelInfo, describe, description
+    from engine.model.lens import LensResult, LensRow, LensToken, logit_lens
+    from engine.model.checkpoint import LoadProgress
     from engine.model.loading import LoadedModel, load
     from engine.model.tokenizer import LoadedTokenizer, load_tokenizer
 
@@ -28,6 +31,13 @@ __getattr__ = lazy_exports(
         "ModelInfo": "info",
         "describe": "info",
         "description": "info",
+        "LensResult": "lens",
+        "LensRow": "lens",
+        "LensToken": "lens",
+        "logit_lens": "lens",
+        "Neighbour": "embeddings",
+        "nearest_tokens": "embeddings",
+        "ties_embeddings": "embeddings",
     },
 )
 
@@ -35,14 +45,21 @@ __all__ = [
     "DTYPES",
     "QUANTIZE",
     "EngineThread",
+    "LensResult",
+    "LensRow",
+    "LensToken",
     "LoadProgress",
     "LoadedModel",
     "LoadedTokenizer",
     "ModelDescription",
     "ModelInfo",
     "ModelSpec",
+    "Neighbour",
     "describe",
     "description",
     "load",
     "load_tokenizer",
+    "logit_lens",
+    "nearest_tokens",
+    "ties_embeddings",
 ]

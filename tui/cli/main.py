@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from engine.errors import InvalidParameterError, LogitlabError
 
 # each module defines register(subparsers) and sets a `run(args) -> int` default
-COMMANDS = ("chat", "generate", "tokenize", "info", "sessions", "serve")
+COMMANDS = ("chat", "generate", "tokenize", "info", "sessions", "serve", "lens", "vocab")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 

@@ -10,7 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer
+from textual.widgets import Footer, TabbedContent
 
 from engine.decode import Engine
 from engine.errors import InvalidParameterError
@@ -25,6 +25,8 @@ from tui.messages import (
     GenerationFailed,
     GenerationFinished,
     GenerationStarted,
+    LensComputed,
+    LensFailed,
     PromptRendered,
     ProposalReady,
     SessionActionFailed,
@@ -35,6 +37,7 @@ from tui.messages import (
 )
 from tui.pacing import FramePacer
 from tui.recorder import NullRecorder, Recorder
+from tui.screens.lens_actions import LensActions
 from tui.screens.session_actions import SessionActions
 from tui.settings import UISettings
 from tui.widgets.chat_pane import ChatPane
@@ -64,6 +67,8 @@ class MainScreen(Screen[None]):
         Binding("f2", "settings", "Settings", id="settings.open"),
         Binding("f3", "pick_model", "Model", id="model.pick"),
         Binding("f4", "toggle_focus", "Tokens/prompt", id="view.focus"),
+        Binding("f6", "show_tab('tab-lens')", "Lens", priority=True, id="view.lens"),
+        Binding("f7", "playground", "Tokenizer", priority=True, id="view.playground"),
         Binding("f8", "copy_reply", "Copy reply", show=False, id="copy.reply"),
         Binding("ctrl+o", "browse_sessions", "Sessions", id="session.browse"),
         Binding("ctrl+n", "new_session", "New session", show=False, id="session.new"),
@@ -105,6 +110,7 @@ class MainScreen(Screen[None]):
         self._inspect_timer: Timer | None = None
         self._pacer = FramePacer()
         self.sessions = SessionActions(self)
+        self.lens = LensActions(self)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="body"):
@@ -149,6 +155,7 @@ class MainScreen(Screen[None]):
             return
         self.facts, self.spec = facts, facts.spec
         self.gen_run = None
+        self.lens.clear()
         status = self.query_one(StatusBar)
         status.model, status.device, status.dtype = facts.model_id, facts.device, facts.dtype
         status.quantize, status.context_window = facts.quantize, facts.context_window
@@ -300,6 +307,7 @@ class MainScreen(Screen[None]):
         candidates table is the costliest widget to paint, and painting it per
         token takes the CPU the decode needs (bench/ui.py). A key press that moves
         the cursor shows its step at once."""
+        self.lens.source = "stream"
         if self.proposal is not None:
             return
         streaming = self.replying
@@ -315,6 +323,24 @@ class MainScreen(Screen[None]):
             self._inspect_timer = None
         if self.proposal is None:
             self.query_one(StepView).show_step(self.query_one(TokenStream).selected)
+        self.lens.refresh()
+
+    # --- the layer lens (LensActions does the work) --------------------------------------
+
+    @on(TabbedContent.TabActivated)
+    def _tab_shown(self) -> None:
+        self.lens.refresh()
+
+    @on(PromptTokens.Selected)
+    def _prompt_token_selected(self) -> None:
+        self.lens.source = "prompt"
+        self.lens.refresh()
+
+    def on_lens_computed(self, event: LensComputed) -> None:
+        self.lens.computed(event)
+
+    def on_lens_failed(self, event: LensFailed) -> None:
+        self.lens.failed(event)
 
     # --- actions ------------------------------------------------------------------------
 
@@ -459,6 +485,14 @@ class MainScreen(Screen[None]):
 
     def action_token_jump(self, index: int) -> None:
         self.query_one(TokenStream).action_jump(index)
+
+    def action_playground(self) -> None:
+        from tui.screens.playground import PlaygroundScreen
+
+        if self.facts is None:
+            self.notify("The model is still loading.", severity="warning")
+            return
+        self.app.push_screen(PlaygroundScreen(self.backend))
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one(Inspector).show_tab(tab)

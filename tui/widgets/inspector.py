@@ -1,4 +1,4 @@
-"""The inspector: Step, Prompt and Model tabs."""
+"""The inspector: Step, Prompt, Model and Lens tabs."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import TabbedContent, TabPane
 
+from tui.widgets.lens_view import LensView
 from tui.widgets.model_view import ModelView
 from tui.widgets.prompt_tokens import PromptTokens
 from tui.widgets.step_view import StepView
@@ -22,6 +23,12 @@ class Inspector(Vertical):
                 yield PromptTokens(id="prompt-tokens")
             with TabPane("Model", id="tab-model"), VerticalScroll():
                 yield ModelView(id="model-view")
+            with TabPane("Lens", id="tab-lens"):
+                yield LensView(id="lens-view")
 
     def show_tab(self, tab_id: str) -> None:
         self.query_one(TabbedContent).active = tab_id
+
+    @property
+    def active_tab(self) -> str:
+        return self.query_one(TabbedContent).active

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.widgets import Static
 
 from engine.decode import PromptView
@@ -14,21 +16,59 @@ ORIGINS = ("template", "system", "user", "assistant", "text")
 _NOT_LISTED = frozenset({"chat_template", "added_tokens", "eos_tokens"})
 
 
-class PromptTokens(Static):
+class PromptTokens(Static, can_focus=True):
+    """Focus it (Tab) and move with ←/→ to select a prompt token: the Lens tab then
+    explains what the model predicted after it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("left,h", "move(-1)", "Prev prompt token", id="prompt_token.prev"),
+        Binding("right,l", "move(1)", "Next prompt token", id="prompt_token.next"),
+        Binding("home", "jump(0)", "First prompt token", show=False, id="prompt_token.first"),
+        Binding("end", "jump(-1)", "Last prompt token", show=False, id="prompt_token.last"),
+    ]
+
+    class Selected(Message):
+        """A prompt token was selected (its position in the prompt)."""
+
+        def __init__(self, position: int) -> None:
+            super().__init__()
+            self.position = position
+
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         *(f"prompt-tokens--{o}" for o in ORIGINS),
         "prompt-tokens--special",
         "prompt-tokens--warning",
         "prompt-tokens--dim",
+        "prompt-tokens--cursor",
     }
     DEFAULT_CSS = "PromptTokens { height: auto; }"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("The prompt appears here when you send a message.", **kwargs)
         self.view: PromptView | None = None
+        self.cursor: int | None = None
 
-    def show(self, view: PromptView) -> None:
+    def action_move(self, delta: int) -> None:
+        if self.view is None or not self.view.tokens:
+            return
+        last = self.view.count - 1
+        start = last if self.cursor is None else self.cursor
+        self._select(max(0, min(last, start + delta)))
+
+    def action_jump(self, index: int) -> None:
+        if self.view is not None and self.view.tokens:
+            self._select(index % self.view.count)
+
+    def _select(self, position: int) -> None:
+        self.cursor = position
+        if self.view is not None:
+            self.show(self.view, keep_cursor=True)
+        self.post_message(self.Selected(position))
+
+    def show(self, view: PromptView, *, keep_cursor: bool = False) -> None:
         self.view = view
+        if not keep_cursor:
+            self.cursor = None
         dim = self.get_component_rich_style("prompt-tokens--dim")
         special = self.get_component_rich_style("prompt-tokens--special")
         out = Text()
@@ -37,6 +77,7 @@ class PromptTokens(Static):
         for warning in view.warnings:
             out.append(f"⚠ {warning}\n", self.get_component_rich_style("prompt-tokens--warning"))
         out.append("\n")
+        cursor = self.get_component_rich_style("prompt-tokens--cursor")
         for token in view.tokens:
             style = (
                 self.get_component_rich_style(f"prompt-tokens--{token.origin}")
@@ -45,6 +86,8 @@ class PromptTokens(Static):
             )
             if token.special:
                 style = style + special
+            if token.position == self.cursor:
+                style = style + cursor
             out.append(token.display, style)
             out.append(" ")
             if token.display.endswith("↵"):
