@@ -13,10 +13,10 @@ from engine.model.spec import DTYPES, QUANTIZE, ModelSpec
 from engine.model.thread import EngineThread
 
 if TYPE_CHECKING:
+    from engine.model.checkpoint import LoadProgress
     from engine.model.embeddings import Neighbour, nearest_tokens, ties_embeddings
     from engine.model.info import ModelInfo, describe, description
     from engine.model.lens import LensResult, LensRow, LensToken, logit_lens
-    from engine.model.checkpoint import LoadProgress
     from engine.model.loading import LoadedModel, load
     from engine.model.tokenizer import LoadedTokenizer, load_tokenizer
 
