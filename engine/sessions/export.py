@@ -42,6 +42,7 @@ from engine.records import Candidate, Step
 from engine.sessions.files import FORMAT, VERSION
 from engine.sessions.records import (
     Alternative,
+    ModelRecord,
     Session,
     SessionMessage,
     rfc3339,
@@ -74,16 +75,23 @@ def session_to_dict(session: Session) -> dict[str, Any]:
         "title": session.title,
         "created_at": rfc3339(session.created_at),
         "updated_at": rfc3339(session.updated_at),
-        "model": {
-            "id": m.id,
-            "source": m.source,
-            "device": m.device,
-            "dtype": m.dtype,
-            "quantize": m.quantize,
-        },
+        "model": _model(m),
         "settings": settings_to_dict(session.settings),
         "messages": [_message(msg) for msg in session.messages],
     }
+
+
+def _model(m: ModelRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": m.id,
+        "source": m.source,
+        "device": m.device,
+        "dtype": m.dtype,
+        "quantize": m.quantize,
+    }
+    if m.source == "remote":  # an addition readers can ignore: the device is the URL
+        out["engine_url"] = m.device
+    return out
 
 
 def export_json(session: Session) -> str:
