@@ -42,7 +42,7 @@ from engine.model.spec import ModelSpec
 from engine.params import SamplingParams
 from engine.records import FinishReason, GenerationSummary, Proposal, Step, decode_rate
 from engine.tokens.chat import ChatMessage
-from engine.tokens.views import TokenInfo, display_bytes
+from engine.tokens.views import TokenInfo
 
 _FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length", "abort": "cancelled"}
 
@@ -113,7 +113,7 @@ class RemoteEngine:
                 position=i,
                 id=tid,
                 piece=piece,
-                display=self.token_display(tid) if tid in self._bytes else piece,
+                display=piece,
                 bytes=self._bytes.get(tid, b""),
                 special=piece.startswith("<") and piece.endswith(">") and len(piece) > 2,
                 partial=False,
@@ -171,8 +171,8 @@ class RemoteEngine:
     def token_display(self, token_id: int) -> str:
         if token_id < 0:
             return "?"
-        data = self.token_bytes(token_id)
-        return display_bytes(data) if data else f"<{token_id}>"
+        data = self.token_bytes(token_id)  # as the local engine shows it: decoded bytes
+        return data.decode("utf-8", errors="backslashreplace") if data else f"<{token_id}>"
 
     # --- replies -----------------------------------------------------------------------
 
