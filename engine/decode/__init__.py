@@ -8,7 +8,15 @@ OpenAI-compatible server, `--engine URL`) is lazy too: it needs httpx, never tor
 
 from typing import TYPE_CHECKING
 
-from engine.decode.protocol import Engine, ProgressFn, PromptView, Reply, steps
+from engine.decode.protocol import (
+    Engine,
+    ProgressFn,
+    PromptView,
+    Reply,
+    logprob_distribution,
+    step_unavailable,
+    steps,
+)
 from engine.decode.run import ReplyResult, run_reply
 from engine.decode.textstream import TextStream, TokenTable
 from engine.lazy import lazy_exports
@@ -44,6 +52,8 @@ __all__ = [
     "ReplyResult",
     "TextStream",
     "TokenTable",
+    "logprob_distribution",
     "run_reply",
+    "step_unavailable",
     "steps",
 ]

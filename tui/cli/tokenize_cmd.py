@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from tui.cli.options import (
     add_engine_options,
@@ -130,8 +130,10 @@ def remote_view(remote: Any, text: str, args: argparse.Namespace) -> tuple[Token
             raise FeatureUnavailableError(prompt.warnings[0])
         ids, origin = prompt.ids, "template"
     else:
-        ids, origin = remote.encode(text, allow_special=args.allow_special), "text"
+        ids = remote.encode(text, allow_special=args.allow_special)
+        origin = "text"
     tokens = []
+    origin_: Literal["template", "text"] = origin  # type: ignore[assignment]
     for position, token_id in enumerate(ids):
         data = remote.token_bytes(token_id)
         tokens.append(
@@ -143,7 +145,7 @@ def remote_view(remote: Any, text: str, args: argparse.Namespace) -> tuple[Token
                 bytes=data,
                 special=False,  # the server does not say
                 partial=False,
-                origin=origin,
+                origin=origin_,
             )
         )
     return TokenView(tokens=tuple(tokens), text=text, byte_exact=False), []

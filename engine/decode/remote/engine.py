@@ -73,6 +73,13 @@ class RemoteEngine:
             raise ModelLoadError(f"not connected to {self.url} yet")
         return self._caps
 
+    def capabilities_or_none(self) -> Capabilities | None:
+        return self._caps
+
+    def step_unavailable(self) -> str | None:
+        """Why step mode cannot run here (None: it can, or not connected yet)."""
+        return self._caps.step_unavailable() if self._caps is not None else None
+
     def close(self) -> None:
         self.client.close()
 
