@@ -12,9 +12,10 @@ import contextlib
 import json
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 from engine.errors import (
     EngineAuthError,
@@ -25,6 +26,14 @@ from engine.errors import (
 )
 
 DEFAULT_TIMEOUT = 60.0
+
+
+def _httpx() -> Any:
+    """httpx, imported on first use: its package init loads its own CLI helpers, which
+    pull in rich where it is installed, and importing the engine must load no UI code."""
+    import httpx
+
+    return httpx
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -65,10 +74,11 @@ class HttpClient:
         self.url = url.strip().rstrip("/")
         self.root, self.api = split_url(url)
         self.timeout = timeout
+        hx = _httpx()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.has_key = bool(api_key)
-        self._http = httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)), headers=headers
+        self._http = hx.Client(
+            timeout=hx.Timeout(timeout, connect=min(timeout, 10.0)), headers=headers
         )
         self._open: set[httpx.Response] = set()
         self._lock = threading.Lock()
@@ -103,9 +113,10 @@ class HttpClient:
         return path if path.startswith("http") else self.root + path
 
     def _send(self, method: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
+        hx = _httpx()
         try:
-            response = self._http.request(method, self._full(path), json=body)
-        except httpx.HTTPError as exc:
+            response: httpx.Response = self._http.request(method, self._full(path), json=body)
+        except hx.HTTPError as exc:
             raise self._transport_error(exc) from exc
         self.raise_for(response, path)
         return response
@@ -122,10 +133,11 @@ class HttpClient:
 
     def stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """The JSON objects of a server-sent event stream, until ``[DONE]``."""
+        hx = _httpx()
         try:
             request = self._http.build_request("POST", self._full(path), json=body)
             response = self._http.send(request, stream=True)
-        except httpx.HTTPError as exc:
+        except hx.HTTPError as exc:
             raise self._transport_error(exc) from exc
         with self._lock:
             self._open.add(response)
@@ -147,7 +159,7 @@ class HttpClient:
                         f"{self.url}: the server failed mid-reply: {_one_line(str(message))}"
                     )
                 yield event
-        except httpx.HTTPError as exc:
+        except hx.HTTPError as exc:
             if response.is_closed and not response.is_stream_consumed:
                 return  # closed by close_streams(): a cancel
             raise self._transport_error(exc, mid_stream=True) from exc
@@ -186,7 +198,8 @@ class HttpClient:
         raise EngineServerError(f"{self.url}: HTTP {code} from {path}: {message}")
 
     def _transport_error(self, exc: httpx.HTTPError, mid_stream: bool = False) -> RemoteEngineError:
-        if isinstance(exc, httpx.TimeoutException):
+        hx = _httpx()
+        if isinstance(exc, hx.TimeoutException):
             return EngineTimeoutError(
                 f"{self.url} did not answer within {self.timeout:g} s"
                 " (raise it with --engine-timeout SECONDS)"
