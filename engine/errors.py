@@ -77,6 +77,33 @@ class GenerationError(LogitlabError):
     """The decode loop failed (out of memory mid-step, a device error)."""
 
 
+# --- remote engines (--engine URL) ------------------------------------------------
+
+
+class RemoteEngineError(LogitlabError):
+    """A remote serving engine failed or refused; the message names the URL."""
+
+
+class EngineUnreachableError(RemoteEngineError):
+    """Nothing answers at the engine URL (connection refused, DNS, TLS)."""
+
+
+class EngineAuthError(RemoteEngineError):
+    """The server answered 401/403: the API key is missing or wrong."""
+
+
+class EngineModelNotFoundError(RemoteEngineError):
+    """The server does not host the model asked for; lists the ones it has."""
+
+
+class EngineTimeoutError(RemoteEngineError):
+    """The server did not answer within the timeout."""
+
+
+class EngineServerError(RemoteEngineError):
+    """The server answered with an error (or broke off a stream)."""
+
+
 # --- sessions and configuration --------------------------------------------------
 
 
@@ -108,5 +135,5 @@ class ConfigError(LogitlabError):
 
 
 class FeatureUnavailableError(LogitlabError):
-    """The engine cannot offer this feature (a remote server has no hidden states, say);
-    the message is one line a front end shows in place of the feature."""
+    """The engine cannot offer this feature (hidden states or step mode on a remote
+    server, say); the message is one line a front end shows in place of the feature."""

@@ -2,7 +2,8 @@
 (`Decoder`: KV cache, sampling, text stream) behind `LocalEngine` / `LocalReply`.
 
 Torch-free to import: the protocol types are plain; `Decoder`, `LocalEngine` and
-the sampling functions import torch on first use.
+the sampling functions import torch on first use. `RemoteEngine` (an
+OpenAI-compatible server, `--engine URL`) is lazy too: it needs httpx, never torch.
 """
 
 from typing import TYPE_CHECKING
@@ -14,7 +15,9 @@ from engine.decode.protocol import (
     PromptView,
     Reply,
     TokenizerAccess,
+    logprob_distribution,
     model_internals,
+    step_unavailable,
     steps,
     tokenizer_access,
 )
@@ -25,12 +28,22 @@ from engine.lazy import lazy_exports
 if TYPE_CHECKING:
     from engine.decode.decoder import Decoder
     from engine.decode.local import LocalEngine, LocalReply
+    from engine.decode.remote import Capabilities, RemoteEngine, RemoteReply
 
 __getattr__ = lazy_exports(
-    __name__, {"Decoder": "decoder", "LocalEngine": "local", "LocalReply": "local"}
+    __name__,
+    {
+        "Decoder": "decoder",
+        "LocalEngine": "local",
+        "LocalReply": "local",
+        "Capabilities": "remote",
+        "RemoteEngine": "remote",
+        "RemoteReply": "remote",
+    },
 )
 
 __all__ = [
+    "Capabilities",
     "Decoder",
     "Engine",
     "LocalEngine",
@@ -38,13 +51,17 @@ __all__ = [
     "ModelInternals",
     "ProgressFn",
     "PromptView",
+    "RemoteEngine",
+    "RemoteReply",
     "Reply",
     "ReplyResult",
     "TextStream",
     "TokenTable",
     "TokenizerAccess",
+    "logprob_distribution",
     "model_internals",
     "run_reply",
+    "step_unavailable",
     "steps",
     "tokenizer_access",
 ]

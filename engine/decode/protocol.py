@@ -194,3 +194,21 @@ def tokenizer_access(engine: object) -> TokenizerAccess:
     raise FeatureUnavailableError(
         f"this engine ({type(engine).__name__}) has no local tokenizer to explore"
     )
+
+
+def step_unavailable(engine: object) -> str | None:
+    """Why step-through (and forcing, branching) cannot run on `engine`, in one line;
+    None where it can. An engine that cannot offer it has a `step_unavailable()`."""
+    check = getattr(engine, "step_unavailable", None)
+    return check() if callable(check) else None
+
+
+def logprob_distribution(engine: object) -> str:
+    """Which distribution a `Step.logprob` from `engine` is of: "raw" (local), or what a
+    remote server reports ("raw", "processed", "unknown")."""
+    caps = getattr(engine, "capabilities_or_none", None)
+    found = caps() if callable(caps) else None
+    if found is None:
+        return "raw"
+    distribution = str(found.distribution)
+    return "raw" if distribution == "raw+processed" else distribution

@@ -75,7 +75,7 @@ def legacy_logprobs(
 ) -> dict[str, Any]:
     """The legacy completions shape; `offset` is where these steps' text starts."""
     tokens, token_logprobs, tops, offsets = [], [], [], []
-    token_ids, processed = [], []
+    token_ids, processed, candidates = [], [], []
     for step in steps:
         tokens.append(token_text(step.token_bytes or bytes_of(step.token_id)))
         token_logprobs.append(raw_logprob(step.logprob))
@@ -86,6 +86,7 @@ def legacy_logprobs(
         offset += len(step.text)
         token_ids.append(step.token_id)
         processed.append(processed_logprob(step.processed_logprob))
+        candidates.append([_candidate(c, bytes_of) for c in step.top[:top_n]])
     return {
         "tokens": tokens,
         "token_logprobs": token_logprobs,
@@ -93,6 +94,9 @@ def legacy_logprobs(
         "text_offset": offsets,
         "token_ids": token_ids,
         "processed_token_logprobs": processed,
+        # the top_logprobs with ids (a dict keyed by text loses them, and merges
+        # candidates that print alike): what step-through over HTTP forces from
+        "top_candidates": candidates,
     }
 
 

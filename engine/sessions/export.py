@@ -42,6 +42,7 @@ from engine.records import Candidate, Step
 from engine.sessions.files import FORMAT, VERSION
 from engine.sessions.records import (
     Alternative,
+    ModelRecord,
     Session,
     SessionMessage,
     rfc3339,
@@ -74,16 +75,23 @@ def session_to_dict(session: Session) -> dict[str, Any]:
         "title": session.title,
         "created_at": rfc3339(session.created_at),
         "updated_at": rfc3339(session.updated_at),
-        "model": {
-            "id": m.id,
-            "source": m.source,
-            "device": m.device,
-            "dtype": m.dtype,
-            "quantize": m.quantize,
-        },
+        "model": _model(m),
         "settings": settings_to_dict(session.settings),
         "messages": [_message(msg) for msg in session.messages],
     }
+
+
+def _model(m: ModelRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": m.id,
+        "source": m.source,
+        "device": m.device,
+        "dtype": m.dtype,
+        "quantize": m.quantize,
+    }
+    if m.source == "remote":  # an addition readers can ignore: the device is the URL
+        out["engine_url"] = m.device
+    return out
 
 
 def export_json(session: Session) -> str:
@@ -140,7 +148,14 @@ def _alternative(alt: Alternative) -> dict[str, Any]:
 
 
 def _raw(logprob: float) -> float:
-    return NEG_INF_LOGPROB if logprob == -math.inf else float(logprob)
+    # NaN: unknown (a remote server's forced token outside its top-N), written like -inf
+    return NEG_INF_LOGPROB if logprob == -math.inf or math.isnan(logprob) else float(logprob)
+
+
+def _known(out: dict[str, Any], key: str, value: float) -> None:
+    """Set `key` unless the value is unknown (NaN from a remote server): omitted."""
+    if not math.isnan(value):
+        out[key] = float(value)
 
 
 def _token(step: Step, position: int) -> dict[str, Any]:
@@ -153,12 +168,12 @@ def _token(step: Step, position: int) -> dict[str, Any]:
         "top_logprobs": [_candidate(c) for c in step.top],
         "piece": step.piece,
         "rank": int(step.rank),
-        "entropy": float(step.entropy),
     }
+    _known(out, "entropy", step.entropy)
     if step.processed_logprob != -math.inf:
-        out["processed_logprob"] = float(step.processed_logprob)
+        _known(out, "processed_logprob", step.processed_logprob)
     out["processed_rank"] = int(step.processed_rank)
-    out["processed_entropy"] = float(step.processed_entropy)
+    _known(out, "processed_entropy", step.processed_entropy)
     if step.special:
         out["special"] = True
     if step.elapsed_ms:
@@ -179,7 +194,7 @@ def _candidate(c: Candidate) -> dict[str, Any]:
         "piece": c.piece,
     }
     if c.processed_logprob != -math.inf:
-        out["processed_logprob"] = float(c.processed_logprob)
+        _known(out, "processed_logprob", c.processed_logprob)
     return out
 
 

@@ -24,7 +24,7 @@ from engine.records import Step
 
 Role = Literal["system", "user", "assistant"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
-SOURCES: tuple[str, ...] = ("hub", "local", "gguf")
+SOURCES: tuple[str, ...] = ("hub", "local", "gguf", "remote")
 TITLE_LENGTH = 60
 
 
@@ -52,7 +52,7 @@ class ModelRecord:
     """Which model produced a session, as shown and exported (not how to reload it)."""
 
     id: str
-    source: str  # "hub" | "local" | "gguf"
+    source: str  # "hub" | "local" | "gguf" | "remote" (device = the engine URL)
     device: str
     dtype: str
     quantize: str = "none"

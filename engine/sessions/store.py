@@ -439,7 +439,16 @@ def _insert_alternative(
 
 def _neg_inf_to_null(value: float) -> float | None:
     """SQLite has no portable -inf: a filtered token's processed logprob is NULL."""
-    return None if value == -math.inf else value
+    return None if value == -math.inf or math.isnan(value) else value
+
+
+def _entropy_in(value: float) -> float:
+    """An unknown entropy (NaN: a remote server sends only the top-N) is stored as -1."""
+    return -1.0 if math.isnan(value) else value
+
+
+def _entropy_out(value: float) -> float:
+    return math.nan if value < 0 else float(value)
 
 
 def _null_to_neg_inf(value: float | None) -> float:
@@ -471,10 +480,10 @@ def _insert_steps(
                 int(st.special),
                 _neg_inf_to_null(st.logprob),
                 st.rank,
-                st.entropy,
+                _entropy_in(st.entropy),
                 _neg_inf_to_null(st.processed_logprob),
                 st.processed_rank,
-                st.processed_entropy,
+                _entropy_in(st.processed_entropy),
                 st.elapsed_ms,
                 st.finish_reason,
             ),
@@ -561,10 +570,10 @@ def _load_steps(conn: sqlite3.Connection, owner: str, owner_id: int) -> tuple[St
             forced=bool(r[6]),
             logprob=_null_to_neg_inf(r[8]),
             rank=r[9],
-            entropy=r[10],
+            entropy=_entropy_out(r[10]),
             processed_logprob=_null_to_neg_inf(r[11]),
             processed_rank=r[12],
-            processed_entropy=r[13],
+            processed_entropy=_entropy_out(r[13]),
             top=tuple(candidates[r[0]]),
             elapsed_ms=r[14],
             special=bool(r[7]),

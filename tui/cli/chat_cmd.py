@@ -5,12 +5,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tui.cli.options import add_model_options, merge_model_defaults, model_spec_from
+from tui.cli.options import (
+    add_engine_options,
+    add_model_options,
+    merge_model_defaults,
+    model_spec_from,
+    remote_engine_from,
+    remote_spec,
+)
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("chat", help="open the workbench TUI (the default)")
     add_model_options(parser)
+    add_engine_options(parser)
     parser.add_argument("--session", metavar="ID", help="resume a saved session")
     parser.add_argument("--theme", metavar="NAME", help="colour theme (see themes/README.md)")
     parser.set_defaults(run=run)
@@ -27,7 +35,12 @@ def run(args: argparse.Namespace) -> int:
     config = load_config()
     themes, problems = theming.load_themes()
     theme, warnings = theming.initial_theme_name(args.theme, config.theme, themes)
-    spec = model_spec_from(merge_model_defaults(args, config.model))
+    remote = remote_engine_from(args)  # --engine URL: the workbench over a server
+    spec = (
+        remote_spec(args)
+        if remote is not None
+        else model_spec_from(merge_model_defaults(args, config.model))
+    )
     settings = UISettings(
         overrides=config.sampling.as_overrides(), allow_special=config.allow_special
     )
@@ -39,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
                 raise SessionError(f"cannot resume {args.session}: {recorder.problem}")
             session = recorder.store.get(args.session)
         make_app(
+            backend=remote,
             spec=spec,
             settings=settings,
             recorder=recorder,

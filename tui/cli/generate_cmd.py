@@ -21,14 +21,18 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
+from engine.decode import Engine
 from engine.errors import InvalidParameterError
 from engine.records import GenerationSummary, Step
 from engine.sessions import save_reply
 from engine.tokens import ChatMessage
 from tui.cli.options import (
+    add_engine_options,
     add_model_options,
     add_sampling_options,
     model_spec_from,
+    remote_engine_from,
+    remote_spec,
     sampling_overrides,
 )
 from tui.cli.sessions_cmd import open_store
@@ -42,6 +46,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("prompt", metavar="PROMPT", help="the user message; - reads stdin")
     add_model_options(parser)
+    add_engine_options(parser)
     add_sampling_options(parser)
     parser.add_argument("--raw", action="store_true", help="skip the chat template")
     parser.add_argument("--system", metavar="TEXT", help="system message (chat template)")
@@ -60,7 +65,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.decode import LocalEngine, run_reply
+    from engine.decode import run_reply
     from engine.params import resolve_sampling
 
     prompt = _read_prompt(args.prompt)
@@ -70,9 +75,10 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameterError("--title", "only applies with --save")
     overrides = {**sampling_overrides(args), "top_logprobs": _top_logprobs(args)}
     resolve_sampling({}, overrides)  # bad values fail now, before the model loads
-    spec = model_spec_from(args)
+    remote = remote_engine_from(args)  # --engine URL: nothing is loaded here
+    spec = remote_spec(args) if remote is not None else model_spec_from(args)
     store = open_store() if args.save else None  # a refused database fails before the work
-    engine = LocalEngine()
+    engine: Engine = remote if remote is not None else _local_engine()
     model = engine.load(spec)
     params, _sources = resolve_sampling(model.generation_config, overrides)
     messages = _messages(prompt, args.system)
@@ -85,11 +91,19 @@ def run(args: argparse.Namespace) -> int:
     with _sigint_sets(cancel):
         result = run_reply(reply, on_step=sink.step)
     sink.finish(result.summary)
+    for notice in getattr(reply, "notices", ()):
+        print(f"logitlab: warning: {notice}", file=sys.stderr)
     if store is not None:
         with store:
             session = save_reply(store, model, params, messages, result, args.title)
         print(f"logitlab: saved session {session.id}", file=sys.stderr)
     return EXIT_INTERRUPTED if result.summary.finish_reason == "cancelled" else EXIT_OK
+
+
+def _local_engine() -> Engine:
+    from engine.decode import LocalEngine
+
+    return LocalEngine()
 
 
 def _messages(prompt: str, system: str | None) -> list[ChatMessage]:
@@ -147,9 +161,9 @@ def step_object(step: Step, display: Callable[[int], str]) -> dict[str, Any]:
         "token": display(step.token_id),
         "text": step.text,
         "logprob": _finite(step.logprob),
-        "prob": step.prob,
-        "rank": step.rank,
-        "entropy": step.entropy,
+        "prob": _finite(step.prob),
+        "rank": step.rank,  # 0: unknown (a remote server's token outside its top-N)
+        "entropy": _finite(step.entropy),  # null: unknown (a remote server sends top-N only)
         "forced": step.forced,
         "top": [
             {"token_id": c.token_id, "token": display(c.token_id), "logprob": _finite(c.logprob)}
@@ -174,7 +188,7 @@ def summary_object(summary: GenerationSummary) -> dict[str, Any]:
 
 
 def _finite(value: float) -> float | None:
-    """JSON has no -inf: a probability that underflowed is written as null."""
+    """JSON has no -inf/NaN: an underflowed or unknown number is written as null."""
     return value if math.isfinite(value) else None
 
 

@@ -7,7 +7,13 @@ import json
 import sys
 from typing import Any
 
-from tui.cli.options import add_model_options, model_spec_from
+from tui.cli.options import (
+    add_engine_options,
+    add_model_options,
+    model_spec_from,
+    remote_engine_from,
+    remote_spec,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -15,6 +21,7 @@ def register(subparsers: Any) -> None:
         "info", help="show the model's anatomy: modules, parameters, config, tokens"
     )
     add_model_options(parser)
+    add_engine_options(parser)
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument(
         "--tree", action="store_true", help="text format: print the full module tree"
@@ -23,6 +30,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    remote = remote_engine_from(args)
+    if remote is not None:
+        return _remote_info(remote, args)
     from engine.model import describe, load
 
     info = describe(load(model_spec_from(args)))
@@ -73,3 +83,28 @@ def format_text(info: dict[str, Any], *, tree: bool = False) -> str:
     if tree:
         lines += ["", "module tree", info["module_tree"]]
     return "\n".join(lines) + "\n"
+
+
+def _remote_info(remote: Any, args: argparse.Namespace) -> int:
+    """A server's model and what it offers; its parameters are not visible over HTTP."""
+    model = remote.load(remote_spec(args))
+    caps = remote.capabilities
+    if args.format == "json":
+        out = {
+            "model_id": model.model_id,
+            "source": "remote",
+            "engine_url": caps.url,
+            "context_window": caps.context_window,
+            "parameters": {"total": None},  # unknown: the server does not say
+            "engine": caps.as_dict(),
+        }
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        lines = [f"{model.model_id}  (remote, {caps.server})", ""]
+        lines += [f"  {name:<20} {value}" for name, value in caps.lines()]
+        why = caps.step_unavailable()
+        if why:
+            lines += ["", f"  {why}"]
+        sys.stdout.write("\n".join(lines) + "\n")
+    return 0

@@ -1,11 +1,16 @@
-"""Options shared by subcommands: MODEL OPTS and SAMPLING OPTS from DESIGN.md."""
+"""Options shared by subcommands: MODEL OPTS, ENGINE OPTS and SAMPLING OPTS from DESIGN.md."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
+from engine.errors import InvalidParameterError
 from engine.model import DTYPES, QUANTIZE, ModelSpec
+
+if TYPE_CHECKING:
+    from engine.decode import RemoteEngine
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -92,3 +97,57 @@ def merge_model_defaults(args: argparse.Namespace, defaults: Any) -> argparse.Na
     merged.dtype = args.dtype if args.dtype != "auto" else defaults.dtype
     merged.quantize = args.quantize if args.quantize != "none" else defaults.quantize
     return merged
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """ENGINE OPTS: a remote serving engine instead of a local model."""
+    group = parser.add_argument_group(
+        "engine options (a remote OpenAI-compatible server; nothing is loaded locally)"
+    )
+    group.add_argument(
+        "--engine", metavar="URL", help="server URL, e.g. http://127.0.0.1:8000/v1 (vLLM, "
+        "SGLang, llama.cpp, logitlab serve)"
+    )  # fmt: skip
+    group.add_argument(
+        "--api-key", metavar="KEY", help="the server's API key (default: $LOGITLAB_API_KEY)"
+    )
+    group.add_argument(
+        "--engine-model", metavar="NAME", help="which model, when the server hosts several"
+    )
+    group.add_argument(
+        "--engine-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for the server to answer (default: 60)",
+    )
+
+
+def remote_engine_from(args: argparse.Namespace) -> RemoteEngine | None:
+    """The remote engine the options ask for, or None for a local model.
+
+    Raises InvalidParameterError (exit 2) for ``--engine`` with local model
+    options, or engine options without ``--engine``.
+    """
+    url = getattr(args, "engine", None)
+    if url is None:
+        for name in ("api_key", "engine_model"):
+            if getattr(args, name, None) is not None:
+                flag = "--" + name.replace("_", "-")
+                raise InvalidParameterError(flag, "only applies with --engine URL")
+        return None
+    for name in ("model", "gguf_file"):
+        if getattr(args, name, None):
+            flag = "--" + name.replace("_", "-")
+            raise InvalidParameterError("--engine", f"cannot be combined with {flag}")
+    if not args.engine_timeout > 0:
+        raise InvalidParameterError("--engine-timeout", "must be > 0 seconds")
+    from engine.decode import RemoteEngine
+
+    key = args.api_key or os.environ.get("LOGITLAB_API_KEY") or None
+    return RemoteEngine(url, api_key=key, model=args.engine_model, timeout=args.engine_timeout)
+
+
+def remote_spec(args: argparse.Namespace) -> ModelSpec:
+    """The spec a remote engine is 'loaded' with: the model name (or the URL) to show."""
+    return ModelSpec(model=args.engine_model or args.engine)

@@ -11,9 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from tui.cli.options import add_model_options, model_spec_from
+from tui.cli.options import (
+    add_engine_options,
+    add_model_options,
+    model_spec_from,
+    remote_engine_from,
+    remote_spec,
+)
 
 if TYPE_CHECKING:
     from engine.tokens import TokenView
@@ -29,6 +35,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("text", metavar="TEXT", help="the text to tokenize; - reads stdin")
     add_model_options(parser)
+    add_engine_options(parser)
     parser.add_argument(
         "--chat",
         action="store_true",
@@ -59,9 +66,13 @@ def run(args: argparse.Namespace) -> int:
     if args.no_generation_prompt and not args.chat:
         raise InvalidParameterError("--no-generation-prompt", "only applies with --chat")
     text = read_text(args.text, sys.stdin)
-    spec = model_spec_from(args)
-    tokenizer = load_tokenizer(spec).tokenizer  # no weights: answers in about a second
-    view, warnings = build_view(tokenizer, text, args)
+    remote = remote_engine_from(args)
+    if remote is not None:
+        view, warnings = remote_view(remote, text, args)
+    else:
+        spec = model_spec_from(args)
+        tokenizer = load_tokenizer(spec).tokenizer  # no weights: answers in about a second
+        view, warnings = build_view(tokenizer, text, args)
     for warning in warnings:
         print(f"logitlab: warning: {warning}", file=sys.stderr)
     if args.format == "json":
@@ -100,6 +111,44 @@ def build_view(tokenizer: Any, text: str, args: argparse.Namespace) -> tuple[Tok
         allow_special=args.allow_special,
     )
     return rendered.tokens, list(rendered.warnings)
+
+
+def remote_view(remote: Any, text: str, args: argparse.Namespace) -> tuple[TokenView, list[str]]:
+    """The server's own tokenizing (its /tokenize); bytes from /detokenize per id."""
+    from engine.errors import FeatureUnavailableError, InvalidParameterError
+    from engine.tokens import ChatMessage, TokenInfo, TokenView
+
+    remote.load(remote_spec(args))
+    if args.no_generation_prompt:
+        raise InvalidParameterError("--no-generation-prompt", "is not offered with --engine")
+    if args.chat:
+        messages = [ChatMessage("user", text)]
+        if args.system is not None:
+            messages.insert(0, ChatMessage("system", args.system))
+        prompt = remote.render_prompt(messages)
+        if not prompt.tokens:
+            raise FeatureUnavailableError(prompt.warnings[0])
+        ids, origin = prompt.ids, "template"
+    else:
+        ids = remote.encode(text, allow_special=args.allow_special)
+        origin = "text"
+    tokens = []
+    origin_: Literal["template", "text"] = origin  # type: ignore[assignment]
+    for position, token_id in enumerate(ids):
+        data = remote.token_bytes(token_id)
+        tokens.append(
+            TokenInfo(
+                position=position,
+                id=token_id,
+                piece=data.decode("utf-8", errors="backslashreplace"),
+                display=remote.token_display(token_id),
+                bytes=data,
+                special=False,  # the server does not say
+                partial=False,
+                origin=origin_,
+            )
+        )
+    return TokenView(tokens=tuple(tokens), text=text, byte_exact=False), []
 
 
 def _has_special_text(tokenizer: Any, text: str) -> bool:

@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, TabbedContent
 
-from engine.decode import Engine
+from engine.decode import Engine, logprob_distribution, step_unavailable
 from engine.errors import InvalidParameterError
 from engine.model import ModelDescription, ModelSpec
 from engine.params import SamplingParams, Source
@@ -160,6 +160,7 @@ class MainScreen(Screen[None]):
         status.model, status.device, status.dtype = facts.model_id, facts.device, facts.dtype
         status.quantize, status.context_window = facts.quantize, facts.context_window
         self.sessions.apply_saved_settings()
+        self.query_one(StepView).logprob_label = logprob_distribution(self.backend)
         self.show_model()
         self.recorder.model_loaded(facts)
 
@@ -287,7 +288,8 @@ class MainScreen(Screen[None]):
         self.refresh_bindings()
 
     async def on_generation_failed(self, event: GenerationFailed) -> None:
-        self.notify(event.error, title="Generation failed", severity="error")
+        # markup=False: the error may quote a server's own words
+        self.notify(event.error, title="Generation failed", severity="error", markup=False)
         self.proposal = None
         if (
             self.conversation.last_reply is not None
@@ -358,6 +360,9 @@ class MainScreen(Screen[None]):
             self.query_one(StatusBar).state = "stopping"
 
     def action_toggle_step_mode(self) -> None:
+        if not self.step_mode and (why := step_unavailable(self.backend)) is not None:
+            self.notify(why, severity="warning", markup=False)
+            return
         self.step_mode = not self.step_mode
         self.query_one(StatusBar).step_mode = self.step_mode
         if (run := self.running) is not None:
@@ -398,6 +403,9 @@ class MainScreen(Screen[None]):
             return
         if self.facts is None:
             self.notify("The model is still loading.", severity="warning")
+            return
+        if (why := step_unavailable(self.backend)) is not None:
+            self.notify(why, severity="warning", markup=False)
             return
         at = stream.cursor
         if at is None or not 0 <= at < len(reply.steps):

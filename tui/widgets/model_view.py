@@ -31,7 +31,15 @@ class ModelView(Static):
             total = max(facts.parameters_total, 1)
             for kind, count in facts.parameters_by_kind.items():
                 out.append(f"  {kind:<16} {count:>13,} {100 * count / total:5.1f}%\n")
-        if facts.config:
+        engine = facts.config.get("engine") if facts.source == "remote" else None
+        if isinstance(engine, Mapping):  # what the server offers (probed on connect)
+            out.append("\nremote engine\n", style="bold")
+            for key, value in engine.items():
+                shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+                out.append(f"  {key:<20} {shown}\n")  # Text.append: never parsed as markup
+            if not engine.get("token_id_prompts"):
+                out.append("  step mode, forcing and branching: unavailable here\n", dim)
+        elif facts.config:
             out.append("\nconfig\n", style="bold")
             for key, value in facts.config.items():
                 out.append(f"  {key:<20} {value}\n")

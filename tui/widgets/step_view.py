@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 from rich.box import SIMPLE_HEAD
@@ -27,7 +28,13 @@ def bar(fraction: float, width: int = BAR_WIDTH) -> str:
 
 
 def fmt_prob(p: float) -> str:
+    if math.isnan(p):  # a remote server did not say
+        return "  ?  "
     return f"{p:5.1%}" if p >= 0.001 else ("   0 " if p == 0 else f"{p:.0e}")
+
+
+def fmt_h(h: float) -> str:
+    return "?" if math.isnan(h) else f"{h:.2f}"
 
 
 class StepView(Vertical):
@@ -52,6 +59,9 @@ class StepView(Vertical):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._rows = 0
         self.shown: Step | Proposal | None = None  # what the view shows now
+        # which distribution a step's `logprob` is of: "raw" locally; a remote server
+        # may report post-sampling ("processed") numbers or not say ("unknown")
+        self.logprob_label = "raw"
 
     def compose(self) -> ComposeResult:
         yield Static("Select a token in the stream (←/→) to inspect it.", id="step-facts")
@@ -73,12 +83,16 @@ class StepView(Vertical):
         if step.special:
             text.append("  special")
         text.append(f"\nbytes {' '.join(f'{b:02x}' for b in step.token_bytes) or '–'}")
+        rank = str(step.rank or "?")
         text.append(
-            f"\nraw       p {fmt_prob(step.prob)}  rank {step.rank:<4} H {step.entropy:.2f}"
+            f"\n{self.logprob_label:<10}p {fmt_prob(step.prob)}  rank {rank:<4} H {fmt_h(step.entropy)}"
         )
-        text.append(
-            f"\nprocessed  p {fmt_prob(step.processed_prob)}  rank {step.processed_rank:<4} H {step.processed_entropy:.2f}"
-        )
+        if math.isnan(step.processed_logprob):
+            text.append("\nprocessed  unknown (the server reports one distribution)")
+        else:
+            text.append(
+                f"\nprocessed  p {fmt_prob(step.processed_prob)}  rank {step.processed_rank or '?':<4} H {fmt_h(step.processed_entropy)}"
+            )
         if step.finish_reason:
             text.append(f"\nfinished: {step.finish_reason}")
         facts.update(text)
@@ -89,7 +103,9 @@ class StepView(Vertical):
         facts = self.query_one("#step-facts", Static)
         text = Text()
         text.append(f"next token (step {proposal.index})", style="bold")
-        text.append(f"  H raw {proposal.entropy:.2f} / processed {proposal.processed_entropy:.2f}")
+        text.append(
+            f"  H {self.logprob_label} {fmt_h(proposal.entropy)} / processed {fmt_h(proposal.processed_entropy)}"
+        )
         text.append("\nSpace/Enter accept ▶ sampled · 1-9 force candidate · c continue · Esc stop")
         facts.update(text)
         self._fill(proposal.top, chosen=proposal.sampled, numbered=True)
@@ -103,7 +119,7 @@ class StepView(Vertical):
         table = Table(box=SIMPLE_HEAD, expand=False, pad_edge=False, show_edge=False)
         for column, justify in (("#", "right"), ("token", "left"), ("id", "right")):
             table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-        table.add_column("raw", no_wrap=True)
+        table.add_column(self.logprob_label, no_wrap=True)
         table.add_column("processed", no_wrap=True)
         raw_style = self.get_component_rich_style("step-view--raw")
         processed_style = self.get_component_rich_style("step-view--processed")
