@@ -23,6 +23,16 @@ from engine.decode.protocol import (
 )
 from engine.decode.run import ReplyResult, run_reply
 from engine.decode.textstream import TextStream, TokenTable
+from engine.decode.tree import (
+    Branch,
+    BranchPoint,
+    BranchStats,
+    ReplyTree,
+    branch_stats,
+    reposition,
+    reseed,
+    shared_prefix,
+)
 from engine.lazy import lazy_exports
 
 if TYPE_CHECKING:
@@ -43,6 +53,9 @@ __getattr__ = lazy_exports(
 )
 
 __all__ = [
+    "Branch",
+    "BranchPoint",
+    "BranchStats",
     "Capabilities",
     "Decoder",
     "Engine",
@@ -55,12 +68,17 @@ __all__ = [
     "RemoteReply",
     "Reply",
     "ReplyResult",
+    "ReplyTree",
     "TextStream",
     "TokenTable",
     "TokenizerAccess",
+    "branch_stats",
     "logprob_distribution",
     "model_internals",
+    "reposition",
+    "reseed",
     "run_reply",
+    "shared_prefix",
     "step_unavailable",
     "steps",
     "tokenizer_access",

@@ -163,6 +163,10 @@ class Decoder:
         self.steps.append(step)
         return step
 
+    def reseed(self, seed: int) -> None:
+        """A new sampling generator seeded with `seed`; the cache is kept."""
+        self._generator = make_generator(self._device, seed)
+
     @torch.inference_mode()
     def rewind(self, n: int) -> None:
         """Drop the last `n` generated tokens and continue from there (a new branch).

@@ -235,6 +235,11 @@ class LocalReply:
     def rewind(self, n: int) -> None:
         self._thread.call(self._rewind, n)
 
+    def reseed(self, seed: int) -> None:
+        """Sample from here on with `seed` (fan-out: one seed per continuation)."""
+        self._params = self._params.with_changes(seed=seed)
+        self._thread.call(self._decoder.reseed, seed)
+
     def _rewind(self, n: int) -> None:
         generated = list(self._decoder.generated_ids)
         if n <= len(generated):
