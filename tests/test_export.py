@@ -84,24 +84,31 @@ def steps(draw: Any, first_index: int = 0) -> tuple[Step, ...]:
 
 
 @st.composite
-def alternatives(draw: Any) -> Alternative:
+def alternatives(draw: Any, limit: int = 5) -> Alternative:
+    at = draw(st.integers(0, limit))
     return Alternative(
         content=draw(text),
         finish_reason=draw(st.none() | finish),
-        steps=draw(steps(first_index=draw(st.integers(0, 5)))),
+        steps=draw(steps(first_index=at)),
         created_at=draw(when),
+        parent_step=at,
+        seed=draw(st.none() | st.integers(0, 2**32)),
     )
 
 
-messages = st.builds(
-    SessionMessage,
-    role=st.sampled_from(("system", "user", "assistant")),
-    content=text,
-    created_at=when,
-    finish_reason=st.none() | finish,
-    steps=steps(),
-    alternatives=st.lists(alternatives(), max_size=2).map(tuple),
-)
+@st.composite
+def messages(draw: Any) -> SessionMessage:
+    path = draw(steps())
+    return SessionMessage(
+        role=draw(st.sampled_from(("system", "user", "assistant"))),
+        content=draw(text),
+        created_at=draw(when),
+        finish_reason=draw(st.none() | finish),
+        steps=path,
+        alternatives=tuple(draw(st.lists(alternatives(len(path)), max_size=2))),
+    )
+
+
 sampling = st.builds(
     SamplingParams,
     temperature=st.floats(0.0, 5.0),
@@ -129,7 +136,7 @@ sessions = st.builds(
         quantize=text,
     ),
     settings=st.builds(SessionSettings, system_prompt=text, sampling=sampling),
-    messages=st.lists(messages, max_size=3).map(tuple),
+    messages=st.lists(messages(), max_size=3).map(tuple),
 )
 few = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -332,12 +339,20 @@ BAD_TREES = [
         r"messages\[1\].logprobs.content\[0\].token_id: must be an integer in \[0, 2\^63\)",
     ),
     (
-        changed("messages.1.alternatives.0.logprobs.content.0.entropy", "x"),
-        r"messages\[1\].alternatives\[0\].logprobs.content\[0\].entropy: expected a number",
+        changed("messages.1.branches.0.tokens.0.entropy", "x"),
+        r"messages\[1\].branches\[0\].tokens\[0\].entropy: expected a number",
     ),
     (
-        changed("messages.1.alternatives.0.created_at", DELETE),
-        r"alternatives\[0\].created_at: missing",
+        changed("messages.1.branches.0.created_at", DELETE),
+        r"branches\[0\].created_at: missing",
+    ),
+    (
+        changed("messages.1.branches.0.parent_step", 7),
+        r"messages\[1\].branches\[0\].parent_step: leaves the reply at step 7, but it has 2",
+    ),
+    (
+        changed("messages.1.branches.0.tokens", {}),
+        r"messages\[1\].branches\[0\].tokens: expected an array",
     ),
     (
         changed("messages.0.content", "\ud800"),
@@ -417,3 +432,52 @@ def test_toml_and_json_are_told_apart_by_content(store: SessionStore) -> None:
     as_toml = tomli_w.dumps(good()).encode()
     assert import_session_text(as_toml) == import_session_text(json_bytes(good()))
     assert import_session_text(b"\xef\xbb\xbf" + json_bytes(good())).id == "orig"  # BOM
+
+
+# --- reply trees --------------------------------------------------------------------
+
+
+def tree_session() -> Session:
+    answer = reply(["The", " end", "."])
+    forced = replace(make_step(1), forced=True)
+    first = Alternative(" a", "stop", (forced, make_step(2)), T0, parent_step=1, seed=7)
+    second = Alternative("", "cancelled", (), T0, parent_step=3)
+    answer = replace(answer, alternatives=(first, second))
+    return Session("tree", "t", T0, T0, MODEL, SETTINGS, (user("q"), answer))
+
+
+def test_a_tree_exports_as_branches_and_round_trips_identically() -> None:
+    session = tree_session()
+    for export in (export_json, export_toml):
+        text = export(session)
+        back = import_session_text(text.encode())
+        assert back == session and export(back) == text
+    a = json.loads(export_json(session))["messages"][1]
+    assert [t["token"] for t in a["logprobs"]["content"]] == ["The", " end", "."]
+    one, two = a["branches"]
+    assert {k: one[k] for k in ("parent_step", "forced", "finish_reason", "seed")} == {
+        "parent_step": 1, "forced": True, "finish_reason": "stop", "seed": 7,
+    }  # fmt: skip
+    assert len(one["tokens"]) == 2 and "index" not in one["tokens"][0]
+    assert two["parent_step"] == 3 and two["tokens"] == []
+    assert "alternatives" not in a
+
+
+def test_a_file_with_the_older_alternatives_imports_as_branches() -> None:
+    d = session_to_dict(tree_session())
+    answer = d["messages"][1]
+    del answer["branches"]
+    tail = [session_to_dict(tree_session())["messages"][1]["branches"][0]["tokens"][0]]
+    tail[0]["index"] = 1  # older files indexed an alternative's tokens from its branch point
+    answer["alternatives"] = [
+        {"content": "old", "created_at": d["created_at"], "logprobs": {"content": tail}}
+    ]
+    (alt,) = import_session_text(json.dumps(d).encode()).messages[1].alternatives
+    assert alt.branch_index == 1 and alt.content == "old" and alt.steps[0].index == 1
+
+
+def test_markdown_lists_each_branch_under_its_branch_point() -> None:
+    md = export_markdown(tree_session())
+    assert "**2 other branches**" in md
+    assert "- at step 1, the reply took" in md and "- at step 3, the reply took the end" in md
+    assert "branch 1:" in md and "seed 7" in md and "cancelled" in md

@@ -49,6 +49,9 @@ def test_save_stores_the_run_and_prints_its_id(
     assert len(reply.steps) == 4
     assert reply.content == "".join(step.text for step in reply.steps)
     assert session.model.source == "local" and session.model.device == "cpu"
+    # text mode shows no candidates, but a saved run opens in the workbench's inspector
+    assert all(len(step.top) == 10 for step in reply.steps)
+    assert session.settings.sampling.top_logprobs == 10
 
 
 def test_title_defaults_to_the_prompt(

@@ -244,13 +244,17 @@ def test_forward_migration_keeps_data(
     path = isolated_user_dirs / "sessions.db"
     with SessionStore(path) as s1:
         sid = s1.create(MODEL, SETTINGS).id
-    migrations = {**store_schema.MIGRATIONS, 2: ["ALTER TABLE sessions ADD COLUMN pinned INTEGER"]}
+    nxt = store_schema.SCHEMA_VERSION + 1
+    migrations = {
+        **store_schema.MIGRATIONS,
+        nxt: ["ALTER TABLE sessions ADD COLUMN pinned INTEGER"],
+    }
     monkeypatch.setattr(store_module, "MIGRATIONS", migrations)
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", nxt)
     with SessionStore(path) as s2:
         assert s2.get(sid).id == sid
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == nxt
         assert "pinned" in [r[1] for r in conn.execute("PRAGMA table_info(sessions)")]
 
 
@@ -264,3 +268,44 @@ def test_reply_from_steps_joins_the_text_deltas() -> None:
         steps,
     )
     assert reply_from_steps((), "stop").created_at.tzinfo is not None
+
+
+def test_a_database_from_before_reply_trees_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A version-1 database (made with version 1's statements and rows, as the code
+    before reply trees wrote them) opens: its alternatives become branches that
+    leave the reply where their first step is, and new branches store their own."""
+    from engine.sessions.schema import MIGRATIONS
+
+    path = tmp_path / "v1.db"
+    with SessionStore(path) as fresh:  # the rows, written by today's code...
+        s = fresh.create(MODEL, SETTINGS)
+        old = reply(["The", " end", "."])
+        alt = Alternative("The cat", "stop", (make_step(1),), T0)
+        fresh.append_message(s.id, user("q"))
+        fresh.append_message(s.id, replace(old, alternatives=(alt,)))
+    with sqlite3.connect(path) as conn:  # ...moved into a database at version 1
+        rows = {t: conn.execute(f"SELECT * FROM {t}").fetchall() for t in TABLES}
+    v1 = tmp_path / "v1-only.db"
+    with sqlite3.connect(v1) as conn:
+        for statement in MIGRATIONS[1]:
+            conn.execute(statement)
+        for table, data in rows.items():
+            for row in data:
+                row = row[:6] if table == "alternatives" else row  # v1 had 6 columns
+                conn.execute(f"INSERT INTO {table} VALUES ({','.join('?' * len(row))})", row)
+        conn.execute("PRAGMA user_version = 1")
+    with SessionStore(v1) as store:
+        got = store.get(s.id).messages[1]
+        (kept,) = got.alternatives
+        assert kept.branch_index == 1 and kept.steps == alt.steps and kept.seed is None
+        tree = replace(
+            got, alternatives=(kept, Alternative("", None, (), T0, parent_step=3, seed=9))
+        )
+        store.rewrite_last_assistant(s.id, tree)
+        assert store.get(s.id).messages[1].alternatives[1].branch_index == 3
+        assert store.get(s.id).messages[1].alternatives[1].seed == 9
+    with sqlite3.connect(v1) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+TABLES = ("sessions", "messages", "alternatives", "steps", "candidates")

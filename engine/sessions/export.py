@@ -21,8 +21,15 @@ empty/absent; TOML has no null, so nothing is ever written as null/"None"):
 - per top_logprobs entry: ``piece`` and ``processed_logprob`` (omitted when
   -inf). Its ``bytes`` are the UTF-8 bytes of ``token``.
 - per message: ``finish_reason`` and ``logprobs`` on any message that has them
-  (in practice assistant replies), and ``alternatives``: the cut-off tails of
-  branched replies, ``[{content, created_at, finish_reason?, logprobs?}]``.
+  (in practice assistant replies), and ``branches``: the reply's other paths
+  (the reply tree; the current path is ``content`` / ``logprobs.content``),
+  ``[{parent_step, forced, content, created_at, finish_reason?, seed?, tokens}]``:
+  each leaves the current path at ``parent_step`` (its prefix is
+  ``logprobs.content[:parent_step]``), ``tokens`` are its own token objects from
+  there on (same shape as ``logprobs.content``), ``forced`` says whether its
+  first token was forced, ``content`` is its whole text. Files from before
+  reply trees carry ``alternatives`` (``[{content, created_at, finish_reason?,
+  logprobs?}]``, tokens indexed from their branch point); import reads both.
 
 A raw logprob of -inf (JSON cannot hold it) is written as -9999.0, the value
 OpenAI uses for "practically impossible".
@@ -134,16 +141,23 @@ def _message(msg: SessionMessage) -> dict[str, Any]:
     if msg.steps:
         out["logprobs"] = {"content": [_token(s, i) for i, s in enumerate(msg.steps)]}
     if msg.alternatives:
-        out["alternatives"] = [_alternative(a) for a in msg.alternatives]
+        out["branches"] = [_branch(a) for a in msg.alternatives]
     return out
 
 
-def _alternative(alt: Alternative) -> dict[str, Any]:
-    out: dict[str, Any] = {"content": alt.content, "created_at": rfc3339(alt.created_at)}
+def _branch(alt: Alternative) -> dict[str, Any]:
+    at = alt.branch_index
+    out: dict[str, Any] = {
+        "parent_step": at,
+        "forced": bool(alt.steps and alt.steps[0].forced),
+        "content": alt.content,
+        "created_at": rfc3339(alt.created_at),
+    }
     if alt.finish_reason is not None:
         out["finish_reason"] = alt.finish_reason
-    if alt.steps:
-        out["logprobs"] = {"content": [_token(s, i) for i, s in enumerate(alt.steps)]}
+    if alt.seed is not None:
+        out["seed"] = alt.seed
+    out["tokens"] = [_token(s, at + i) for i, s in enumerate(alt.steps)]
     return out
 
 
@@ -230,11 +244,39 @@ def export_markdown(session: Session, *, low_prob_tokens: int = 0) -> str:
             heading += f" · {msg.finish_reason}"
         lines += ["", heading, "", msg.content if msg.content else "*(empty)*"]
         if msg.alternatives:
-            n = len(msg.alternatives)
-            lines += ["", f"*{n} earlier branch{'es' if n > 1 else ''} kept.*"]
+            lines += ["", *_branches_markdown(msg)]
         if low_prob_tokens > 0 and msg.steps:
             lines += ["", *_low_prob_table(msg.steps, low_prob_tokens)]
     return "\n".join(lines) + "\n"
+
+
+def _branches_markdown(msg: SessionMessage) -> list[str]:
+    """Each other branch under its branch point: the token the shown reply took
+    there, the one the branch took, and the branch's text from there on."""
+    n = len(msg.alternatives)
+    lines = [f"**{n} other branch{'es' if n > 1 else ''}** (the reply above is the one shown):"]
+    by_step = sorted(enumerate(msg.alternatives), key=lambda e: (e[1].branch_index, e[0]))
+    for step in sorted({a.branch_index for _, a in by_step}):
+        here = msg.steps[step] if step < len(msg.steps) else None
+        taken = f"{_code(here.text or here.piece)} ({_prob(here.logprob)})" if here else "the end"
+        lines += ["", f"- at step {step}, the reply took {taken}; instead:"]
+        for i, alt in by_step:
+            if alt.branch_index != step:
+                continue
+            first = alt.steps[0] if alt.steps else None
+            token = f"{_code(first.text or first.piece)} ({_prob(first.logprob)})" if first else "—"
+            tail = "".join(s.text for s in alt.steps if not s.special)
+            extra = f", seed {alt.seed}" if alt.seed is not None else ""
+            reason = alt.finish_reason or "unfinished"
+            lines.append(
+                f"  - branch {i + 1}: {token}, {len(alt.steps)} tokens, {reason}{extra}: "
+                + _code(tail[:120])
+            )
+    return lines
+
+
+def _prob(logprob: float) -> str:
+    return "p ?" if math.isnan(logprob) else f"p {math.exp(logprob):.3f}"
 
 
 def _when(value: datetime) -> str:

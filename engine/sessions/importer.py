@@ -18,6 +18,7 @@ import json
 import math
 import tomllib
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
@@ -269,13 +270,49 @@ def _settings(d: dict[str, Any]) -> SessionSettings:
 
 def _message(d: dict[str, Any], path: str) -> SessionMessage:
     alternatives = _get(d, "alternatives", path, _list, [])
+    branches = _get(d, "branches", path, _list, [])
+    steps = _logprobs(d, path)
+    kept = (
+        *_each(alternatives, f"{path}.alternatives", _alternative),
+        *_each(branches, f"{path}.branches", _branch),
+    )
+    for i, alt in enumerate(kept):
+        if alt.branch_index > len(steps):
+            where = f"{path}.branches[{i - len(alternatives)}].parent_step"
+            if i < len(alternatives):
+                where = f"{path}.alternatives[{i}]"
+            raise SessionImportError(
+                f"leaves the reply at step {alt.branch_index}, but it has {len(steps)}", where
+            )
     return SessionMessage(
         role=_get(d, "role", path, _one_of(ROLES)),
         content=_get(d, "content", path, _str),
         created_at=_get(d, "created_at", path, _timestamp),
         finish_reason=_get(d, "finish_reason", path, _one_of(FINISH_REASONS), None),
-        steps=_logprobs(d, path),
-        alternatives=tuple(_each(alternatives, f"{path}.alternatives", _alternative)),
+        steps=steps,
+        alternatives=kept,
+    )
+
+
+def _branch(d: dict[str, Any], path: str) -> Alternative:
+    """A branch of the reply tree (see engine/sessions/export.py)."""
+    at = _get(d, "parent_step", path, _int)
+    _get(d, "forced", path, _bool)  # checked; it is the first token's own `forced`
+    tokens = _get(d, "tokens", path, _list)
+    steps = tuple(
+        step if "index" in raw else replace(step, index=at + i)
+        for i, (raw, step) in enumerate(
+            zip(tokens, _each(tokens, f"{path}.tokens", _step), strict=True)
+        )
+    )
+    seed = _get(d, "seed", path, _int, None)
+    return Alternative(
+        content=_get(d, "content", path, _str),
+        finish_reason=_get(d, "finish_reason", path, _one_of(FINISH_REASONS), None),
+        steps=steps,
+        created_at=_get(d, "created_at", path, _timestamp),
+        parent_step=at,
+        seed=seed,
     )
 
 

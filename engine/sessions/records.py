@@ -90,11 +90,19 @@ class Alternative:
     finish_reason: str | None
     steps: tuple[Step, ...]
     created_at: datetime
+    # the step where it leaves the current reply; None: its first step's index
+    # (files and databases from before reply trees), filled in at construction
+    parent_step: int | None = None
+    seed: int | None = None  # the sampling seed of a fanned-out continuation
+
+    def __post_init__(self) -> None:
+        if self.parent_step is None:
+            object.__setattr__(self, "parent_step", self.steps[0].index if self.steps else 0)
 
     @property
     def branch_index(self) -> int:
-        """The step where this alternative leaves the current reply (0 without steps)."""
-        return self.steps[0].index if self.steps else 0
+        """The step where this alternative leaves the current reply."""
+        return self.parent_step if self.parent_step is not None else 0
 
 
 @dataclass(frozen=True)
@@ -171,8 +179,8 @@ def branched(old: SessionMessage, new: SessionMessage) -> SessionMessage:
     """
     shared = _shared_prefix(old.steps, new.steps)
     rebased = tuple(
-        replace(alt, steps=old.steps[shared : alt.branch_index] + alt.steps)
-        if alt.branch_index > shared and alt.steps
+        replace(alt, steps=old.steps[shared : alt.branch_index] + alt.steps, parent_step=shared)
+        if alt.branch_index > shared
         else alt
         for alt in old.alternatives
     )
@@ -181,6 +189,7 @@ def branched(old: SessionMessage, new: SessionMessage) -> SessionMessage:
         finish_reason=old.finish_reason,
         steps=old.steps[shared:],
         created_at=old.created_at,
+        parent_step=shared,
     )
     return replace(new, alternatives=(*rebased, tail, *new.alternatives), id=old.id)
 

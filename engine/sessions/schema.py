@@ -15,7 +15,7 @@ import json
 from engine.errors import InvalidParameterError, StoreError
 from engine.sessions.records import SessionSettings, settings_from_dict, settings_to_dict
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -87,6 +87,13 @@ MIGRATIONS: dict[int, list[str]] = {
             processed_logprob REAL,
             PRIMARY KEY (step_id, position)
         ) WITHOUT ROWID""",
+    ],
+    # reply trees: an alternative is a branch of the reply that leaves the current
+    # path at `parent_step` (NULL in older rows: its first step's index, the old
+    # meaning) and may carry the seed it was sampled with (fan-out)
+    2: [
+        "ALTER TABLE alternatives ADD COLUMN parent_step INTEGER",
+        "ALTER TABLE alternatives ADD COLUMN seed INTEGER",
     ],
 }
 

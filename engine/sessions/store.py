@@ -208,6 +208,17 @@ class SessionStore:
             self._rewrite_message(session.id, old, new)
         return new
 
+    def rewrite_last_assistant(self, session_id: str, message: SessionMessage) -> SessionMessage:
+        """Replace the last reply with `message` as given, its branches included
+        (the workbench owns the reply tree and saves it whole)."""
+        with self._lock:
+            session = self.get(session_id)
+            if not session.messages or session.messages[-1].role != "assistant":
+                raise SessionError(f"session {session.id} does not end with an assistant reply")
+            old = session.messages[-1]
+            self._rewrite_message(session.id, old, message)
+        return replace(message, id=old.id)
+
     def _rewrite_message(self, session_id: str, old: SessionMessage, new: SessionMessage) -> None:
         message_id = old.id if old.id is not None else -1
         with self._tx() as conn:
@@ -430,9 +441,17 @@ def _insert_alternative(
     conn: sqlite3.Connection, message_id: int, position: int, alt: Alternative
 ) -> None:
     cur = conn.execute(
-        "INSERT INTO alternatives (message_id, position, content, finish_reason, created_at)"
-        " VALUES (?,?,?,?,?)",
-        (message_id, position, alt.content, alt.finish_reason, rfc3339(alt.created_at)),
+        "INSERT INTO alternatives (message_id, position, content, finish_reason, created_at,"
+        " parent_step, seed) VALUES (?,?,?,?,?,?,?)",
+        (
+            message_id,
+            position,
+            alt.content,
+            alt.finish_reason,
+            rfc3339(alt.created_at),
+            alt.branch_index,
+            alt.seed,
+        ),
     )
     _insert_steps(conn, None, int(cur.lastrowid or 0), alt.steps)
 
@@ -515,7 +534,7 @@ def _load_messages(conn: sqlite3.Connection, session_id: str) -> Iterator[Sessio
     ).fetchall()
     for mid, role, content, created_at, finish_reason in rows:
         alts = conn.execute(
-            "SELECT id, content, finish_reason, created_at FROM alternatives"
+            "SELECT id, content, finish_reason, created_at, parent_step, seed FROM alternatives"
             " WHERE message_id = ? ORDER BY position",
             (mid,),
         ).fetchall()
@@ -527,7 +546,12 @@ def _load_messages(conn: sqlite3.Connection, session_id: str) -> Iterator[Sessio
             steps=_load_steps(conn, "message_id", mid),
             alternatives=tuple(
                 Alternative(
-                    a[1], a[2], _load_steps(conn, "alternative_id", a[0]), parse_rfc3339(a[3])
+                    a[1],
+                    a[2],
+                    _load_steps(conn, "alternative_id", a[0]),
+                    parse_rfc3339(a[3]),
+                    parent_step=a[4],
+                    seed=a[5],
                 )
                 for a in alts
             ),

@@ -205,6 +205,8 @@ def _read_prompt(prompt: str) -> str:
 def _top_logprobs(args: argparse.Namespace) -> int | None:
     if args.top_logprobs is not None:
         return int(args.top_logprobs)
+    if args.save:  # a saved session opens in the workbench: record what its inspector shows
+        return None
     return 0 if args.format == "text" else None  # text shows no candidates: record none
 
 
