@@ -69,6 +69,8 @@ class FakeReply:
             Step(i, tid, "", "", False, 0.0, 1, 0.0, 0.0, 1, 0.0) for i, tid in enumerate(prefix)
         ]
         self._finish: str | None = None
+        self.seeds: list[int] = []
+        self.rewound: list[int] = []
 
     # the protocol -------------------------------------------------------------------
     def prefill(self) -> float:
@@ -125,7 +127,11 @@ class FakeReply:
 
     def rewind(self, n: int) -> None:
         del self.steps[len(self.steps) - n :]
+        self.rewound.append(n)
         self._finish = None
+
+    def reseed(self, seed: int) -> None:
+        self.seeds.append(seed)
 
     def cancel(self) -> None:
         self.cancel_event.set()

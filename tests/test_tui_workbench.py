@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.fake_engine import DEFAULT_REPLY, FakeEngine
+from tui.conversation import tree_of
 from tests.tui_helpers import SIZE, fake_app, finished, ready, send, until
 from tui.screens.loading import LoadingScreen
 from tui.widgets.chat_pane import ChatPane
@@ -130,7 +131,8 @@ async def test_branch_keeps_old_tail_as_alternative(backend: FakeEngine) -> None
         await pilot.press("c")
         await until(pilot, lambda: finished(screen))
         assert len(reply.alternatives) == 1
-        assert reply.alternatives[0].steps == original and reply.alternatives[0].cut_at == 2
+        assert reply.alternatives[0].steps == tuple(original)
+        assert tree_of(reply).parent(1) == (0, 2)
         assert reply.steps[:2] == original[:2]
         assert reply.steps[2].forced and reply.steps[2].token_id == pick
         assert screen.query(".chat-branch")

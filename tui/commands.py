@@ -169,6 +169,49 @@ COMMANDS: tuple[PaletteCommand, ...] = (
     PaletteCommand("app", "Quit", "Leave logitlab", "app.quit", "ctrl+q"),
 )
 
+# the reply tree (the Branches view and the token stream's branch keys)
+BRANCH_COMMANDS: tuple[PaletteCommand, ...] = (
+    PaletteCommand(
+        "branch",
+        "Branches view",
+        "The reply's tree: every branch with its numbers",
+        "branches",
+        "f5",
+    ),
+    PaletteCommand(
+        "branch",
+        "Fan out from here…",
+        "Sample K continuations from the selected token, a seed each, as branches",
+        "fan_out",
+        "f",
+    ),
+    PaletteCommand(
+        "branch", "Previous reply", "Show an earlier reply's tokens", "reply_move(-1)", "p"
+    ),
+    PaletteCommand("branch", "Next reply", "Show a later reply's tokens", "reply_move(1)", "n"),
+)
+
+COMMANDS = (*COMMANDS, *BRANCH_COMMANDS)
+
+# the Branches view's own actions
+BRANCHES_VIEW_COMMANDS: tuple[PaletteCommand, ...] = (
+    PaletteCommand(
+        "branches", "Branches: open branch", "Show the selected branch", "open", "enter"
+    ),
+    PaletteCommand(
+        "branches", "Branches: previous sibling", "Same branch point", "sibling(-1)", "["
+    ),
+    PaletteCommand("branches", "Branches: next sibling", "Same branch point", "sibling(1)", "]"),
+    PaletteCommand(
+        "branches",
+        "Branches: delete branch",
+        "Delete the selected branch (asks first)",
+        "delete",
+        "d",
+    ),
+    PaletteCommand("branches", "Close Branches view", "Back to the workbench", "close", "esc"),
+)
+
 # the tokenizer playground's own actions
 PLAYGROUND_COMMANDS: tuple[PaletteCommand, ...] = (
     PaletteCommand(
@@ -222,7 +265,12 @@ class AreaCommands(Provider):
         scope = getattr(self.screen, "palette_scope", "main")
         if self.SCOPE not in ("any", scope):
             return []
-        every = (*COMMANDS, *BROWSER_COMMANDS, *PLAYGROUND_COMMANDS)
+        every = (
+            *COMMANDS,
+            *BROWSER_COMMANDS,
+            *PLAYGROUND_COMMANDS,
+            *BRANCHES_VIEW_COMMANDS,
+        )
         return [c for c in every if c.area == self.AREA]
 
     def _runner(self, action: str) -> Callable[[], object]:
@@ -282,6 +330,15 @@ class PlaygroundCommands(AreaCommands):
     SCOPE = "playground"
 
 
+class BranchCommands(AreaCommands):
+    AREA = "branch"
+
+
+class BranchesViewCommands(AreaCommands):
+    AREA = "branches"
+    SCOPE = "branches"
+
+
 class AppCommands(AreaCommands):
     AREA = "app"
     SCOPE = "any"
@@ -296,5 +353,7 @@ PROVIDERS = (
     SessionCommands,
     BrowserCommands,
     PlaygroundCommands,
+    BranchCommands,
+    BranchesViewCommands,
     AppCommands,
 )

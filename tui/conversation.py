@@ -10,21 +10,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from engine.decode import Branch, ReplyTree, shared_prefix
 from engine.records import Step
 from engine.sessions import Alternative as StoredAlternative
 from engine.sessions import Session, SessionMessage
 from engine.tokens import ChatMessage
-
-
-@dataclass
-class Alternative:
-    """A tail cut off by branching: kept, never destroyed."""
-
-    content: str
-    finish_reason: str | None
-    steps: list[Step]
-    cut_at: int
-    created_at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -33,7 +23,11 @@ class Turn:
     content: str = ""
     steps: list[Step] = field(default_factory=list)
     finish_reason: str | None = None
-    alternatives: list[Alternative] = field(default_factory=list)
+    # the reply's other branches (whole token paths); `slot` is where the current
+    # one sits among them in the reply tree's order
+    alternatives: list[Branch] = field(default_factory=list)
+    slot: int = 0
+    seed: int | None = None  # the seed of the current branch, if it was fanned out
     created_at: float = field(default_factory=time.time)
 
     @property
@@ -77,22 +71,16 @@ class Conversation:
             reply.finish_reason = reason
         return reply
 
-    def branch(self, at: int) -> Alternative:
-        """Cut the last reply back to its first `at` steps; the tail becomes an alternative."""
+    def branch(self, at: int) -> int:
+        """Start a new branch of the last reply at step `at` (its first `at` steps,
+        then whatever is decoded next) and show it; returns its index in the tree."""
         reply = self.last_reply
         if reply is None or not 0 <= at < len(reply.steps):
             raise ValueError(f"no step {at} in the last reply")
-        alternative = Alternative(
-            content=reply.content,
-            finish_reason=reply.finish_reason,
-            steps=list(reply.steps),
-            cut_at=at,
-        )
-        reply.alternatives.append(alternative)
-        reply.steps = reply.steps[:at]
-        reply.content = "".join(s.text for s in reply.steps if not s.special)
-        reply.finish_reason = None
-        return alternative
+        tree = tree_of(reply)
+        tree, index = tree.branch_at(tree.current, at)
+        set_tree(reply, tree.switch(index))
+        return index
 
     def chat_messages(self, system_prompt: str, *, upto: int | None = None) -> list[ChatMessage]:
         """The messages a new reply is generated from (completed turns before `upto`)."""
@@ -116,27 +104,57 @@ def _stamp(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
+def tree_of(turn: Turn) -> ReplyTree:
+    """The reply tree of `turn`: its branches, the current one at `turn.slot`."""
+    current = Branch(tuple(turn.steps), turn.finish_reason, _stamp(turn.created_at), _seed_of(turn))
+    branches = list(turn.alternatives)
+    slot = min(turn.slot, len(branches))
+    branches.insert(slot, current)
+    return ReplyTree(tuple(branches), slot)
+
+
+def set_tree(turn: Turn, tree: ReplyTree) -> None:
+    """Make `turn` show `tree`'s current branch, keeping the others."""
+    current = tree.branch
+    turn.steps = list(current.steps)
+    turn.content = current.text
+    turn.finish_reason = current.finish_reason
+    turn.alternatives = [b for i, b in enumerate(tree.branches) if i != tree.current]
+    turn.slot = tree.current
+    turn.seed = current.seed
+    if current.created_at is not None:
+        turn.created_at = current.created_at.timestamp()
+
+
+def _seed_of(turn: Turn) -> int | None:
+    return turn.seed
+
+
 def message_from_turn(turn: Turn) -> SessionMessage:
-    """What the store keeps of a completed turn (a snapshot: the turn may change later)."""
+    """What the store keeps of a completed turn (a snapshot: the turn may change later):
+    the current path, and every other branch as the part it does not share with it."""
+    ids = [s.token_id for s in turn.steps]
+    alternatives = []
+    for b in turn.alternatives:
+        at = shared_prefix(ids, b.ids)
+        created = b.created_at or _stamp(turn.created_at)
+        alternatives.append(
+            StoredAlternative(b.text, b.finish_reason, b.steps[at:], created, at, b.seed)
+        )
     return SessionMessage(
         role=turn.role,
         content=turn.content,
         created_at=_stamp(turn.created_at),
         finish_reason=turn.finish_reason if turn.role == "assistant" else None,
         steps=tuple(turn.steps),
+        alternatives=tuple(alternatives),
     )
 
 
-def _turn_alternative(message: SessionMessage, alt: StoredAlternative) -> Alternative:
-    # the store keeps only the unshared tail; the UI keeps the whole replaced reply
+def _branch_of(message: SessionMessage, alt: StoredAlternative) -> Branch:
+    # the store keeps only the unshared part; the UI keeps whole paths
     at = alt.branch_index
-    return Alternative(
-        content=alt.content,
-        finish_reason=alt.finish_reason,
-        steps=[*message.steps[:at], *alt.steps],
-        cut_at=at,
-        created_at=alt.created_at.timestamp(),
-    )
+    return Branch((*message.steps[:at], *alt.steps), alt.finish_reason, alt.created_at, alt.seed)
 
 
 def turns_from_session(session: Session) -> tuple[list[Turn], str | None]:
@@ -153,7 +171,7 @@ def turns_from_session(session: Session) -> tuple[list[Turn], str | None]:
                 content=message.content,
                 steps=list(message.steps),
                 finish_reason=message.finish_reason if message.role == "assistant" else None,
-                alternatives=[_turn_alternative(message, a) for a in message.alternatives],
+                alternatives=[_branch_of(message, a) for a in message.alternatives],
                 created_at=message.created_at.timestamp(),
             )
         )

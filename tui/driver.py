@@ -1,6 +1,6 @@
 """`GenerationRun`: one reply driven from a worker thread.
 
-The worker calls `run()` (or `resume_branch()`); a run built with a `prefix`
+The worker calls `run()` (or `resume_at()`, `fan_out()`); a run built with a `prefix`
 continues a stored reply no live decoder holds (a resumed session, a reply from
 before a model reload): the backend prefills prompt + prefix and the run starts
 in step mode, waiting for the branch pick. The UI thread talks to it only
@@ -18,12 +18,15 @@ from collections.abc import Callable, Sequence
 
 from textual.message import Message
 
-from engine.decode import Engine, Reply
+from engine.decode import Engine, Reply, reposition, reseed
 from engine.errors import LogitlabError
 from engine.params import SamplingParams
 from engine.records import Step
 from engine.tokens import ChatMessage
 from tui.messages import (
+    BranchDecoded,
+    FanOutFinished,
+    FanOutProgressed,
     GenerationFailed,
     GenerationFinished,
     GenerationStarted,
@@ -56,6 +59,7 @@ class GenerationRun:
         self.step_mode = step_mode
         self.cancel_event = threading.Event()
         self.generation: Reply | None = None
+        self.live: list[int] = []  # the reply ids the generation's KV cache holds
         self.active = True  # created to run at once; False when the worker ends
         self.waiting = False  # step mode: a proposal is shown, waiting for a choice
         # seconds between batches; the screen paces it to what painting costs (tui/pacing.py)
@@ -104,7 +108,7 @@ class GenerationRun:
                 cancel=self.cancel_event,
                 prefix=self.prefix,
             )
-            self.generation = gen
+            self.generation, self.live = gen, list(self.prefix)
             prefill_ms = gen.prefill()
             post(GenerationStarted(gen.prompt_tokens, prefill_ms))
             self._drive(gen, post)
@@ -115,17 +119,17 @@ class GenerationRun:
         finally:
             self.active = self.waiting = False
 
-    def resume_branch(self, cut: int, post: Post) -> None:
-        """Rewind the finished generation by `cut` steps and continue in step mode."""
+    def resume_at(self, target: Sequence[int], post: Post) -> None:
+        """Move the live generation onto reply ids `target` (a branch's prefix:
+        rewind to what they share, force the rest) and continue in step mode."""
         gen = self.generation
         if gen is None:
             post(GenerationFailed("nothing to branch from"))
             return
         self.active = True
         try:
-            self.cancel_event.clear()
-            self._commands = queue.Queue()
-            gen.rewind(cut)
+            self._reset_commands()
+            self.live = self._moved(gen, target)
             self.step_mode = True
             self._drive(gen, post)
         except LogitlabError as exc:
@@ -134,6 +138,64 @@ class GenerationRun:
             post(GenerationFailed(f"{type(exc).__name__}: {exc}"))
         finally:
             self.active = self.waiting = False
+
+    def fan_out(self, target: Sequence[int], seeds: Sequence[int], post: Post) -> None:
+        """Sample one continuation of `target` per seed, one after another on the same
+        generation (each starts by rewinding to `target`), each posted as a branch.
+        `stop` ends the one in progress (kept, cancelled) and starts no more."""
+        self.active = True
+        made = 0
+        try:
+            self._reset_commands()
+            gen = self.generation
+            if gen is None:  # no live decoder (a reopened session): prefill prompt + target
+                gen = self.backend.start(
+                    self.messages,
+                    self.params,
+                    allow_special=self.allow_special,
+                    cancel=self.cancel_event,
+                    prefix=target,
+                )
+                gen.prefill()
+                self.generation, self.live = gen, list(target)
+            for n, seed in enumerate(seeds):
+                self.live = self._moved(gen, target)
+                if not reseed(gen, seed):
+                    raise LogitlabError("this engine cannot re-seed a reply")
+                steps = self._sample(gen, post, n, len(seeds), seed)
+                reason = "cancelled" if self.cancel_event.is_set() else gen.finish_reason
+                post(BranchDecoded(tuple(steps), reason or "stop", seed))
+                made += 1
+                if self.cancel_event.is_set():
+                    break
+            post(FanOutFinished(made, self.cancel_event.is_set()))
+        except LogitlabError as exc:
+            post(GenerationFailed(str(exc)))
+        except Exception as exc:
+            post(GenerationFailed(f"{type(exc).__name__}: {exc}"))
+        finally:
+            self.active = self.waiting = False
+
+    def _sample(self, gen: Reply, post: Post, n: int, total: int, seed: int) -> list[Step]:
+        steps: list[Step] = []
+        last = 0.0
+        post(FanOutProgressed(n, total, 0, seed))
+        while not gen.done and not self.cancel_event.is_set():
+            step = gen.step()
+            steps.append(step)
+            self.live.append(step.token_id)
+            if (now := time.perf_counter()) - last > 0.1:
+                post(FanOutProgressed(n, total, len(steps), seed))
+                last = now
+        return steps
+
+    def _moved(self, gen: Reply, target: Sequence[int]) -> list[int]:
+        reposition(gen, self.live, target)
+        return list(target)
+
+    def _reset_commands(self) -> None:
+        self.cancel_event.clear()
+        self._commands = queue.Queue()
 
     def _drive(self, gen: Reply, post: Post) -> None:
         batcher = StepBatcher(post, lambda: self.batch_seconds)
@@ -144,10 +206,13 @@ class GenerationRun:
                     step = self._choose(gen, post)
                     if step is None:
                         break
+                    self.live.append(step.token_id)
                     batcher.add(step)
                     batcher.flush()
                 else:
-                    batcher.add(gen.step())
+                    step = gen.step()
+                    self.live.append(step.token_id)
+                    batcher.add(step)
         finally:
             batcher.close()  # every decoded step is posted before the finish
         if self.cancel_event.is_set():

@@ -143,3 +143,33 @@ class LensFailed(Message):
     def __init__(self, key: tuple[object, ...], label: str, error: str) -> None:
         super().__init__()
         self.key, self.label, self.error = key, label, error
+
+
+class BranchDecoded(Message):
+    """A fanned-out continuation finished (or was cancelled): it becomes a branch."""
+
+    def __init__(self, steps: tuple[Step, ...], finish_reason: str, seed: int) -> None:
+        self.steps, self.finish_reason, self.seed = steps, finish_reason, seed
+        super().__init__()
+
+
+class FanOutProgressed(Message):
+    """Continuation `index` of `total` (seed `seed`) has `tokens` tokens so far."""
+
+    def __init__(self, index: int, total: int, tokens: int, seed: int) -> None:
+        self.index, self.total, self.tokens, self.seed = index, total, tokens, seed
+        super().__init__()
+
+
+class FanOutFinished(Message):
+    def __init__(self, made: int, cancelled: bool) -> None:
+        self.made, self.cancelled = made, cancelled
+        super().__init__()
+
+
+class ContextCounted(Message):
+    """How many tokens of the context window the chat as shown takes."""
+
+    def __init__(self, tokens: int) -> None:
+        self.tokens = tokens
+        super().__init__()

@@ -14,7 +14,7 @@ from textual.message import Message
 
 from engine.model import ModelDescription
 from engine.params import SamplingParams
-from tui.conversation import Alternative, Turn
+from tui.conversation import Turn
 from tui.settings import UISettings
 
 if TYPE_CHECKING:
@@ -42,8 +42,6 @@ class Recorder(Protocol):
     def message_completed(
         self, turn: Turn, settings: UISettings, params: SamplingParams
     ) -> None: ...
-
-    def alternative_added(self, turn: Turn, alternative: Alternative) -> None: ...
 
     def settings_changed(self, settings: UISettings, params: SamplingParams) -> None: ...
 
@@ -76,9 +74,6 @@ class NullRecorder:
         pass
 
     def message_completed(self, turn: Turn, settings: UISettings, params: SamplingParams) -> None:
-        pass
-
-    def alternative_added(self, turn: Turn, alternative: Alternative) -> None:
         pass
 
     def settings_changed(self, settings: UISettings, params: SamplingParams) -> None:

@@ -6,10 +6,9 @@ waits on SQLite (a 256-token reply with its candidates is ~15 ms with
 its own thread, from snapshots of its turns; the writer only talks to the
 store and posts `SessionSaved` / `SessionSaveFailed` back.
 
-Branching: the cut tail is not written when the branch starts. When the new
-reply completes, `SessionStore.replace_last_assistant` replaces the stored
-reply and keeps the part the new one no longer shares as an `Alternative`, so
-a crash mid-branch leaves the old reply whole.
+Branching: the reply tree is written whole (`SessionStore.rewrite_last_assistant`)
+when a branch completes, or is switched to or deleted; a branch being decoded
+is not written, so a crash mid-branch leaves the stored tree as it was.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from engine.errors import LogitlabError, StoreError
 from engine.model import ModelDescription
 from engine.params import SamplingParams
 from engine.sessions import ModelRecord, Session, SessionMessage, SessionSettings, SessionStore
-from tui.conversation import Alternative, Turn, message_from_turn
+from tui.conversation import Turn, message_from_turn
 from tui.messages import SessionSaved, SessionSaveFailed
 from tui.settings import UISettings
 
@@ -85,10 +84,6 @@ class StoreRecorder:
         wanted = SessionSettings(settings.system_prompt, params)
         record = ModelRecord.from_description(self._facts)
         self._submit(lambda: self._commit(message, replace_last, wanted, record))
-
-    def alternative_added(self, turn: Turn, alternative: Alternative) -> None:
-        # kept by replace_last_assistant when the branch completes (see module doc)
-        pass
 
     def settings_changed(self, settings: UISettings, params: SamplingParams) -> None:
         if self.store is None:
@@ -161,7 +156,7 @@ class StoreRecorder:
             self._model = model
         self._sync_settings(settings)
         if replace_last:
-            store.replace_last_assistant(sid, message)
+            store.rewrite_last_assistant(sid, message)
         else:
             store.append_message(sid, message)
         self._post(SessionSaved(sid))

@@ -16,12 +16,16 @@ from engine.decode import Engine, logprob_distribution, step_unavailable
 from engine.errors import InvalidParameterError
 from engine.model import ModelDescription, ModelSpec
 from engine.params import SamplingParams, Source
-from engine.records import Proposal, Step, decode_rate
+from engine.records import Proposal, decode_rate
 from engine.sessions import Session
 from tui.conversation import Conversation
 from tui.driver import GenerationRun
 from tui.messages import (
+    BranchDecoded,
+    ContextCounted,
     ExportReady,
+    FanOutFinished,
+    FanOutProgressed,
     GenerationFailed,
     GenerationFinished,
     GenerationStarted,
@@ -37,6 +41,7 @@ from tui.messages import (
 )
 from tui.pacing import FramePacer
 from tui.recorder import NullRecorder, Recorder
+from tui.screens.branch_actions import STREAM_TITLE, BranchActions
 from tui.screens.lens_actions import LensActions
 from tui.screens.session_actions import SessionActions
 from tui.settings import UISettings
@@ -67,6 +72,7 @@ class MainScreen(Screen[None]):
         Binding("f2", "settings", "Settings", id="settings.open"),
         Binding("f3", "pick_model", "Model", id="model.pick"),
         Binding("f4", "toggle_focus", "Tokens/prompt", id="view.focus"),
+        Binding("f5", "branches", "Branches", id="view.branches"),
         Binding("f6", "show_tab('tab-lens')", "Lens", priority=True, id="view.lens"),
         Binding("f7", "playground", "Tokenizer", priority=True, id="view.playground"),
         Binding("f8", "copy_reply", "Copy reply", show=False, id="copy.reply"),
@@ -111,6 +117,7 @@ class MainScreen(Screen[None]):
         self._pacer = FramePacer()
         self.sessions = SessionActions(self)
         self.lens = LensActions(self)
+        self.branches = BranchActions(self)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="body"):
@@ -125,7 +132,7 @@ class MainScreen(Screen[None]):
 
     async def on_mount(self) -> None:
         self.query_one(ChatPane).border_title = "chat"
-        self.query_one(TokenStream).border_title = "tokens  ←/→ h/l · b branch · y copy"
+        self.query_one(TokenStream).border_title = STREAM_TITLE
         self.query_one(PromptInput).focus()
         self.recorder.attach(self.post_message)
         for note, severity in self.recorder.notes():
@@ -163,6 +170,7 @@ class MainScreen(Screen[None]):
         self.query_one(StepView).logprob_label = logprob_distribution(self.backend)
         self.show_model()
         self.recorder.model_loaded(facts)
+        self.update_context_count()
 
     @property
     def running(self) -> GenerationRun | None:
@@ -216,6 +224,7 @@ class MainScreen(Screen[None]):
         messages = self.conversation.chat_messages(self.settings.system_prompt)
         self.conversation.begin_reply()
         await self.query_one(ChatPane).begin_reply()
+        self.branches.reset()
         self.query_one(TokenStream).clear()
         self._step_ms = []
         status = self.query_one(StatusBar)
@@ -235,9 +244,62 @@ class MainScreen(Screen[None]):
     def _generate(self, run: GenerationRun) -> None:
         run.run(self.post_message)
 
+    def run_generation(self, run: GenerationRun) -> None:
+        run.active = True
+        self._generate(run)
+        self.refresh_bindings()
+
+    def resume_generation(self, run: GenerationRun, target: list[int]) -> None:
+        """Continue `run` in step mode from reply ids `target` (a branch point)."""
+        run.active = True
+        self._resume(run, target)
+        self.refresh_bindings()
+
+    def fan_out_generation(self, run: GenerationRun, target: list[int], seeds: list[int]) -> None:
+        run.active = True
+        self._fan_out(run, target, seeds)
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="generate")
-    def _resume(self, run: GenerationRun, cut: int) -> None:
-        run.resume_branch(cut, self.post_message)
+    def _resume(self, run: GenerationRun, target: list[int]) -> None:
+        run.resume_at(target, self.post_message)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="generate")
+    def _fan_out(self, run: GenerationRun, target: list[int], seeds: list[int]) -> None:
+        run.fan_out(target, seeds, self.post_message)
+
+    def on_fan_out_progressed(self, event: FanOutProgressed) -> None:
+        self.branches.progressed(event)
+
+    def on_branch_decoded(self, event: BranchDecoded) -> None:
+        self.branches.decoded(event)
+
+    def on_fan_out_finished(self, event: FanOutFinished) -> None:
+        self.branches.finished(event)
+
+    def update_context_count(self) -> None:
+        """The status bar's context count for the chat as it stands (a reopened
+        session, a switched branch): the prompt of the last reply plus its tokens."""
+        if self.facts is None or self.replying:
+            return
+        reply = self.conversation.last_reply
+        upto = len(self.conversation.turns) - (1 if reply is not None else 0)
+        messages = self.conversation.chat_messages(self.settings.system_prompt, upto=upto)
+        if not messages:
+            self.query_one(StatusBar).context_used = 0
+            return
+        self._count_context(messages, len(reply.steps) if reply is not None else 0)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="context")
+    def _count_context(self, messages: list[Any], reply_tokens: int) -> None:
+        try:
+            view = self.backend.render_prompt(messages, allow_special=self.settings.allow_special)
+        except Exception:  # the count is a nicety; a failure leaves it as it was
+            return
+        self.post_message(ContextCounted(view.count + reply_tokens))
+
+    def on_context_counted(self, event: ContextCounted) -> None:
+        if not self.replying:
+            self.query_one(StatusBar).context_used = event.tokens
 
     def on_prompt_rendered(self, event: PromptRendered) -> None:
         self.query_one(PromptTokens).show(event.view)
@@ -393,67 +455,16 @@ class MainScreen(Screen[None]):
             self.query_one(StatusBar).state = "generating"
 
     def action_branch(self) -> None:
-        stream = self.query_one(TokenStream)
-        reply = self.conversation.last_reply
-        run = self.gen_run
-        if (run is not None and run.active) or reply is None or reply.finish_reason is None:
-            self.notify(
-                "Branching works on the last reply once it has finished.", severity="warning"
-            )
-            return
-        if self.facts is None:
-            self.notify("The model is still loading.", severity="warning")
-            return
-        if (why := step_unavailable(self.backend)) is not None:
-            self.notify(why, severity="warning", markup=False)
-            return
-        at = stream.cursor
-        if at is None or not 0 <= at < len(reply.steps):
-            self.notify("Select a token of the last reply first (←/→).", severity="warning")
-            return
-        self.call_after_refresh(self._branch, at)
+        self.branches.branch()
 
-    async def _branch(self, at: int) -> None:
-        reply, run = self.conversation.last_reply, self.gen_run
-        if reply is None:
-            return
-        cut = len(reply.steps) - at
-        fresh = None
-        if run is None or run.generation is None:
-            # no live decoder (a reopened session, a reply from before a reload):
-            # rebuild one from the prompt and the kept prefix of the reply
-            fresh = self._rebuilt_run(reply.steps[:at])
-            if fresh is None:
-                return
-        alternative = self.conversation.branch(at)
-        self.recorder.alternative_added(reply, alternative)
-        self.query_one(TokenStream).truncate(at)
-        tail = "".join(s.text for s in alternative.steps[at:])
-        note = f"⎇ branched at step {at}; kept alternative {len(reply.alternatives)}: …{tail[:60]}"
-        await self.query_one(ChatPane).restart_reply(reply.content, note)
-        self.query_one(StatusBar).state = "branching"
-        if fresh is not None:
-            self.gen_run = fresh
-            self._generate(fresh)
-        elif run is not None:
-            self._resume(run, cut)
+    def action_fan_out(self) -> None:
+        self.branches.fan_out()
 
-    def _rebuilt_run(self, prefix: list[Step]) -> GenerationRun | None:
-        """A run that continues the last reply from `prefix`, in step mode."""
-        if (resolved := self.resolved()) is None:
-            return None
-        params = self._params = resolved[0]
-        messages = self.conversation.chat_messages(
-            self.settings.system_prompt, upto=len(self.conversation.turns) - 1
-        )
-        return GenerationRun(
-            self.backend,
-            messages,
-            params,
-            allow_special=self.settings.allow_special,
-            step_mode=True,
-            prefix=[s.token_id for s in prefix],
-        )
+    def action_branches(self) -> None:
+        self.branches.open_view()
+
+    def action_reply_move(self, delta: int) -> None:
+        self.branches.move(delta)
 
     def action_settings(self) -> None:
         from tui.screens.settings import SettingsScreen

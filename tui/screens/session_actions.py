@@ -92,6 +92,8 @@ class SessionActions:
                 severity="warning",
                 timeout=8,
             )
+        screen.branches.reset()
+        screen.update_context_count()
         screen.refresh_bindings()
 
     def apply_saved_settings(self) -> None:

@@ -79,6 +79,14 @@ class ChatPane(VerticalScroll):
         await self._reply.update(content)
         self._stream = Markdown.get_stream(self._reply)
 
+    async def replace_reply(self, content: str) -> None:
+        """The last reply shows another branch of itself, whole (not streaming)."""
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        if self._reply is not None:
+            await self._reply.update(content)
+
     @property
     def reply_text(self) -> str:
         return self._reply.source if self._reply is not None else ""

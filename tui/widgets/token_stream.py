@@ -47,6 +47,9 @@ class TokenStream(Widget, can_focus=True):
         Binding("home", "screen.token_jump(0)", "First token", show=False, id="token.first"),
         Binding("end", "screen.token_jump(-1)", "Last token", show=False, id="token.last"),
         Binding("b", "screen.branch", "Branch here", id="token.branch"),
+        Binding("f", "screen.fan_out", "Fan out", id="token.fan_out"),
+        Binding("p", "screen.reply_move(-1)", "Prev reply", show=False, id="token.prev_reply"),
+        Binding("n", "screen.reply_move(1)", "Next reply", show=False, id="token.next_reply"),
         Binding("y", "screen.copy_token", "Copy token", id="token.copy"),
     ]
     DEFAULT_CSS = """
