@@ -83,3 +83,30 @@ def test_loading_screen_converting(snap_compare) -> None:
 
 def test_main_screen_at_80x24(snap_compare, paused: FakeEngine) -> None:
     assert snap_compare(still(paused), terminal_size=(80, 24), run_before=mid_reply)
+
+
+def test_branches_view_at_80x24(snap_compare) -> None:
+    backend = FakeEngine()
+
+    async def before(pilot: Pilot[None]) -> None:
+        screen = await ready(pilot)
+        screen.query_one("#prompt").cursor_blink = False  # type: ignore[attr-defined]
+        await send(pilot, "What is the capital of France?")
+        await until(
+            pilot,
+            lambda: (
+                screen.conversation.last_reply is not None
+                and screen.conversation.last_reply.finish_reason is not None
+            ),
+        )
+        await pilot.press("f4", "home", "l", "l", "b")
+        await until(pilot, lambda: screen.proposal is not None)
+        await pilot.press("3", "c")
+        await until(pilot, lambda: not screen.replying and screen.proposal is None)
+        await pilot.press("f5")
+        await pilot.pause(0.2)
+
+    try:
+        assert snap_compare(still(backend), terminal_size=(80, 24), run_before=before)
+    finally:
+        backend.close()

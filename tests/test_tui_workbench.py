@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.fake_engine import DEFAULT_REPLY, FakeEngine
-from tui.conversation import tree_of
 from tests.tui_helpers import SIZE, fake_app, finished, ready, send, until
+from tui.conversation import tree_of
 from tui.screens.loading import LoadingScreen
 from tui.widgets.chat_pane import ChatPane
 from tui.widgets.prompt_tokens import PromptTokens
