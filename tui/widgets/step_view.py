@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 from rich.box import SIMPLE_HEAD
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -26,8 +28,18 @@ def bar(fraction: float, width: int = BAR_WIDTH) -> str:
     return ("█" * full + rest).ljust(width)
 
 
+FILTERED = "  —  "  # a candidate the sampling filters removed: not a probability
+FILTERED_LEGEND = "— filtered out by top-k/top-p/min-p"
+
+
 def fmt_prob(p: float) -> str:
     return f"{p:5.1%}" if p >= 0.001 else ("   0 " if p == 0 else f"{p:.0e}")
+
+
+def fmt_processed(logprob: float) -> str:
+    """A processed probability; `FILTERED` where a filter removed the token (-inf),
+    so it never reads as a probability that rounded to zero."""
+    return FILTERED if logprob == -math.inf else fmt_prob(math.exp(logprob))
 
 
 class StepView(Vertical):
@@ -77,7 +89,7 @@ class StepView(Vertical):
             f"\nraw       p {fmt_prob(step.prob)}  rank {step.rank:<4} H {step.entropy:.2f}"
         )
         text.append(
-            f"\nprocessed  p {fmt_prob(step.processed_prob)}  rank {step.processed_rank:<4} H {step.processed_entropy:.2f}"
+            f"\nprocessed  p {fmt_processed(step.processed_logprob)}  rank {step.processed_rank:<4} H {step.processed_entropy:.2f}"
         )
         if step.finish_reason:
             text.append(f"\nfinished: {step.finish_reason}")
@@ -116,11 +128,14 @@ class StepView(Vertical):
                 Text(display_text(cand.text or cand.piece)[:12]),  # Text: a token is never markup
                 Text(str(cand.token_id)),
                 Text(f"{fmt_prob(cand.prob)} ") + Text(bar(cand.prob), raw_style),
-                Text(f"{fmt_prob(cand.processed_prob)} ")
+                Text(f"{fmt_processed(cand.processed_logprob)} ")
                 + Text(bar(cand.processed_prob), processed_style),
             )
         self._rows = len(top)
-        self.query_one("#candidates", Static).update(table if top else "")
+        filtered = any(cand.processed_logprob == -math.inf for cand in top)
+        dim = self.get_component_rich_style("step-view--dim")
+        shown = Group(table, Text(FILTERED_LEGEND, dim)) if filtered else table
+        self.query_one("#candidates", Static).update(shown if top else "")
 
     @property
     def candidate_count(self) -> int:
