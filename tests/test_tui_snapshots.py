@@ -92,7 +92,9 @@ def test_settings_sources_fit_on_one_line(snap_compare, size: tuple[int, int]) -
     async def before(pilot: Pilot[None]) -> None:
         await ready(pilot)
         await pilot.press("f2")
-        await until(pilot, lambda: pilot.app.screen.query("#temperature-source").first() is not None)
+        await until(
+            pilot, lambda: pilot.app.screen.query("#temperature-source").first() is not None
+        )
         source = pilot.app.screen.query_one("#temperature-source")
         assert source.content_region.width >= len("transformers")
         await pilot.pause(0.1)
