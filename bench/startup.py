@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -65,24 +66,21 @@ def timed(argv: list[str], tree: Path = ROOT) -> tuple[float, dict[str, float]]:
 
 
 def probe() -> None:
-    """Open the workbench headless as `logitlab` does and report when it paints and
-    when it is ready to type; then quit. Moments go to stderr as epoch seconds."""
+    """Run `logitlab chat` as the CLI does, its App headless, and report when it paints
+    and when it is ready to type; then quit. Moments go to stderr as epoch seconds.
+
+    `App.run` is wrapped as textual.app is first imported (an import hook), so the
+    probe imports nothing ahead of the command and its import order is the real one.
+    """
+    import importlib.abc
+    import importlib.util
     import threading
 
     sys.path.insert(0, os.environ.get("PYTHONPATH") or str(ROOT))
-    from engine.config import load_config
-    from tui.app import make_app
-    from tui.cli.main import build_parser
-    from tui.cli.options import merge_model_defaults, model_spec_from
-    from tui.screens.main import MainScreen
-    from tui.settings import UISettings
 
-    args = build_parser().parse_args(["chat"])
-    config = load_config()
-    spec = model_spec_from(merge_model_defaults(args, config.model))
-    app = make_app(spec=spec, settings=UISettings(), persist_theme=False)
+    def watch(app: Any) -> None:
+        from tui.screens.main import MainScreen
 
-    def watch() -> None:
         painted = False
         while True:
             time.sleep(0.005)
@@ -96,8 +94,35 @@ def probe() -> None:
                 app.call_from_thread(app.exit)
                 return
 
-    threading.Thread(target=watch, daemon=True).start()
-    app.run(headless=True, size=(120, 36))
+    def patch(module: Any) -> None:
+        real_run = module.App.run
+
+        def run(app: Any, *args: Any, **kwargs: Any) -> Any:
+            threading.Thread(target=watch, args=(app,), daemon=True).start()
+            return real_run(app, headless=True, size=(120, 36))
+
+        module.App.run = run
+
+    class Hook(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+            if name != "textual.app":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            assert spec is not None and spec.loader is not None
+            real_exec = spec.loader.exec_module
+
+            def exec_module(module: Any) -> None:
+                real_exec(module)
+                patch(module)
+
+            spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+            return spec
+
+    sys.meta_path.insert(0, Hook())
+    from tui.cli.main import main
+
+    main(["chat"])
 
 
 def main() -> None:

@@ -23,7 +23,6 @@ from typing import Any, TextIO
 
 from engine.errors import InvalidParameterError
 from engine.records import GenerationSummary, Step
-from engine.sessions import save_reply
 from engine.tokens import ChatMessage
 from tui.cli.options import (
     add_model_options,
@@ -31,7 +30,6 @@ from tui.cli.options import (
     model_spec_from,
     sampling_overrides,
 )
-from tui.cli.sessions_cmd import open_store
 
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
 
@@ -71,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {**sampling_overrides(args), "top_logprobs": _top_logprobs(args)}
     resolve_sampling({}, overrides)  # bad values fail now, before the model loads
     spec = model_spec_from(args)
-    store = open_store() if args.save else None  # a refused database fails before the work
+    store = _open_store() if args.save else None  # a refused database fails before the work
     engine = LocalEngine()
     model = engine.load(spec)
     params, _sources = resolve_sampling(model.generation_config, overrides)
@@ -86,10 +84,18 @@ def run(args: argparse.Namespace) -> int:
         result = run_reply(reply, on_step=sink.step)
     sink.finish(result.summary)
     if store is not None:
+        from engine.sessions import save_reply
+
         with store:
             session = save_reply(store, model, params, messages, result, args.title)
         print(f"logitlab: saved session {session.id}", file=sys.stderr)
     return EXIT_INTERRUPTED if result.summary.finish_reason == "cancelled" else EXIT_OK
+
+
+def _open_store() -> Any:
+    from tui.cli.sessions_cmd import open_store
+
+    return open_store()
 
 
 def _messages(prompt: str, system: str | None) -> list[ChatMessage]:

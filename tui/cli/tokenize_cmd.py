@@ -13,8 +13,6 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.cells import cell_len, set_cell_size
-
 from tui.cli.options import add_model_options, model_spec_from
 
 if TYPE_CHECKING:
@@ -131,6 +129,8 @@ def format_table(view: TokenView) -> str:
                 origin,
             )
         )
+    from rich.cells import cell_len
+
     # columns by terminal cells, not characters: CJK and most emoji take two
     widths = [max(cell_len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = [
@@ -150,10 +150,14 @@ def _printable(piece: str) -> str:
 
 def _cell(text: str) -> str:
     """`text` cut to `_PIECE_WIDTH` terminal cells (an ellipsis marks the cut)."""
+    from rich.cells import cell_len, set_cell_size
+
     if cell_len(text) <= _PIECE_WIDTH:
         return text
     return set_cell_size(text, _PIECE_WIDTH - 1).rstrip() + "…"
 
 
 def _pad(text: str, width: int) -> str:
+    from rich.cells import cell_len
+
     return text + " " * (width - cell_len(text))
