@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+from rich.text import Text
 
 from engine.decode import Decoder, LocalEngine
 from engine.model import EngineThread, ModelSpec, load
@@ -42,6 +43,8 @@ from engine.tokens import ChatMessage, chat_prompt_ids
 from tui.app import make_app
 from tui.screens.main import MainScreen
 from tui.settings import UISettings
+from tui.widgets.chat_pane import ChatPane
+from tui.widgets.status_bar import StatusBar
 from tui.widgets.token_stream import TokenStream
 
 PROMPT = "Explain in a few paragraphs how a transformer language model generates text."
@@ -108,6 +111,18 @@ async def in_the_ui(
     return rate(count - arrivals[0][1] + 1, first, last), (first - sent) * 1000, latencies
 
 
+async def _no_append(_pane: Any, _delta: str) -> None:
+    return None
+
+
+# variant -> (class, attribute, stand-in): that part of the UI turned off
+OFF: dict[str, tuple[type, str, Any]] = {
+    "off-chat": (ChatPane, "append", _no_append),
+    "off-stream": (TokenStream, "render", lambda _self: Text("tokens")),
+    "off-status": (StatusBar, "render", lambda _self: Text("status")),
+}
+
+
 @contextlib.contextmanager
 def configured(variant: str, thread: EngineThread, threads: int) -> Iterator[None]:
     """The UI run under `variant` (see the module docstring); restored after."""
@@ -116,11 +131,17 @@ def configured(variant: str, thread: EngineThread, threads: int) -> Iterator[Non
         thread.call(torch.set_num_threads, int(variant.removeprefix("threads")))
     elif variant.startswith("switch"):
         sys.setswitchinterval(float(variant.removeprefix("switch").removesuffix("ms")) / 1000)
+    elif variant.startswith("off-"):  # a diagnosis: where does the UI's cost go
+        owner, name, stub = OFF[variant]
+        real = owner.__dict__[name]
+        setattr(owner, name, stub)
     elif variant != "app":
         raise SystemExit(f"unknown variant {variant!r}")
     try:
         yield
     finally:
+        if variant.startswith("off-"):
+            setattr(owner, name, real)
         thread.call(torch.set_num_threads, threads)
         sys.setswitchinterval(switch)
 
@@ -142,13 +163,18 @@ def main() -> None:
     h: list[tuple[float, float]] = []
     u: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
     load_before = os.getloadavg()[0]
-    for _ in range(args.rounds):
+    for round_ in range(args.rounds):
         h.append(thread.call(headless, loaded, args.new))
         for variant in variants:
             with configured(variant, thread, args.threads):
                 u[variant].append(
                     asyncio.run(in_the_ui(loaded, thread, args.new, type_keys=False))[:2]
                 )
+        latest = {"h": h[-1][0], **{v: u[v][-1][0] for v in variants}}
+        print(
+            f"round {round_ + 1}: " + "  ".join(f"{k} {r:.2f}" for k, r in latest.items()),
+            flush=True,
+        )
     with configured(variants[0], thread, args.threads):
         *_, latencies = asyncio.run(in_the_ui(loaded, thread, args.new, type_keys=True))
     print(
