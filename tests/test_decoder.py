@@ -324,19 +324,27 @@ def test_token_table_bytes_and_display(real_model: Any) -> None:
     assert table.is_special(2) and table.display(2) == "<|im_end|>"
 
 
-def test_step_time_counts_compute_not_the_wait_for_the_user(tiny_model: Any) -> None:
+def test_step_time_counts_compute_not_the_wait_for_the_user(
+    tiny_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Step mode: propose, the user thinks, then accepts. The step's elapsed_ms (what
     the status bar's tok/s and the summary add up) holds the draw (forward
-    included, timed in propose) and the commit, never the wait between them."""
+    included, timed in propose) and the commit, never the wait between them.
+    The wait is a jump of the decoder's clock, so a busy machine cannot blur it."""
     import time
+    import types
 
+    import engine.decode.decoder as decoder_module
     from engine.records import decode_rate
 
+    waited = [0.0]
+    clock = types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + waited[0])
+    monkeypatch.setattr(decoder_module, "time", clock)
     decoder = _tiny(tiny_model, temperature=1.0, seed=3)
-    wait = 0.25
+    wait = 1000.0  # seconds the user "thinks" before each key
     for _ in range(3):
         decoder.propose()
-        time.sleep(wait)  # the user's key comes later
+        waited[0] += wait
         step = decoder.step()
         assert 0.0 < step.elapsed_ms < wait * 1000.0 / 2
     rate = decode_rate([s.elapsed_ms for s in decoder.steps], decoder.prefill_seconds * 1000.0)
