@@ -10,16 +10,23 @@ into the prompt box: from the key sent to its character being on the screen.
 Targets (issue 5): u/h decode rate >= 0.90, key latency < 100 ms.
 
     .venv/bin/python bench/ui.py [--rounds 3] [--new 128] [--threads 2]
+        [--variants app,threads1,switch1ms]
+
+Variants (alternating with the headless run in every round): ``app`` the UI as
+the app runs it; ``threadsN`` torch's intra-op threads set to N for the UI run
+only; ``switchXms`` the GIL switch interval set to X ms for the UI run only.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+from rich.text import Text
 
 from engine.decode import Decoder, LocalEngine
 from engine.model import EngineThread, ModelSpec, load
@@ -35,6 +43,8 @@ from engine.tokens import ChatMessage, chat_prompt_ids
 from tui.app import make_app
 from tui.screens.main import MainScreen
 from tui.settings import UISettings
+from tui.widgets.chat_pane import ChatPane
+from tui.widgets.status_bar import StatusBar
 from tui.widgets.token_stream import TokenStream
 
 PROMPT = "Explain in a few paragraphs how a transformer language model generates text."
@@ -101,35 +111,87 @@ async def in_the_ui(
     return rate(count - arrivals[0][1] + 1, first, last), (first - sent) * 1000, latencies
 
 
+async def _no_append(_pane: Any, _delta: str) -> None:
+    return None
+
+
+# variant -> (class, attribute, stand-in): that part of the UI turned off
+OFF: dict[str, tuple[type, str, Any]] = {
+    "off-chat": (ChatPane, "append", _no_append),
+    "off-stream": (TokenStream, "render", lambda _self: Text("tokens")),
+    "off-status": (StatusBar, "render", lambda _self: Text("status")),
+}
+
+
+@contextlib.contextmanager
+def configured(variant: str, thread: EngineThread, threads: int) -> Iterator[None]:
+    """The UI run under `variant` (see the module docstring); restored after."""
+    switch = sys.getswitchinterval()
+    if variant.startswith("threads"):
+        thread.call(torch.set_num_threads, int(variant.removeprefix("threads")))
+    elif variant.startswith("switch"):
+        sys.setswitchinterval(float(variant.removeprefix("switch").removesuffix("ms")) / 1000)
+    elif variant.startswith("off-"):  # a diagnosis: where does the UI's cost go
+        owner, name, stub = OFF[variant]
+        real = owner.__dict__[name]
+        setattr(owner, name, stub)
+    elif variant != "app":
+        raise SystemExit(f"unknown variant {variant!r}")
+    try:
+        yield
+    finally:
+        if variant.startswith("off-"):
+            setattr(owner, name, real)
+        thread.call(torch.set_num_threads, threads)
+        sys.setswitchinterval(switch)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--new", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--variants", default="app", help="comma-separated, see above")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    variants = args.variants.split(",")
     # all torch work on one thread, as the app does it (engine/model/thread.py says why)
     thread = EngineThread()
+    thread.call(torch.set_num_threads, args.threads)
     loaded = thread.call(load, ModelSpec(device="cpu"))
     thread.call(headless, loaded, 8)  # warm-up
     asyncio.run(in_the_ui(loaded, thread, 8, type_keys=False))
     h: list[tuple[float, float]] = []
-    u: list[tuple[float, float]] = []
-    for _ in range(args.rounds):
+    u: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+    load_before = os.getloadavg()[0]
+    for round_ in range(args.rounds):
         h.append(thread.call(headless, loaded, args.new))
-        u.append(asyncio.run(in_the_ui(loaded, thread, args.new, type_keys=False))[:2])
-    *_, latencies = asyncio.run(in_the_ui(loaded, thread, args.new, type_keys=True))
+        for variant in variants:
+            with configured(variant, thread, args.threads):
+                u[variant].append(
+                    asyncio.run(in_the_ui(loaded, thread, args.new, type_keys=False))[:2]
+                )
+        latest = {"h": h[-1][0], **{v: u[v][-1][0] for v in variants}}
+        print(
+            f"round {round_ + 1}: " + "  ".join(f"{k} {r:.2f}" for k, r in latest.items()),
+            flush=True,
+        )
+    with configured(variants[0], thread, args.threads):
+        *_, latencies = asyncio.run(in_the_ui(loaded, thread, args.new, type_keys=True))
     print(
         f"bundled model, greedy, {args.new} new tokens, {args.rounds} rounds, {args.threads} threads"
+        f" (headless); load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}"
+        f" on {os.cpu_count()} CPUs"
     )
-    for key, name, runs in (("h", "headless decoder", h), ("u", "seen in the UI", u)):
+    rows = [("h", "headless decoder", h)] + [(f"u {v}", "seen in the UI", u[v]) for v in variants]
+    for key, name, runs in rows:
         tps = statistics.median(r[0] for r in runs)
         ttft = statistics.median(r[1] for r in runs)
         print(
             f"({key}) {name:<17} {tps:6.2f} tok/s  TTFT {ttft:6.1f} ms  {[round(r[0], 1) for r in runs]}"
         )
-    ratio = statistics.median(r[0] for r in u) / statistics.median(r[0] for r in h)
-    print(f"ratio u/h {ratio:.3f}")
+    for variant in variants:
+        ratio = statistics.median(r[0] for r in u[variant]) / statistics.median(r[0] for r in h)
+        print(f"ratio u/h ({variant}) {ratio:.3f}")
     if latencies:
         ordered = sorted(latencies)
         print(

@@ -322,3 +322,30 @@ def test_token_table_bytes_and_display(real_model: Any) -> None:
     assert b"".join(table.token_bytes(i) for i in ids) == " the 🙂".encode()
     assert table.display(ids[0]) == " the"
     assert table.is_special(2) and table.display(2) == "<|im_end|>"
+
+
+def test_step_time_counts_compute_not_the_wait_for_the_user(
+    tiny_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Step mode: propose, the user thinks, then accepts. The step's elapsed_ms (what
+    the status bar's tok/s and the summary add up) holds the draw (forward
+    included, timed in propose) and the commit, never the wait between them.
+    The wait is a jump of the decoder's clock, so a busy machine cannot blur it."""
+    import time
+    import types
+
+    import engine.decode.decoder as decoder_module
+    from engine.records import decode_rate
+
+    waited = [0.0]
+    clock = types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + waited[0])
+    monkeypatch.setattr(decoder_module, "time", clock)
+    decoder = _tiny(tiny_model, temperature=1.0, seed=3)
+    wait = 1000.0  # seconds the user "thinks" before each key
+    for _ in range(3):
+        decoder.propose()
+        waited[0] += wait
+        step = decoder.step()
+        assert 0.0 < step.elapsed_ms < wait * 1000.0 / 2
+    rate = decode_rate([s.elapsed_ms for s in decoder.steps], decoder.prefill_seconds * 1000.0)
+    assert rate > 2 / wait  # waiting time counted would cap it near 1 / wait

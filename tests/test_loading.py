@@ -5,6 +5,7 @@ cannot be produced safely (out of memory)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
@@ -68,8 +69,28 @@ def test_conversion_key_changes_with_file_content(tmp_path: Path) -> None:
     first = tmp_path / "m.gguf"
     first.write_bytes(b"GGUF" + b"\0" * 100)
     key = gguf_cache.file_key(first)
+    assert gguf_cache.file_key(first) == key  # remembered: not hashed again
     first.write_bytes(b"GGUF" + b"\1" * 100)
+    stat = first.stat()  # same size; a coarse clock may not move mtime: move it
+    os.utime(first, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     assert gguf_cache.file_key(first) != key
+
+
+def test_conversion_key_is_remembered_by_stat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second load does not re-read the file: the key is kept under its stat."""
+    monkeypatch.setenv("LOGITLAB_CACHE_DIR", str(tmp_path / "cache"))
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF" + b"\0" * 100)
+    key = gguf_cache.file_key(gguf)
+    opened: list[Path] = []
+    real_open = Path.open
+    monkeypatch.setattr(
+        Path, "open", lambda self, *a, **k: opened.append(self) or real_open(self, *a, **k)
+    )
+    assert gguf_cache.file_key(gguf) == key
+    assert gguf not in opened
 
 
 def test_convert_writes_a_loadable_checkpoint(

@@ -160,3 +160,35 @@ def test_tokenize_imports_no_torch_and_matches_the_models_tokenizer(real_model: 
     assert got["chat"] == chat_prompt_ids(tok, [ChatMessage("user", "Hi")])
     assert got["eos"] == list(real_model.eos_token_ids)
     assert got["ctx"] == real_model.context_window
+
+
+def test_table_aligns_wide_characters_by_cell_width() -> None:
+    from rich.cells import cell_len
+
+    from engine.tokens import TokenInfo, TokenView
+    from tui.cli.tokenize_cmd import format_table
+
+    pieces = ["a", "日本語", "😀", "é"]
+    view = TokenView(
+        tokens=tuple(
+            TokenInfo(i, 100 + i, p, p, p.encode(), special=False, partial=False)
+            for i, p in enumerate(pieces)
+        ),
+        text="".join(pieces),
+    )
+    header, *rows = format_table(view).splitlines()[: len(pieces) + 1]
+    # the bytes column starts at the same terminal column on every row
+    column = cell_len(header[: header.index("bytes")])
+    for row, piece in zip(rows, pieces, strict=True):
+        hex_bytes = piece.encode().hex(" ")
+        assert cell_len(row[: row.index(hex_bytes)]) == column, (header, rows)
+
+
+def test_long_wide_piece_is_cut_to_cells() -> None:
+    from rich.cells import cell_len
+
+    from tui.cli.tokenize_cmd import _PIECE_WIDTH, _cell
+
+    cut = _cell("語" * 40)
+    assert cut.endswith("…")
+    assert cell_len(cut) <= _PIECE_WIDTH

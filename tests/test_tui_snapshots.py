@@ -110,3 +110,24 @@ def test_branches_view_at_80x24(snap_compare) -> None:
         assert snap_compare(still(backend), terminal_size=(80, 24), run_before=before)
     finally:
         backend.close()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 45)], ids=["80x24", "160x45"])
+def test_settings_sources_fit_on_one_line(snap_compare, size: tuple[int, int]) -> None:
+    """The value-source column holds its longest word ("transformers") unwrapped."""
+
+    async def before(pilot: Pilot[None]) -> None:
+        await ready(pilot)
+        await pilot.press("f2")
+        await until(
+            pilot, lambda: pilot.app.screen.query("#temperature-source").first() is not None
+        )
+        source = pilot.app.screen.query_one("#temperature-source")
+        assert source.content_region.width >= len("transformers")
+        await pilot.pause(0.1)
+
+    backend = FakeEngine()
+    try:
+        assert snap_compare(still(backend), terminal_size=size, run_before=before)
+    finally:
+        backend.close()

@@ -271,3 +271,27 @@ async def test_copy_token_and_reply(backend: FakeEngine) -> None:
         assert app.clipboard == screen.conversation.last_reply.content  # type: ignore[union-attr]
         await pilot.press("f4", "home", "y")
         assert app.clipboard == "The"
+
+
+async def test_chat_keeps_the_models_line_breaks() -> None:
+    """A single line break the model wrote stays one (a haiku, a list one item per line)."""
+    from textual.widgets import Markdown
+    from textual.widgets._markdown import MarkdownParagraph
+
+    backend = FakeEngine(replies=["a\nb"])
+    try:
+        app = fake_app(backend)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await ready(pilot)
+            await send(pilot, "two lines please")
+            await until(pilot, lambda: finished(screen))
+            await pilot.pause(0.1)
+            reply = screen.query_one(ChatPane).query_one(".chat-reply", Markdown)
+            paragraph = reply.query_one(MarkdownParagraph)
+            lines = [
+                strip.text.rstrip()
+                for strip in paragraph.render_lines(paragraph.region.reset_offset)
+            ]
+            assert [line for line in lines if line] == ["a", "b"]
+    finally:
+        backend.close()

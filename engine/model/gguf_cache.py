@@ -11,30 +11,81 @@ temporary directory and renames it into place.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from functools import cache
+from importlib.metadata import version
 from pathlib import Path
-
-import transformers
 
 from engine.paths import cache_dir
 
 MARKER = "logitlab-conversion.json"
+KEYS = "keys.json"  # path -> {"stat": [...], "key": ...}: a hash already computed
 _HASH_CHUNK = 4 << 20
 
 
+@cache
+def transformers_version() -> str:
+    """The installed transformers' version, read from its metadata: importing
+    transformers for ``__version__`` costs ~0.7 s, more than a tokenizer load."""
+    return version("transformers")
+
+
 def file_key(path: Path) -> str:
-    """Content hash of the GGUF file plus the transformers version that converts it."""
+    """Content hash of the GGUF file plus the transformers version that converts it.
+
+    Hashing reads the whole file (~0.15 s for the bundled 100 MB one) on every
+    load, so the key is remembered per path under the file's size, mtime, ctime
+    and inode; any change to the file (or a replaced file) hashes it again.
+    """
+    stat = path.stat()
+    stamp = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, transformers_version()]
+    keys = _read_keys()
+    known = keys.get(str(path.resolve()))
+    if isinstance(known, dict) and known.get("stat") == stamp and isinstance(known.get("key"), str):
+        return str(known["key"])
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(_HASH_CHUNK):
             digest.update(chunk)
-    digest.update(f"transformers={transformers.__version__}".encode())
-    return digest.hexdigest()[:20]
+    digest.update(f"transformers={transformers_version()}".encode())
+    key = digest.hexdigest()[:20]
+    keys = {name: entry for name, entry in keys.items() if os.path.exists(name)}
+    keys[str(path.resolve())] = {"stat": stamp, "key": key}
+    _write_keys(keys)
+    return key
+
+
+def _keys_path() -> Path:
+    return cache_dir() / "converted" / KEYS
+
+
+def _read_keys() -> dict[str, object]:
+    try:
+        data = json.loads(_keys_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_keys(keys: dict[str, object]) -> None:
+    """Best effort, atomic: a memo that cannot be written only costs a re-hash."""
+    target = _keys_path()
+    with contextlib.suppress(OSError):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".keys-", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(keys, handle)
+            os.replace(tmp, target)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def converted_dir(path: Path) -> Path:
@@ -73,7 +124,7 @@ def convert(path: Path, load_gguf: Callable[[Path], tuple[object, object]]) -> P
         marker = {
             "source": str(path),
             "size": path.stat().st_size,
-            "transformers": transformers.__version__,
+            "transformers": transformers_version(),
         }
         (tmp / MARKER).write_text(json.dumps(marker, indent=2))
         if target.exists():

@@ -24,7 +24,6 @@ from typing import Any, TextIO
 from engine.decode import Engine
 from engine.errors import InvalidParameterError
 from engine.records import GenerationSummary, Step
-from engine.sessions import save_reply
 from engine.tokens import ChatMessage
 from tui.cli.options import (
     add_engine_options,
@@ -35,7 +34,6 @@ from tui.cli.options import (
     remote_spec,
     sampling_overrides,
 )
-from tui.cli.sessions_cmd import open_store
 
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
 
@@ -77,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     resolve_sampling({}, overrides)  # bad values fail now, before the model loads
     remote = remote_engine_from(args)  # --engine URL: nothing is loaded here
     spec = remote_spec(args) if remote is not None else model_spec_from(args)
-    store = open_store() if args.save else None  # a refused database fails before the work
+    store = _open_store() if args.save else None  # a refused database fails before the work
     engine: Engine = remote if remote is not None else _local_engine()
     model = engine.load(spec)
     params, _sources = resolve_sampling(model.generation_config, overrides)
@@ -94,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     for notice in getattr(reply, "notices", ()):
         print(f"logitlab: warning: {notice}", file=sys.stderr)
     if store is not None:
+        from engine.sessions import save_reply
+
         with store:
             session = save_reply(store, model, params, messages, result, args.title)
         print(f"logitlab: saved session {session.id}", file=sys.stderr)
@@ -104,6 +104,12 @@ def _local_engine() -> Engine:
     from engine.decode import LocalEngine
 
     return LocalEngine()
+
+
+def _open_store() -> Any:
+    from tui.cli.sessions_cmd import open_store
+
+    return open_store()
 
 
 def _messages(prompt: str, system: str | None) -> list[ChatMessage]:

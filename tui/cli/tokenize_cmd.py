@@ -178,9 +178,12 @@ def format_table(view: TokenView) -> str:
                 origin,
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    from rich.cells import cell_len
+
+    # columns by terminal cells, not characters: CJK and most emoji take two
+    widths = [max(cell_len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+        "  ".join(_pad(cell, width) for cell, width in zip(row, widths, strict=False))
         + "  "
         + row[-1]
         for row in rows
@@ -195,4 +198,15 @@ def _printable(piece: str) -> str:
 
 
 def _cell(text: str) -> str:
-    return text if len(text) <= _PIECE_WIDTH else text[: _PIECE_WIDTH - 1] + "…"
+    """`text` cut to `_PIECE_WIDTH` terminal cells (an ellipsis marks the cut)."""
+    from rich.cells import cell_len, set_cell_size
+
+    if cell_len(text) <= _PIECE_WIDTH:
+        return text
+    return set_cell_size(text, _PIECE_WIDTH - 1).rstrip() + "…"
+
+
+def _pad(text: str, width: int) -> str:
+    from rich.cells import cell_len
+
+    return text + " " * (width - cell_len(text))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
 from textual.containers import VerticalScroll
 from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
@@ -12,6 +14,24 @@ FINISH_NOTES = {
     "context": "… context window full",
     "error": "✗ failed",
 }
+
+
+def reply_parser() -> MarkdownIt:
+    """Markdown as the model wrote it: a single line break stays a line break (a
+    haiku, a list written one item per line), where CommonMark would join the lines.
+
+    markdown-it's ``breaks`` option acts only in its HTML renderer; Textual renders
+    the tokens itself, so a core rule turns each soft break into a hard one."""
+    parser = MarkdownIt("gfm-like")
+    parser.core.ruler.push("hard_breaks", _hard_breaks)
+    return parser
+
+
+def _hard_breaks(state: StateCore) -> None:
+    for block in state.tokens:
+        for child in block.children or ():
+            if child.type == "softbreak":
+                child.type = "hardbreak"
 
 
 class ChatPane(VerticalScroll):
@@ -36,7 +56,7 @@ class ChatPane(VerticalScroll):
         await self.mount(Static(text, classes="chat-user", markup=False))
 
     async def begin_reply(self) -> None:
-        self._reply = Markdown(classes="chat-reply")
+        self._reply = Markdown(classes="chat-reply", parser_factory=reply_parser)
         await self.mount(self._reply)
         self._stream = Markdown.get_stream(self._reply)
 
@@ -46,7 +66,7 @@ class ChatPane(VerticalScroll):
             kept = f"⎇ {alternatives} alternative{'s' if alternatives > 1 else ''} kept"
             await self.mount(Static(kept, classes="chat-note chat-branch", markup=False))
         self._stream = None
-        self._reply = Markdown(content, classes="chat-reply")
+        self._reply = Markdown(content, classes="chat-reply", parser_factory=reply_parser)
         await self.mount(self._reply)
         note = FINISH_NOTES.get(reason or "")
         if note:

@@ -32,8 +32,9 @@ class StatusBar(Widget):
             out.append(" STEP ", self.get_component_rich_style("status-bar--mode"))
             out.append(" ")
         out.append(self.model)
-        if self.device:
-            out.append(f" {self.device} {self.dtype}", dim)
+        if self.device:  # a separator, not a space: names and devices both vary
+            out.append(" │ ")
+            out.append(f"{self.device} {self.dtype}", dim)
             if self.quantize != "none":
                 out.append(f" {self.quantize}", dim)
         if self.context_window:

@@ -6,6 +6,7 @@ import math
 from typing import ClassVar
 
 from rich.box import SIMPLE_HEAD
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -27,6 +28,10 @@ def bar(fraction: float, width: int = BAR_WIDTH) -> str:
     return ("█" * full + rest).ljust(width)
 
 
+FILTERED = "  —  "  # a candidate the sampling filters removed: not a probability
+FILTERED_LEGEND = "— filtered out by top-k/top-p/min-p"
+
+
 def fmt_prob(p: float) -> str:
     if math.isnan(p):  # a remote server did not say
         return "  ?  "
@@ -35,6 +40,12 @@ def fmt_prob(p: float) -> str:
 
 def fmt_h(h: float) -> str:
     return "?" if math.isnan(h) else f"{h:.2f}"
+
+
+def fmt_processed(logprob: float) -> str:
+    """A processed probability; `FILTERED` where a filter removed the token (-inf),
+    so it never reads as a probability that rounded to zero."""
+    return FILTERED if logprob == -math.inf else fmt_prob(math.exp(logprob))
 
 
 class StepView(Vertical):
@@ -91,7 +102,7 @@ class StepView(Vertical):
             text.append("\nprocessed  unknown (the server reports one distribution)")
         else:
             text.append(
-                f"\nprocessed  p {fmt_prob(step.processed_prob)}  rank {step.processed_rank or '?':<4} H {fmt_h(step.processed_entropy)}"
+                f"\nprocessed  p {fmt_processed(step.processed_logprob)}  rank {step.processed_rank or '?':<4} H {fmt_h(step.processed_entropy)}"
             )
         if step.finish_reason:
             text.append(f"\nfinished: {step.finish_reason}")
@@ -132,11 +143,14 @@ class StepView(Vertical):
                 Text(display_text(cand.text or cand.piece)[:12]),  # Text: a token is never markup
                 Text(str(cand.token_id)),
                 Text(f"{fmt_prob(cand.prob)} ") + Text(bar(cand.prob), raw_style),
-                Text(f"{fmt_prob(cand.processed_prob)} ")
+                Text(f"{fmt_processed(cand.processed_logprob)} ")
                 + Text(bar(cand.processed_prob), processed_style),
             )
         self._rows = len(top)
-        self.query_one("#candidates", Static).update(table if top else "")
+        filtered = any(cand.processed_logprob == -math.inf for cand in top)
+        dim = self.get_component_rich_style("step-view--dim")
+        shown = Group(table, Text(FILTERED_LEGEND, dim)) if filtered else table
+        self.query_one("#candidates", Static).update(shown if top else "")
 
     @property
     def candidate_count(self) -> int:

@@ -68,6 +68,18 @@ class TokenStream(Widget, can_focus=True):
         self.steps: list[Step] = []
         self.follow = True  # the cursor rides the newest token until the user moves it
         self._wrap = _Wrap()
+        # the chips as one Text that grows as steps arrive (the cursor is laid over a
+        # copy in render): rebuilding it every batch was the UI's largest per-batch
+        # cost while streaming (bench/ui.py, variant off-stream)
+        self._forget_chips()
+
+    def _forget_chips(self) -> None:
+        self._chips, self._chips_count = Text(), 0
+        self._starts: list[int] = []  # each chip's offset in _chips
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._forget_chips()  # the theme changed: restyle all
 
     def append(self, steps: tuple[Step, ...] | list[Step]) -> None:
         self.steps.extend(steps)
@@ -82,11 +94,13 @@ class TokenStream(Widget, can_focus=True):
 
     def truncate(self, count: int) -> None:
         del self.steps[count:]
+        self._forget_chips()
         self.cursor = min(self.cursor or 0, count - 1) if count else None
         self._rewrap()
 
     def clear(self) -> None:
         self.steps.clear()
+        self._forget_chips()
         self.follow = True
         self.cursor = None
         self._rewrap()
@@ -127,22 +141,29 @@ class TokenStream(Widget, can_focus=True):
                 "no tokens yet — send a message",
                 style=self.get_component_rich_style("token-stream--empty"),
             )
-        out = Text()
+        if self._chips_count < len(self.steps):
+            self._extend(self.steps[self._chips_count :])
+        out = self._chips.copy()
+        if self.cursor is not None and 0 <= self.cursor < len(self._starts):
+            start = self._starts[self.cursor]
+            end = start + len(chip_text(self.steps[self.cursor]))
+            out.stylize(self.get_component_rich_style("token-stream--cursor"), start, end)
+        return out
+
+    def _extend(self, steps: list[Step]) -> None:
         styles = {
             name: self.get_component_rich_style(f"token-stream--{name}")
             for name in ("high", "mid", "low", "special")
         }
         forced = self.get_component_rich_style("token-stream--forced")
-        cursor = self.get_component_rich_style("token-stream--cursor")
-        for i, step in enumerate(self.steps):
+        for step in steps:
             style = styles[prob_class(step)]
             if step.forced:
                 style = style + forced
-            if i == self.cursor:
-                style = style + cursor
-            out.append(chip_text(step), style)
-            out.append(" ")
-        return out
+            self._starts.append(len(self._chips))
+            self._chips.append(chip_text(step), style)
+            self._chips.append(" ")
+        self._chips_count += len(steps)
 
 
 class _Wrap:
