@@ -60,7 +60,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.decode import LocalEngine, run_reply
+    from engine.decode import engine_for, run_reply
     from engine.params import resolve_sampling
 
     prompt = _read_prompt(args.prompt)
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     resolve_sampling({}, overrides)  # bad values fail now, before the model loads
     spec = model_spec_from(args)
     store = open_store() if args.save else None  # a refused database fails before the work
-    engine = LocalEngine()
+    engine = engine_for(spec)
     model = engine.load(spec)
     params, _sources = resolve_sampling(model.generation_config, overrides)
     messages = _messages(prompt, args.system)
