@@ -23,15 +23,16 @@ from engine.tokens import ChatMessage
 
 pytestmark = [pytest.mark.real_model, pytest.mark.timeout(300)]
 
-# Greedy parity prompts: each continuation's top-1 margin (logprob of the best token
-# minus the second, on the transformers backend) stays above ~1 nat for the first
-# PARITY_TOKENS tokens, so Q4_1 kernels vs a dequantized float32 model cannot flip
-# the argmax. Low-margin prompts (open-ended stories) do diverge after a few tokens,
-# as any two numerically different backends would.
+# Greedy parity prompts, chosen by measuring: over the first PARITY_TOKENS greedy
+# tokens on the transformers backend, the smallest top-1 margin (best logprob minus
+# second) is 0.93 / 0.73 / 1.82 / 0.63 nats, well above the 0.05-0.15 nats by which
+# llama.cpp's Q4_1 kernels and the dequantized float32 model differ. Low-margin
+# prompts ("What is the capital of France?": 0.08 at its first token) do flip.
 PARITY_PROMPTS = (
-    "What is the capital of France?",
     "Count from 1 to 5.",
-    "Translate 'thank you' into French.",
+    "What is 2+2?",
+    "What is the largest planet in the solar system?",
+    "What is the boiling point of water?",
 )
 PARITY_TOKENS = 8
 SPLIT_TEXT = "naïve café — 日本語 🙂 done"
@@ -60,7 +61,7 @@ def test_greedy_ids_equal_transformers(llama: LlamaEngine, real_model: Any, prom
     assert min(margins) > 0.5, f"prompt no longer has a large top-1 margin: {margins}"
     assert ours.summary.token_ids == reference.summary.token_ids
     for a, b in zip(ours.steps, reference.steps, strict=True):  # close, not equal: Q4_1 vs fp32
-        assert abs(a.logprob - b.logprob) < 0.5
+        assert abs(a.logprob - b.logprob) < 0.25
 
 
 def test_processed_numbers_are_the_sampling_functions_on_llama_logits(
@@ -171,11 +172,18 @@ def test_bytes_of_every_token_concatenate_to_the_text(llama: LlamaEngine) -> Non
 
 
 def test_token_bytes_match_llama_cpp_for_the_whole_vocabulary(llama: LlamaEngine) -> None:
+    import ctypes
+
+    import llama_cpp
+
+    # llama.cpp's own piece of each token (llama_token_to_piece, special tokens as
+    # written). Not `Llama.detokenize`: it gives b"" for the 47 pieces over 32 bytes.
     llm = llama.loaded.llm
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    buffer = ctypes.create_string_buffer(256)
     for token_id in range(llm.n_vocab()):
-        ours = llama.token_bytes(token_id)
-        theirs = llm.detokenize([token_id], special=True)
-        assert ours == theirs, (token_id, ours, theirs)
+        size = llama_cpp.llama_token_to_piece(vocab, token_id, buffer, 256, 0, True)
+        assert llama.token_bytes(token_id) == buffer.raw[:size], token_id
 
 
 @pytest.mark.parametrize(
