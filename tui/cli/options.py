@@ -121,8 +121,8 @@ def merge_model_defaults(args: argparse.Namespace, defaults: Any) -> argparse.Na
     merged.device = args.device if args.device != "auto" else defaults.device
     merged.dtype = args.dtype if args.dtype != "auto" else defaults.dtype
     merged.quantize = args.quantize if args.quantize != "none" else defaults.quantize
-    merged.backend = args.backend if args.backend != "auto" else defaults.backend
-    merged.n_gpu_layers = (
-        args.n_gpu_layers if args.n_gpu_layers is not None else defaults.n_gpu_layers
-    )
+    backend = getattr(args, "backend", "auto")
+    merged.backend = backend if backend != "auto" else defaults.backend
+    layers = getattr(args, "n_gpu_layers", None)
+    merged.n_gpu_layers = layers if layers is not None else defaults.n_gpu_layers
     return merged
