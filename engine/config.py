@@ -18,6 +18,8 @@ Layout (every key optional)::
     device = "auto"                # auto | cpu | cuda | cuda:N | mps
     dtype = "auto"                 # auto | float32 | bfloat16 | float16
     quantize = "none"              # none | 8bit | 4bit
+    backend = "auto"               # auto | transformers | llama.cpp
+    n_gpu_layers = -1              # llama.cpp: layers offloaded to the GPU (-1 = all)
 
     [sampling]                     # unset = the model's generation config
     temperature = 0.7              # 0 = greedy
@@ -64,6 +66,8 @@ class ModelDefaults:
     device: str = "auto"
     dtype: str = "auto"
     quantize: str = "none"
+    backend: str = "auto"  # auto | transformers | llama.cpp
+    n_gpu_layers: int | None = None
 
     def __post_init__(self) -> None:
         self.to_spec()  # validate with ModelSpec's own rules; raises InvalidParameterError
@@ -77,6 +81,8 @@ class ModelDefaults:
             dtype=self.dtype,
             quantize=self.quantize,
             trust_remote_code=trust_remote_code,
+            backend=self.backend,
+            n_gpu_layers=self.n_gpu_layers,
         )
 
 

@@ -29,7 +29,7 @@ def run_cli(
 @pytest.fixture(scope="module")
 def info_json(real_model: Any) -> dict[str, Any]:
     """`logitlab info --format json` on the bundled model (its conversion is cached by real_model)."""
-    result = run_cli("info", "--device", "cpu", "--format", "json")
+    result = run_cli("info", "--backend", "transformers", "--device", "cpu", "--format", "json")
     assert result.returncode == 0, result.stderr
     return dict(json.loads(result.stdout))
 
@@ -55,14 +55,14 @@ def test_info_json_describes_the_model(info_json: dict[str, Any]) -> None:
 
 
 def test_info_text_lists_parameters_and_config(real_model: Any) -> None:
-    result = run_cli("info", "--device", "cpu")
+    result = run_cli("info", "--backend", "transformers", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert "134,515,008 total" in result.stdout
     assert "kv_heads" in result.stdout and "lm_head tied" in result.stdout
 
 
 def test_absent_device_is_one_line_exit_1() -> None:
-    result = run_cli("info", "--device", "cuda")
+    result = run_cli("info", "--backend", "transformers", "--device", "cuda")
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

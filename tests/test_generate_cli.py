@@ -163,6 +163,8 @@ def test_real_model_greedy_jsonl(real_model: Any, capsys: pytest.CaptureFixture[
         [
             "generate",
             "What is 2+2?",
+            "--backend",
+            "transformers",
             "--device",
             "cpu",
             "--format",

@@ -120,9 +120,9 @@ def make_app(
     `themes` are the already loaded (themes, problems); `notices` are shown at start.
     """
     if backend is None:
-        from engine.decode import LocalEngine
+        from engine.decode import engine_for
 
-        backend = LocalEngine()
+        backend = engine_for(spec or ModelSpec())
     return LogitlabApp(
         backend,
         spec or ModelSpec(),

@@ -1,5 +1,7 @@
 """The decode protocol and its implementations: our own loop over transformers
-(`Decoder`: KV cache, sampling, text stream) behind `LocalEngine` / `LocalReply`.
+(`Decoder`: KV cache, sampling, text stream) behind `LocalEngine` / `LocalReply`,
+and GGUF files on llama.cpp (`LlamaEngine`, the same loop over llama.cpp's logits).
+`engine_for(spec)` picks the backend ``--backend`` asks for.
 
 Torch-free to import: the protocol types are plain; `Decoder`, `LocalEngine` and
 the sampling functions import torch on first use. `RemoteEngine` (an
@@ -36,29 +38,37 @@ from engine.decode.tree import (
 from engine.lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from engine.decode.backends import BackendEngine, engine_for, new_engine
     from engine.decode.decoder import Decoder
+    from engine.decode.llama import LlamaEngine
     from engine.decode.local import LocalEngine, LocalReply
     from engine.decode.remote import Capabilities, RemoteEngine, RemoteReply
 
 __getattr__ = lazy_exports(
     __name__,
     {
+        "BackendEngine": "backends",
+        "Capabilities": "remote",
         "Decoder": "decoder",
+        "LlamaEngine": "llama",
         "LocalEngine": "local",
         "LocalReply": "local",
-        "Capabilities": "remote",
         "RemoteEngine": "remote",
         "RemoteReply": "remote",
+        "engine_for": "backends",
+        "new_engine": "backends",
     },
 )
 
 __all__ = [
+    "BackendEngine",
     "Branch",
     "BranchPoint",
     "BranchStats",
     "Capabilities",
     "Decoder",
     "Engine",
+    "LlamaEngine",
     "LocalEngine",
     "LocalReply",
     "ModelInternals",
@@ -73,8 +83,10 @@ __all__ = [
     "TokenTable",
     "TokenizerAccess",
     "branch_stats",
+    "engine_for",
     "logprob_distribution",
     "model_internals",
+    "new_engine",
     "reposition",
     "reseed",
     "run_reply",

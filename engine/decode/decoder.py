@@ -9,6 +9,11 @@ Why not ``model.generate()``: it hides the per-step distribution and cannot be
 stepped, forced, rewound or cancelled between tokens. Parity with it (greedy
 ids, processed scores, the multinomial draw) is checked by the tests.
 
+The model itself sits behind a `ModelRunner` (forward ids on top of a cache,
+crop the cache): `TransformersRunner` here, `LlamaRunner` (engine/decode/llama.py)
+for GGUF files on llama.cpp. Everything else, sampling, numbers, text, is this
+one loop, so both backends record the same numbers for the same logits.
+
 The model forward for a committed token is run lazily, at the next `propose` or
 `step`: a finished generation never pays for a forward it does not use, and a
 rewind needs only one forward of the last kept token, never the prefix.
@@ -21,7 +26,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -40,6 +45,80 @@ from engine.records import (
 )
 
 
+class ModelRunner(Protocol):
+    """A model and its cache, as the loop needs them: one forward at a time."""
+
+    def reset(self) -> None:
+        """Start an empty cache (a new prefill)."""
+        ...
+
+    def forward(self, ids: list[int]) -> torch.Tensor:
+        """Run `ids` on top of the cache; the last position's logits, [vocab] float32."""
+        ...
+
+    def cached(self) -> int:
+        """How many positions the cache holds."""
+        ...
+
+    def crop(self, length: int) -> None:
+        """Keep the first `length` positions of the cache, drop the rest."""
+        ...
+
+
+class DecodeModel(Protocol):
+    """What the loop reads from a loaded model besides its runner."""
+
+    @property
+    def tokenizer(self) -> Any: ...
+    @property
+    def device(self) -> torch.device: ...
+    @property
+    def context_window(self) -> int: ...
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]: ...
+
+
+class TransformersRunner:
+    """A transformers causal LM over our growing KV cache (engine/decode/kv_cache.py)."""
+
+    def __init__(self, model: Any, device: torch.device) -> None:
+        self._model, self._device = model, device
+        self._keep_one = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self._cache: Any = None
+
+    def reset(self) -> None:
+        from engine.decode.kv_cache import new_cache
+
+        self._cache = new_cache(self._model.config)
+
+    def cached(self) -> int:
+        return int(self._cache.get_seq_length()) if self._cache is not None else 0
+
+    def crop(self, length: int) -> None:
+        surplus = self.cached() - length
+        if surplus > 0:
+            self._cache.crop(-surplus)  # negative = drop that many (old and new transformers)
+
+    def forward(self, ids: list[int]) -> torch.Tensor:
+        """Only the last position goes through ``lm_head``."""
+        input_ids = torch.tensor([ids], dtype=torch.long, device=self._device)  # [1, n]
+        kwargs: dict[str, Any] = {"past_key_values": self._cache, "use_cache": True}
+        if self._keep_one:
+            kwargs["logits_to_keep"] = 1
+        try:
+            out = self._model(input_ids=input_ids, **kwargs)
+        except torch.OutOfMemoryError as exc:
+            raise GenerationError(f"out of memory on {self._device} during a decode step") from exc
+        except RuntimeError as exc:
+            if "out of memory" in str(exc).lower():
+                raise GenerationError(
+                    f"out of memory on {self._device} during a decode step"
+                ) from exc
+            raise
+        logits: torch.Tensor = out.logits[0, -1].float()  # [vocab]
+        return logits
+
+
 @dataclass(frozen=True)
 class _Draw:
     """The next token's distribution and the sampler's pick, before commit."""
@@ -54,27 +133,34 @@ class _Draw:
 class Decoder:
     """A step-by-step generation over a `LoadedModel` with the given sampling params.
 
+    `runner`: the model behind the loop (default: `loaded.model` on transformers).
     Not thread-safe: drive it from one thread; another thread may only set the
     cancel event (or call `cancel`).
     """
 
     def __init__(
         self,
-        loaded: LoadedModel,
+        loaded: LoadedModel | DecodeModel,
         params: SamplingParams,
         cancel: threading.Event | None = None,
+        *,
+        runner: ModelRunner | None = None,
     ) -> None:
         self.loaded = loaded
         self.params = params
-        self._model = loaded.model
         self._device: torch.device = loaded.device
+        if runner is None:
+            assert isinstance(loaded, LoadedModel), (
+                "a runner is needed for a non-transformers model"
+            )
+            runner = TransformersRunner(loaded.model, self._device)
+        self._runner: ModelRunner = runner
+        self._prefilled = False
         self._cancel = cancel if cancel is not None else threading.Event()
         self._eos = frozenset(int(i) for i in loaded.eos_token_ids)
         self._context = int(loaded.context_window)
         self._tokens = TokenTable(loaded.tokenizer)
         self._generator = make_generator(self._device, params.seed)
-        self._keep_one = "logits_to_keep" in inspect.signature(self._model.forward).parameters
-        self._cache: Any = None
         self._seen: torch.Tensor | None = None  # [vocab] bool: ids in prompt + generated
         self._logits: torch.Tensor | None = None  # [vocab] float32, for the next position
         self._unforwarded: int | None = None  # last id in the sequence, not yet in the cache
@@ -95,7 +181,7 @@ class Decoder:
         Raises `PromptTooLongError` before any work when the prompt leaves no
         room in the context window for one new token.
         """
-        if self._cache is not None:
+        if self._prefilled:
             raise GenerationError("this decoder is already prefilled; start a new one")
         ids = [int(i) for i in prompt_ids]
         if not ids:
@@ -105,11 +191,10 @@ class Decoder:
                 f"the prompt is {len(ids)} tokens but the model's context window is "
                 f"{self._context}; shorten it to at most {self._context - 1} tokens"
             )
-        from engine.decode.kv_cache import new_cache
-
         started = time.perf_counter()
-        self._cache = new_cache(self._model.config)
-        self._logits = self._forward(ids)
+        self._runner.reset()
+        self._logits = self._runner.forward(ids)
+        self._prefilled = True
         self._seen = torch.zeros(self._logits.shape[-1], dtype=torch.bool, device=self._device)
         self._mark_seen(ids)
         self.prompt_ids = ids
@@ -175,7 +260,7 @@ class Decoder:
         forward of the last kept token. A rewind also clears a previous cancel,
         since it starts a new branch the user asked for.
         """
-        if self._cache is None:
+        if not self._prefilled:
             raise GenerationError("nothing to rewind: call prefill() first")
         if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= len(self.generated_ids):
             raise InvalidParameterError(
@@ -185,9 +270,7 @@ class Decoder:
             return
         keep = self.generated_ids[: len(self.generated_ids) - n]
         sequence = [*self.prompt_ids, *keep]
-        surplus = self._cache.get_seq_length() - (len(sequence) - 1)
-        if surplus > 0:
-            self._cache.crop(-surplus)  # negative = drop that many (old and new transformers)
+        self._runner.crop(len(sequence) - 1)
         self._unforwarded = sequence[-1]
         self._logits = None
         self._draw_cache = None
@@ -219,7 +302,7 @@ class Decoder:
 
     def __iter__(self) -> Iterator[Step]:
         """Steps until a stop; a cancel ends it with finish reason ``cancelled``."""
-        if self._cache is None:
+        if not self._prefilled:
             raise GenerationError("call prefill() before iterating")
         while not self.done:
             yield self.step()
@@ -230,7 +313,7 @@ class Decoder:
     def done(self) -> bool:
         """Finished, or cancelled: a cancel seen here ends the generation as
         ``cancelled`` (a rewind clears both and decoding can go on)."""
-        if self.finish_reason is None and self._cancel.is_set() and self._cache is not None:
+        if self.finish_reason is None and self._cancel.is_set() and self._prefilled:
             self.finish_reason = "cancelled"
         return self.finish_reason is not None
 
@@ -267,7 +350,7 @@ class Decoder:
     # --- internals -------------------------------------------------------------------
 
     def _check_can_step(self) -> None:
-        if self._cache is None:
+        if not self._prefilled:
             raise GenerationError("call prefill() before stepping")
         if self.finish_reason is not None:
             raise GenerationError(
@@ -335,7 +418,7 @@ class Decoder:
     def _next_logits(self) -> torch.Tensor:
         if self._logits is None:
             assert self._unforwarded is not None
-            self._logits = self._forward([self._unforwarded])
+            self._logits = self._runner.forward([self._unforwarded])
             self._unforwarded = None
         return self._logits
 
@@ -347,25 +430,3 @@ class Decoder:
         vocab = self._seen.shape[0]
         index = torch.tensor([i for i in ids if 0 <= i < vocab], dtype=torch.long)
         self._seen[index.to(self._device)] = True
-
-    def _forward(self, ids: list[int]) -> torch.Tensor:
-        """Run `ids` through the model on top of the cache; the last position's logits.
-
-        Returns [vocab] float32. Only the last position goes through ``lm_head``.
-        """
-        input_ids = torch.tensor([ids], dtype=torch.long, device=self._device)  # [1, n]
-        kwargs: dict[str, Any] = {"past_key_values": self._cache, "use_cache": True}
-        if self._keep_one:
-            kwargs["logits_to_keep"] = 1
-        try:
-            out = self._model(input_ids=input_ids, **kwargs)
-        except torch.OutOfMemoryError as exc:
-            raise GenerationError(f"out of memory on {self._device} during a decode step") from exc
-        except RuntimeError as exc:
-            if "out of memory" in str(exc).lower():
-                raise GenerationError(
-                    f"out of memory on {self._device} during a decode step"
-                ) from exc
-            raise
-        logits: torch.Tensor = out.logits[0, -1].float()  # [vocab]
-        return logits

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.decode.textstream import TokenTable
 from engine.errors import GenerationError, ModelLoadError
@@ -27,53 +27,36 @@ from engine.tokens.vocab import VocabIndex, vocab_index
 from .protocol import ProgressFn, PromptView
 
 if TYPE_CHECKING:
-    from engine.decode.decoder import Decoder
+    from engine.decode.decoder import DecodeModel, Decoder, ModelRunner
     from engine.model.embeddings import Neighbour
     from engine.model.lens import LensResult
     from engine.model.loading import LoadedModel
 
 
-class LocalEngine:
-    """A model loaded in this process (transformers), behind the `Engine` protocol."""
+class TokenizerEngine:
+    """What every in-process engine shares: a transformers tokenizer for prompts, token
+    views and the vocabulary, and replies over our `Decoder` on one engine thread.
+    Subclasses load `_loaded` (anything with a tokenizer, context window and eos ids)
+    and say how a reply's decoder reaches the model (`_runner_factory`)."""
 
-    def __init__(
-        self, preloaded: LoadedModel | None = None, *, thread: EngineThread | None = None
-    ) -> None:
-        # a model already loaded (tests share one) is what the first load() returns
-        self._preloaded = preloaded
-        self._loaded: LoadedModel | None = None
-        self._thread = thread or EngineThread()
-        self._table: TokenTable | None = None  # token display cache of `_table_of`
-        self._table_of: LoadedModel | None = None
+    _loaded: Any
+    _thread: EngineThread
+    _table: TokenTable | None = None  # token display cache of `_table_of`
+    _table_of: object = None
 
     @property
     def thread(self) -> EngineThread:
-        """The one thread this engine's torch work runs on (other views reuse it)."""
+        """The one thread this engine's model work runs on (other views reuse it)."""
         return self._thread
 
-    def load(self, spec: ModelSpec, progress: ProgressFn | None = None) -> ModelDescription:
-        return self._thread.call(self._load, spec, progress)
-
-    def _load(self, spec: ModelSpec, progress: ProgressFn | None) -> ModelDescription:
-        report = progress or (lambda _stage, _fraction, _detail: None)
-        if self._preloaded is not None:
-            loaded, self._preloaded = self._preloaded, None
-            report("ready", 1.0, loaded.model_id)
-        else:
-            from engine.model.loading import load
-
-            self._loaded = None  # let the old model go before the new one arrives
-            loaded = load(spec, progress=lambda p: report(p.stage, p.fraction, p.detail))
-        self._loaded = loaded
-        from engine.model.info import description
-
-        return description(loaded)
-
     @property
-    def loaded(self) -> LoadedModel:
+    def loaded(self) -> Any:
         if self._loaded is None:
             raise ModelLoadError("no model is loaded")
         return self._loaded
+
+    def _runner_factory(self) -> Callable[[], ModelRunner] | None:
+        return None  # transformers: the decoder builds its own runner
 
     def render_prompt(
         self, messages: Sequence[ChatMessage], *, allow_special: bool = False
@@ -102,26 +85,7 @@ class LocalEngine:
             self._table, self._table_of = TokenTable(loaded.tokenizer), loaded
         return self._table
 
-    # --- internals (ModelInternals, TokenizerAccess) -------------------------------------
-
-    def lens(
-        self, ids: Sequence[int], position: int = -1, *, top: int = 10, target: int | None = None
-    ) -> LensResult:
-        from engine.model.lens import logit_lens
-
-        return self._thread.call(
-            logit_lens, self.loaded, [int(i) for i in ids], position, top=top, target=target
-        )
-
-    def nearest(self, token_id: int, n: int = 10) -> tuple[Neighbour, ...]:
-        from engine.model.embeddings import nearest_tokens
-
-        return self._thread.call(nearest_tokens, self.loaded.model, token_id, n)
-
-    def ties_embeddings(self) -> bool:
-        from engine.model.embeddings import ties_embeddings
-
-        return ties_embeddings(self.loaded.model)
+    # --- TokenizerAccess ---------------------------------------------------------------
 
     def text_tokens(self, text: str, *, allow_special: bool = False) -> tuple[TokenInfo, ...]:
         return token_view(self.loaded.tokenizer, text, allow_special=allow_special).tokens
@@ -166,7 +130,65 @@ class LocalEngine:
             cancel or threading.Event(),
             prefix=prefix,
             thread=self._thread,
+            runner_factory=self._runner_factory(),
         )
+
+
+class LocalEngine(TokenizerEngine):
+    """A model loaded in this process (transformers), behind the `Engine` protocol."""
+
+    def __init__(
+        self, preloaded: LoadedModel | None = None, *, thread: EngineThread | None = None
+    ) -> None:
+        # a model already loaded (tests share one) is what the first load() returns
+        self._preloaded = preloaded
+        self._loaded: LoadedModel | None = None
+        self._thread = thread or EngineThread()
+
+    def load(self, spec: ModelSpec, progress: ProgressFn | None = None) -> ModelDescription:
+        return self._thread.call(self._load, spec, progress)
+
+    def _load(self, spec: ModelSpec, progress: ProgressFn | None) -> ModelDescription:
+        report = progress or (lambda _stage, _fraction, _detail: None)
+        if self._preloaded is not None:
+            loaded, self._preloaded = self._preloaded, None
+            report("ready", 1.0, loaded.model_id)
+        else:
+            from engine.model.loading import load
+
+            self._loaded = None  # let the old model go before the new one arrives
+            loaded = load(spec, progress=lambda p: report(p.stage, p.fraction, p.detail))
+        self._loaded = loaded
+        from engine.model.info import description
+
+        return description(loaded)
+
+    @property
+    def loaded(self) -> LoadedModel:
+        if self._loaded is None:
+            raise ModelLoadError("no model is loaded")
+        return self._loaded
+
+    # --- internals (ModelInternals) ----------------------------------------------------
+
+    def lens(
+        self, ids: Sequence[int], position: int = -1, *, top: int = 10, target: int | None = None
+    ) -> LensResult:
+        from engine.model.lens import logit_lens
+
+        return self._thread.call(
+            logit_lens, self.loaded, [int(i) for i in ids], position, top=top, target=target
+        )
+
+    def nearest(self, token_id: int, n: int = 10) -> tuple[Neighbour, ...]:
+        from engine.model.embeddings import nearest_tokens
+
+        return self._thread.call(nearest_tokens, self.loaded.model, token_id, n)
+
+    def ties_embeddings(self) -> bool:
+        from engine.model.embeddings import ties_embeddings
+
+        return ties_embeddings(self.loaded.model)
 
 
 class LocalReply:
@@ -182,15 +204,17 @@ class LocalReply:
 
     def __init__(
         self,
-        loaded: LoadedModel,
+        loaded: LoadedModel | DecodeModel,
         prompt_ids: list[int],
         params: SamplingParams,
         cancel: threading.Event,
         *,
         thread: EngineThread,  # the engine's: torch must stay on one thread
         prefix: Sequence[int] = (),
+        runner_factory: Callable[[], ModelRunner] | None = None,
     ) -> None:
         self._loaded, self._params, self._cancel = loaded, params, cancel
+        self._runner_factory = runner_factory
         self._thread = thread
         self._prompt_ids = prompt_ids
         self._prefix = [int(i) for i in prefix]
@@ -213,7 +237,8 @@ class LocalReply:
         if self._prefix:  # the length limit counts the whole reply, prefix included
             remaining = max(1, params.max_new_tokens - len(self._prefix))
             params = params.with_changes(max_new_tokens=remaining)
-        return Decoder(self._loaded, params, cancel=self._cancel)
+        runner = self._runner_factory() if self._runner_factory is not None else None
+        return Decoder(self._loaded, params, cancel=self._cancel, runner=runner)
 
     def prefill(self) -> float:
         started = time.perf_counter()

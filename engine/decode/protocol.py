@@ -183,7 +183,7 @@ def model_internals(engine: object) -> ModelInternals:
     if isinstance(engine, ModelInternals):
         return engine
     raise FeatureUnavailableError(
-        f"this engine ({type(engine).__name__}) cannot show hidden states or embeddings"
+        f"this engine ({_name(engine)}) cannot show hidden states or embeddings"
     )
 
 
@@ -192,7 +192,7 @@ def tokenizer_access(engine: object) -> TokenizerAccess:
     if isinstance(engine, TokenizerAccess):
         return engine
     raise FeatureUnavailableError(
-        f"this engine ({type(engine).__name__}) has no local tokenizer to explore"
+        f"this engine ({_name(engine)}) has no local tokenizer to explore"
     )
 
 
@@ -212,3 +212,9 @@ def logprob_distribution(engine: object) -> str:
         return "raw"
     distribution = str(found.distribution)
     return "raw" if distribution == "raw+processed" else distribution
+
+
+def _name(engine: object) -> str:
+    """The backend an engine runs ("llama.cpp"), else its class name."""
+    backend = getattr(engine, "backend", None)
+    return backend if isinstance(backend, str) else type(engine).__name__

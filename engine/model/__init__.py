@@ -8,15 +8,24 @@ Torch-free to import: `load`, `describe` and friends import torch on first use.
 from typing import TYPE_CHECKING
 
 from engine.lazy import lazy_exports
+from engine.model.backend import (
+    INSTALL_COMMAND as LLAMACPP_INSTALL_COMMAND,
+)
+from engine.model.backend import (
+    gguf_without_binding,
+    llama_cpp_available,
+    resolve_backend,
+)
 from engine.model.description import ModelDescription
-from engine.model.spec import DTYPES, QUANTIZE, ModelSpec
+from engine.model.spec import BACKENDS, DTYPES, QUANTIZE, ModelSpec
 from engine.model.thread import EngineThread
 
 if TYPE_CHECKING:
     from engine.model.checkpoint import LoadProgress
     from engine.model.embeddings import Neighbour, nearest_tokens, ties_embeddings
-    from engine.model.info import ModelInfo, describe, description
+    from engine.model.info import ModelInfo, describe, describe_llama, description
     from engine.model.lens import LensResult, LensRow, LensToken, logit_lens
+    from engine.model.llama import LlamaModel, load_llama
     from engine.model.loading import LoadedModel, load
     from engine.model.tokenizer import LoadedTokenizer, load_tokenizer
 
@@ -30,6 +39,9 @@ __getattr__ = lazy_exports(
         "load_tokenizer": "tokenizer",
         "ModelInfo": "info",
         "describe": "info",
+        "describe_llama": "info",
+        "LlamaModel": "llama",
+        "load_llama": "llama",
         "description": "info",
         "LensResult": "lens",
         "LensRow": "lens",
@@ -42,12 +54,15 @@ __getattr__ = lazy_exports(
 )
 
 __all__ = [
+    "BACKENDS",
     "DTYPES",
+    "LLAMACPP_INSTALL_COMMAND",
     "QUANTIZE",
     "EngineThread",
     "LensResult",
     "LensRow",
     "LensToken",
+    "LlamaModel",
     "LoadProgress",
     "LoadedModel",
     "LoadedTokenizer",
@@ -56,10 +71,15 @@ __all__ = [
     "ModelSpec",
     "Neighbour",
     "describe",
+    "describe_llama",
     "description",
+    "gguf_without_binding",
+    "llama_cpp_available",
     "load",
+    "load_llama",
     "load_tokenizer",
     "logit_lens",
     "nearest_tokens",
+    "resolve_backend",
     "ties_embeddings",
 ]

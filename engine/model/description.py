@@ -30,3 +30,4 @@ class ModelDescription:
     parameters_by_kind: Mapping[str, int] = field(default_factory=dict)
     config: Mapping[str, Any] = field(default_factory=dict)  # config_essentials()
     generation_config: Mapping[str, Any] = field(default_factory=dict)  # what the model file set
+    backend: str = "transformers"  # "transformers" | "llama.cpp" | "remote"

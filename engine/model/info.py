@@ -15,6 +15,7 @@ from engine.params import SamplingParams, resolve_sampling
 from engine.tokens.views import special_tokens_summary
 
 if TYPE_CHECKING:
+    from engine.model.llama import LlamaModel
     from engine.model.loading import LoadedModel
 
 # parameter-name fragments -> a readable kind; first match wins
@@ -52,6 +53,8 @@ class ModelInfo:
     special_tokens: dict[str, Any]
     generation: dict[str, dict[str, Any]]
     module_tree: str
+    backend: str = "transformers"
+    gguf: dict[str, Any] | None = None  # llama.cpp: what the GGUF file says
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,6 +101,85 @@ def description(loaded: LoadedModel) -> ModelDescription:
         config=config_essentials(model.config, loaded.context_window),
         generation_config=dict(loaded.generation_config_file),
     )
+
+
+def llama_description(loaded: LlamaModel) -> ModelDescription:
+    """What front ends show about a GGUF file running on llama.cpp."""
+    header = loaded.gguf
+    counts = gguf_parameter_counts(loaded)
+    return ModelDescription(
+        spec=loaded.spec,
+        model_id=loaded.model_id,
+        source=loaded.source,
+        device=loaded.offload.split(":")[0],
+        dtype=header.file_type,
+        quantize=header.file_type,
+        context_window=loaded.context_window,
+        architecture=f"{header.architecture} (GGUF)",
+        parameters_total=int(counts["total"]),
+        parameters_by_kind=dict(counts["by_kind"]),
+        config={**header.essentials(), "context_length": loaded.context_window},
+        generation_config=dict(loaded.generation_config_file),
+        backend="llama.cpp",
+    )
+
+
+def describe_llama(loaded: LlamaModel) -> ModelInfo:
+    """`info` for a GGUF file on llama.cpp: what the file's header says."""
+    header = loaded.gguf
+    params, sources = resolve_sampling(loaded.generation_config_file)
+    template = getattr(loaded.tokenizer, "chat_template", None)
+    return ModelInfo(
+        model_id=loaded.model_id,
+        source=loaded.source,
+        architecture=f"{header.architecture} (GGUF)",
+        model_type=header.architecture,
+        device=loaded.offload,
+        dtype=header.file_type,
+        quantize=header.file_type,
+        checkpoint_dir=str(loaded.gguf_path),
+        load_seconds=round(loaded.load_seconds, 3),
+        config={
+            **header.essentials(),
+            "trained_context_length": header.arch("context_length"),
+            "context_length": loaded.context_window,
+        },
+        parameters=gguf_parameter_counts(loaded),
+        memory_bytes=header.size_bytes,
+        special_tokens=special_tokens_summary(loaded.tokenizer, loaded.eos_token_ids),
+        generation=generation_table(params, sources),
+        module_tree="\n".join(
+            f"{t.name:<32} {t.type_name:<6} {list(t.shape)}" for t in header.tensors
+        ),
+        backend="llama.cpp",
+        gguf={
+            "path": str(loaded.gguf_path),
+            "file_size_bytes": header.size_bytes,
+            "file_type": header.file_type,
+            "name": header.metadata.get("general.name"),
+            "tensor_groups": header.groups(),
+            "tensor_count": len(header.tensors),
+            "chat_template": template,
+            "chat_template_in_file": header.metadata.get("tokenizer.chat_template"),
+            "tokenizer": loaded.tokenizer_source,
+            "tokenizer_agrees_with_llama_cpp": loaded.tokenizer_agrees,
+            "offload": loaded.offload,
+        },
+    )
+
+
+def gguf_parameter_counts(loaded: LlamaModel) -> dict[str, Any]:
+    """Exact counts from the tensor shapes, in `parameter_counts`' shape."""
+    groups = loaded.gguf.groups()
+    total = loaded.gguf.parameters
+    by_kind = {group: int(entry["parameters"]) for group, entry in groups.items()}
+    return {
+        "total": total,
+        "trainable": 0,
+        "by_module": by_kind,
+        "by_kind": by_kind,
+        "lm_head_tied": bool(loaded.gguf.essentials().get("tie_word_embeddings")),
+    }
 
 
 def config_essentials(config: Any, context_window: int) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from engine.errors import InvalidParameterError
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 QUANTIZE = ("none", "8bit", "4bit")
+BACKENDS = ("auto", "transformers", "llama.cpp")
 _CUDA_N = re.compile(r"^cuda:\d+$")
 
 
@@ -27,6 +28,9 @@ class ModelSpec:
     dtype: str = "auto"
     quantize: str = "none"
     trust_remote_code: bool = False
+    # "auto": llama.cpp for a GGUF file when the binding is installed (engine/model/backend.py)
+    backend: str = "auto"
+    n_gpu_layers: int | None = None  # llama.cpp only: layers to offload (-1 = all)
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES and not _CUDA_N.match(self.device):
@@ -40,6 +44,36 @@ class ModelSpec:
         if self.quantize not in QUANTIZE:
             raise InvalidParameterError(
                 "quantize", f"{self.quantize!r} is not one of {', '.join(QUANTIZE)}"
+            )
+        if self.backend not in BACKENDS:
+            raise InvalidParameterError(
+                "backend", f"{self.backend!r} is not one of {', '.join(BACKENDS)}"
+            )
+        if self.n_gpu_layers is not None and (
+            isinstance(self.n_gpu_layers, bool)
+            or not isinstance(self.n_gpu_layers, int)
+            or self.n_gpu_layers < -1
+        ):
+            raise InvalidParameterError(
+                "n_gpu_layers", f"must be an integer >= -1 (-1 = all), got {self.n_gpu_layers!r}"
+            )
+        # options one backend cannot honour are refused, never silently dropped
+        if self.backend == "llama.cpp" and self.quantize != "none":
+            raise InvalidParameterError(
+                "quantize",
+                "does not apply to --backend llama.cpp (a GGUF file is quantized already); "
+                "drop it or use --backend transformers",
+            )
+        if self.backend == "llama.cpp" and self.dtype != "auto":
+            raise InvalidParameterError(
+                "dtype",
+                "does not apply to --backend llama.cpp (it computes in the GGUF's own types); "
+                "drop it or use --backend transformers",
+            )
+        if self.backend == "transformers" and self.n_gpu_layers is not None:
+            raise InvalidParameterError(
+                "n_gpu_layers",
+                "applies to --backend llama.cpp only; use --device to place a transformers model",
             )
         if self.model is not None and not self.model.strip():
             raise InvalidParameterError("model", "must not be empty")

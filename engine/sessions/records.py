@@ -63,7 +63,10 @@ class ModelRecord:
         return cls(
             id=model.model_id,
             source=model.source,
-            device=model.device,
+            # the backend rides in the device field ("cpu (llama.cpp)"): no schema change
+            device=model.device
+            if model.backend in ("transformers", "")
+            else f"{model.device} ({model.backend})",
             dtype=model.dtype,
             quantize=model.quantize,
         )

@@ -63,7 +63,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.decode import run_reply
+    from engine.decode import engine_for, run_reply
     from engine.params import resolve_sampling
 
     prompt = _read_prompt(args.prompt)
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     remote = remote_engine_from(args)  # --engine URL: nothing is loaded here
     spec = remote_spec(args) if remote is not None else model_spec_from(args)
     store = _open_store() if args.save else None  # a refused database fails before the work
-    engine: Engine = remote if remote is not None else _local_engine()
+    engine: Engine = remote if remote is not None else engine_for(spec)
     model = engine.load(spec)
     params, _sources = resolve_sampling(model.generation_config, overrides)
     messages = _messages(prompt, args.system)
@@ -98,12 +98,6 @@ def run(args: argparse.Namespace) -> int:
             session = save_reply(store, model, params, messages, result, args.title)
         print(f"logitlab: saved session {session.id}", file=sys.stderr)
     return EXIT_INTERRUPTED if result.summary.finish_reason == "cancelled" else EXIT_OK
-
-
-def _local_engine() -> Engine:
-    from engine.decode import LocalEngine
-
-    return LocalEngine()
 
 
 def _open_store() -> Any:

@@ -33,9 +33,23 @@ def run(args: argparse.Namespace) -> int:
     remote = remote_engine_from(args)
     if remote is not None:
         return _remote_info(remote, args)
-    from engine.model import describe, load
+    from engine.model import (
+        describe,
+        describe_llama,
+        gguf_without_binding,
+        load,
+        load_llama,
+        resolve_backend,
+    )
 
-    info = describe(load(model_spec_from(args)))
+    spec = model_spec_from(args)
+    if resolve_backend(spec) == "llama.cpp":
+        info = describe_llama(load_llama(spec))
+    else:
+        info = describe(load(spec))
+        tip = gguf_without_binding(spec)
+        if tip and args.format == "text":
+            print(f"logitlab: {tip}", file=sys.stderr)
     if args.format == "json":
         json.dump(info.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -48,7 +62,8 @@ def format_text(info: dict[str, Any], *, tree: bool = False) -> str:
     """A readable report, the way the tutorials print(model) and count parameters."""
     params = info["parameters"]
     lines = [
-        f"{info['model_id']}  ({info['architecture']}, {info['source']})",
+        f"{info['model_id']}  ({info['architecture']}, {info['source']}, "
+        f"backend {info.get('backend', 'transformers')})",
         f"  device {info['device']}  dtype {info['dtype']}  quantize {info['quantize']}"
         f"  memory {info['memory_bytes'] / 2**20:.1f} MiB  loaded in {info['load_seconds']:.2f} s",
         "",
@@ -80,6 +95,29 @@ def format_text(info: dict[str, Any], *, tree: bool = False) -> str:
             for name, entry in info["generation"].items()
         ),
     ]
+    gguf = info.get("gguf")
+    if gguf:
+        lines += [
+            "",
+            f"GGUF file  {gguf['path']}",
+            f"  {'file size':<20} {gguf['file_size_bytes'] / 2**20:.1f} MiB",
+            f"  {'file type':<20} {gguf['file_type']}  ({gguf['tensor_count']} tensors)",
+            f"  {'offload':<20} {gguf['offload']}",
+            f"  {'tokenizer':<20} {gguf['tokenizer']}"
+            + ("" if gguf["tokenizer_agrees_with_llama_cpp"] else "  (DIFFERS from llama.cpp's)"),
+            "  quantization by tensor group",
+            *(
+                f"    {group:<18} {entry['parameters']:>14,}  "
+                + ", ".join(f"{name} x{count}" for name, count in entry["types"].items())
+                for group, entry in gguf["tensor_groups"].items()
+            ),
+        ]
+        if gguf["chat_template"]:
+            lines += [
+                "",
+                "chat template (the GGUF's, rendered by the engine)",
+                gguf["chat_template"],
+            ]
     if tree:
         lines += ["", "module tree", info["module_tree"]]
     return "\n".join(lines) + "\n"

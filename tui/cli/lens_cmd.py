@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import InvalidParameterError
 from engine.tokens import ChatMessage
-from tui.cli.options import add_model_options, model_spec_from
+from tui.cli.options import add_model_options, internals_spec, model_spec_from
 
 if TYPE_CHECKING:
     from engine.model import LensResult
@@ -60,8 +60,9 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameterError("--system", "cannot be combined with --raw")
     if not 1 <= args.top <= MAX_TOP:
         raise InvalidParameterError("--top", f"must be between 1 and {MAX_TOP}, not {args.top}")
+    spec = internals_spec(model_spec_from(args), "the layer lens")
     engine = LocalEngine()
-    engine.load(model_spec_from(args))
+    engine.load(spec)
     if args.raw:
         ids = engine.encode(prompt)
     else:

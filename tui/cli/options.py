@@ -7,7 +7,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import InvalidParameterError
-from engine.model import DTYPES, QUANTIZE, ModelSpec
+from engine.model import BACKENDS, DTYPES, LLAMACPP_INSTALL_COMMAND, QUANTIZE, ModelSpec
 
 if TYPE_CHECKING:
     from engine.decode import RemoteEngine
@@ -39,6 +39,19 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="bitsandbytes quantization (default: none)",
     )
     group.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="auto: llama.cpp for a .gguf file when installed, else transformers "
+        f"(llama.cpp: {LLAMACPP_INSTALL_COMMAND})",
+    )
+    group.add_argument(
+        "--n-gpu-layers",
+        type=int,
+        metavar="N",
+        help="llama.cpp: layers to offload to the GPU (-1 = all; --device cuda = all)",
+    )
+    group.add_argument(
         "--trust-remote-code",
         action="store_true",
         help="allow custom model code from the checkpoint (off by default)",
@@ -54,7 +67,24 @@ def model_spec_from(args: argparse.Namespace) -> ModelSpec:
         dtype=args.dtype,
         quantize=args.quantize,
         trust_remote_code=args.trust_remote_code,
+        backend=getattr(args, "backend", "auto"),
+        n_gpu_layers=getattr(args, "n_gpu_layers", None),
     )
+
+
+def internals_spec(spec: ModelSpec, feature: str) -> ModelSpec:
+    """`spec` on transformers, for a feature that reads hidden states or embeddings
+    (llama.cpp exposes neither): `auto` becomes transformers, llama.cpp is refused."""
+    from dataclasses import replace
+
+    from engine.errors import FeatureUnavailableError
+
+    if spec.backend == "llama.cpp":
+        raise FeatureUnavailableError(
+            f"{feature} needs hidden states or embeddings, which llama.cpp does not expose; "
+            "use --backend transformers"
+        )
+    return replace(spec, backend="transformers", n_gpu_layers=None)
 
 
 def add_sampling_options(parser: argparse.ArgumentParser) -> None:
@@ -96,6 +126,10 @@ def merge_model_defaults(args: argparse.Namespace, defaults: Any) -> argparse.Na
     merged.device = args.device if args.device != "auto" else defaults.device
     merged.dtype = args.dtype if args.dtype != "auto" else defaults.dtype
     merged.quantize = args.quantize if args.quantize != "none" else defaults.quantize
+    backend = getattr(args, "backend", "auto")
+    merged.backend = backend if backend != "auto" else defaults.backend
+    layers = getattr(args, "n_gpu_layers", None)
+    merged.n_gpu_layers = layers if layers is not None else defaults.n_gpu_layers
     return merged
 
 

@@ -14,7 +14,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import InvalidParameterError, LogitlabError
-from tui.cli.options import add_model_options, model_spec_from
+from tui.cli.options import add_model_options, internals_spec, model_spec_from
 
 if TYPE_CHECKING:
     from engine.model import Neighbour
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         from engine.decode import LocalEngine
 
         engine = LocalEngine()
-        engine.load(spec)
+        engine.load(internals_spec(spec, "--near"))
         index = engine.vocabulary()
         matches = search(index, query, args.by, args.limit)
         near = engine.nearest(matches[0].id, args.near)

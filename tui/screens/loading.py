@@ -31,7 +31,7 @@ class LoadingScreen(Screen[ModelDescription]):
     def compose(self) -> ComposeResult:
         with Vertical(id="loading-box"):
             yield Static("logitlab", id="loading-title")
-            yield Static(f"Loading {self.spec.display_name}", id="loading-model")
+            yield Static(self._title(self.spec), id="loading-model")
             yield ProgressBar(total=100, show_eta=False, id="loading-bar")
             yield Static("starting", id="loading-stage")
             yield Static("", id="loading-error", markup=False)
@@ -45,11 +45,22 @@ class LoadingScreen(Screen[ModelDescription]):
         self._begin()
 
     def _begin(self) -> None:
-        self.query_one("#loading-model", Static).update(f"Loading {self.spec.display_name}")
+        self.query_one("#loading-model", Static).update(self._title(self.spec))
         self.query_one("#loading-bar", ProgressBar).update(progress=0)
         self.query_one("#loading-stage", Static).update("starting")
         self.remove_class("failed")
         self._load(self.spec)
+
+    def _title(self, spec: ModelSpec) -> str:
+        """ "Loading NAME on BACKEND", with a tip when a GGUF file misses its fast backend
+        (engines that choose a backend per spec say which: `BackendEngine.backend_for`)."""
+        title = f"Loading {spec.display_name}"
+        backend_for = getattr(self.backend, "backend_for", None)
+        if callable(backend_for):
+            backend, tip = backend_for(spec)
+            title += f" on {backend}" if backend else ""
+            title += f"\n{tip}" if tip else ""
+        return title
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="load")
     def _load(self, spec: ModelSpec) -> None:

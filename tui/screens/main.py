@@ -166,6 +166,7 @@ class MainScreen(Screen[None]):
         status = self.query_one(StatusBar)
         status.model, status.device, status.dtype = facts.model_id, facts.device, facts.dtype
         status.quantize, status.context_window = facts.quantize, facts.context_window
+        status.backend = facts.backend
         self.sessions.apply_saved_settings()
         self.query_one(StepView).logprob_label = logprob_distribution(self.backend)
         self.show_model()

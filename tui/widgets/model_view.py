@@ -24,7 +24,10 @@ class ModelView(Static):
         out.append(f"{facts.model_id}\n", style="bold")
         if facts.architecture:
             out.append(f"{facts.architecture} ({facts.source})\n", dim)
-        out.append(f"device {facts.device}  dtype {facts.dtype}  quantize {facts.quantize}\n")
+        out.append(
+            f"backend {facts.backend}  device {facts.device}  dtype {facts.dtype}"
+            f"  quantize {facts.quantize}\n"
+        )
         out.append(f"context window {facts.context_window}\n")
         if facts.parameters_total:
             out.append(f"\nparameters {facts.parameters_total:,}\n", style="bold")

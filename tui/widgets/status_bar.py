@@ -17,6 +17,7 @@ class StatusBar(Widget):
     device: reactive[str] = reactive("")
     dtype: reactive[str] = reactive("")
     quantize: reactive[str] = reactive("")
+    backend: reactive[str] = reactive("")  # named when not the default (transformers)
     context_used: reactive[int] = reactive(0)
     context_window: reactive[int] = reactive(0)
     tokens_per_second: reactive[float | None] = reactive(None)
@@ -35,8 +36,10 @@ class StatusBar(Widget):
         if self.device:  # a separator, not a space: names and devices both vary
             out.append(" │ ")
             out.append(f"{self.device} {self.dtype}", dim)
-            if self.quantize != "none":
+            if self.quantize != "none" and self.quantize != self.dtype:
                 out.append(f" {self.quantize}", dim)
+            if self.backend and self.backend != "transformers":
+                out.append(f" {self.backend}", dim)
         if self.context_window:
             out.append(f" │ ctx {self.context_used}/{self.context_window}")
         tps = "–" if self.tokens_per_second is None else f"{self.tokens_per_second:.1f}"

@@ -1,0 +1,121 @@
+"""`engine_for(spec)`: the one place a front end's engine is chosen by ``--backend``.
+
+`BackendEngine` runs each loaded spec on the backend it resolves to
+(engine/model/backend.py: llama.cpp for a GGUF file when the binding is
+installed, else transformers), so a model picked later in the workbench can
+switch backends. Everything but `load` goes to the current engine, optional
+capabilities included: ``isinstance(engine, ModelInternals)`` is true only when
+the current backend can look inside its model.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from engine.errors import LogitlabError
+from engine.model.backend import Backend, gguf_without_binding, resolve_backend
+from engine.model.description import ModelDescription
+from engine.model.spec import ModelSpec
+from engine.model.thread import EngineThread
+from engine.params import SamplingParams
+from engine.tokens.chat import ChatMessage
+
+from .protocol import Engine, ProgressFn, PromptView, Reply
+
+
+def new_engine(backend: Backend, thread: EngineThread | None = None) -> Engine:
+    """A bare engine of `backend` (nothing loaded)."""
+    if backend == "llama.cpp":
+        from engine.decode.llama import LlamaEngine
+
+        return LlamaEngine(thread=thread)
+    from engine.decode.local import LocalEngine
+
+    return LocalEngine(thread=thread)
+
+
+def engine_for(spec: ModelSpec) -> BackendEngine:
+    """The engine that runs `spec` (raises the one-line reason when it cannot)."""
+    return BackendEngine(spec)
+
+
+class BackendEngine:
+    """An `Engine` that loads each spec on its own backend; one engine thread for all."""
+
+    def __init__(self, spec: ModelSpec | None = None) -> None:
+        self._thread = EngineThread()
+        self._backend: Backend = resolve_backend(spec or ModelSpec())
+        self._current: Engine = new_engine(self._backend, self._thread)
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    @property
+    def current(self) -> Engine:
+        return self._current
+
+    @property
+    def thread(self) -> EngineThread:
+        return self._thread
+
+    def backend_for(self, spec: ModelSpec) -> tuple[str, str]:
+        """(the backend `spec` would load on, a one-line tip) for a loading screen;
+        ("", "") when the spec cannot load (the load itself says why)."""
+        try:
+            backend = resolve_backend(spec)
+        except LogitlabError:
+            return "", ""
+        return backend, gguf_without_binding(spec) or ""
+
+    def load(self, spec: ModelSpec, progress: ProgressFn | None = None) -> ModelDescription:
+        backend = resolve_backend(spec)
+        if backend != self._backend:
+            self._current = new_engine(backend, self._thread)  # the old model goes with it
+            self._backend = backend
+        return self._current.load(spec, progress)
+
+    def render_prompt(
+        self, messages: Sequence[ChatMessage], *, allow_special: bool = False
+    ) -> PromptView:
+        return self._current.render_prompt(messages, allow_special=allow_special)
+
+    def encode(self, text: str, *, allow_special: bool = False) -> list[int]:
+        return self._current.encode(text, allow_special=allow_special)
+
+    def token_display(self, token_id: int) -> str:
+        return self._current.token_display(token_id)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return self._current.token_bytes(token_id)
+
+    def start(
+        self,
+        messages: Sequence[ChatMessage],
+        params: SamplingParams,
+        *,
+        allow_special: bool = False,
+        cancel: threading.Event | None = None,
+        prefix: Sequence[int] = (),
+    ) -> Reply:
+        return self._current.start(
+            messages, params, allow_special=allow_special, cancel=cancel, prefix=prefix
+        )
+
+    def start_ids(
+        self,
+        prompt_ids: Sequence[int],
+        params: SamplingParams,
+        *,
+        cancel: threading.Event | None = None,
+        prefix: Sequence[int] = (),
+    ) -> Reply:
+        return self._current.start_ids(prompt_ids, params, cancel=cancel, prefix=prefix)
+
+    def __getattr__(self, name: str) -> Any:
+        """Optional capabilities (lens, text_tokens, chat_ids...) of the current engine."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.__dict__["_current"], name)

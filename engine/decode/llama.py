@@ -1,0 +1,166 @@
+"""The llama.cpp engine: GGUF files run natively through llama-cpp-python's
+low-level API, under our own `Decoder`.
+
+`LlamaRunner` is all that differs from the transformers loop: it evaluates a batch
+with logits for the last position only, copies that row (``[vocab]`` float32) into
+a CPU tensor, and rewinds by removing positions from llama.cpp's KV cache. The
+sampling functions, candidates, numbers, text stream and finish rules are the
+`Decoder`'s, so for the same logits both backends record the same numbers.
+
+One llama.cpp context holds one KV cache. Every runner of an engine shares it
+(`SharedContext`) and remembers the ids its own cache should hold; before a
+forward it syncs the context to them, keeping the longest common prefix. So
+replies can interleave (the workbench branching, the server's queue) and a
+branch re-prefills only what differs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine.decode.decoder import ModelRunner
+from engine.decode.local import TokenizerEngine
+from engine.errors import GenerationError, ModelLoadError
+from engine.model.description import ModelDescription
+from engine.model.llama import LlamaModel, load_llama
+from engine.model.spec import ModelSpec
+from engine.model.thread import EngineThread
+
+from .protocol import ProgressFn
+
+
+class SharedContext:
+    """A llama.cpp context, its batch, and the ids its KV cache holds (sequence 0)."""
+
+    def __init__(self, llm: Any) -> None:
+        import llama_cpp
+
+        self._lib = llama_cpp
+        self.llm = llm
+        self.ctx = llm.ctx
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.n_vocab = int(llm.n_vocab())
+        self.n_batch = int(llm.n_batch)
+        self.n_ctx = int(llm.n_ctx())
+        self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        self.cached: list[int] = []
+        self.llm._ctx.kv_cache_clear()
+
+    def close(self) -> None:
+        if self.batch is not None:
+            self._lib.llama_batch_free(self.batch)
+            self.batch = None
+
+    def __del__(self) -> None:
+        self.close()
+
+    def run(self, target: list[int]) -> torch.Tensor:
+        """Make the KV cache hold `target` and return the logits after its last id."""
+        if len(target) > self.n_ctx:
+            raise GenerationError(
+                f"{len(target)} tokens do not fit llama.cpp's context of {self.n_ctx}"
+            )
+        common = 0
+        for ours, theirs in zip(self.cached, target, strict=False):
+            if ours != theirs:
+                break
+            common += 1
+        common = min(common, len(target) - 1)  # the last id is always evaluated: its logits
+        if common < len(self.cached):
+            self._lib.llama_memory_seq_rm(self.memory, 0, common, -1)
+            del self.cached[common:]
+        for start in range(common, len(target), self.n_batch):
+            self._decode(target[start : start + self.n_batch], start)
+            self.cached.extend(target[start : start + self.n_batch])
+        pointer = self._lib.llama_get_logits_ith(self.ctx, -1)
+        row = np.ctypeslib.as_array(
+            ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(self.n_vocab,)
+        )
+        return torch.from_numpy(row.copy())  # [vocab] float32; llama.cpp reuses its buffer
+
+    def _decode(self, ids: list[int], first_position: int) -> None:
+        batch = self.batch
+        batch.n_tokens = len(ids)
+        for i, token in enumerate(ids):
+            batch.token[i] = token
+            batch.pos[i] = first_position + i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = 0
+            batch.logits[i] = False
+        batch.logits[len(ids) - 1] = True
+        code = self._lib.llama_decode(self.ctx, batch)
+        if code != 0:
+            # the cache may hold part of the batch now: forget what we know of it
+            self._lib.llama_memory_seq_rm(self.memory, 0, first_position, -1)
+            raise GenerationError(f"llama.cpp could not decode {len(ids)} tokens (code {code})")
+
+
+class LlamaRunner:
+    """One decoder's view of the shared context: the ids its cache holds."""
+
+    def __init__(self, shared: SharedContext) -> None:
+        self._shared = shared
+        self._ids: list[int] = []
+
+    def reset(self) -> None:
+        self._ids = []
+
+    def cached(self) -> int:
+        return len(self._ids)
+
+    def crop(self, length: int) -> None:
+        del self._ids[length:]  # the context itself is cropped at the next forward
+
+    def forward(self, ids: list[int]) -> torch.Tensor:
+        target = [*self._ids, *ids]
+        logits = self._shared.run(target)
+        self._ids = target
+        return logits
+
+
+class LlamaEngine(TokenizerEngine):
+    """A GGUF file in llama.cpp, behind the `Engine` protocol. Offers the tokenizer
+    playground and vocabulary (`TokenizerAccess`); not hidden states or embeddings."""
+
+    def __init__(self, *, thread: EngineThread | None = None) -> None:
+        self._loaded: LlamaModel | None = None
+        self._shared: SharedContext | None = None
+        self._thread = thread or EngineThread()
+
+    def load(self, spec: ModelSpec, progress: ProgressFn | None = None) -> ModelDescription:
+        return self._thread.call(self._load, spec, progress)
+
+    def _load(self, spec: ModelSpec, progress: ProgressFn | None) -> ModelDescription:
+        report = progress or (lambda _stage, _fraction, _detail: None)
+        if self._shared is not None:
+            self._shared.close()
+        self._loaded, self._shared = None, None  # free the old model first
+        loaded = load_llama(spec, progress=lambda p: report(p.stage, p.fraction, p.detail))
+        self._loaded, self._shared = loaded, SharedContext(loaded.llm)
+        from engine.model.info import llama_description
+
+        return llama_description(loaded)
+
+    @property
+    def loaded(self) -> LlamaModel:
+        if self._loaded is None:
+            raise ModelLoadError("no model is loaded")
+        return self._loaded
+
+    def _runner_factory(self) -> Callable[[], ModelRunner]:
+        shared = self._shared
+        if shared is None:
+            raise ModelLoadError("no model is loaded")
+        return lambda: LlamaRunner(shared)
+
+    def llama_tokenize(self, text: str, *, allow_special: bool = False) -> list[int]:
+        """llama.cpp's own tokenization of `text` (to compare with `encode`)."""
+        ids: Sequence[int] = self.loaded.llm.tokenize(
+            text.encode("utf-8"), add_bos=False, special=allow_special
+        )
+        return [int(i) for i in ids]
