@@ -69,7 +69,7 @@ class LogitlabApp(App[None]):
 
     def on_mount(self) -> None:
         for problem in self._theme_problems:
-            self.notify(problem, severity="warning", timeout=8)
+            self.notify(problem, severity="warning", timeout=8, markup=False)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.push_screen(
             MainScreen(
@@ -89,7 +89,7 @@ class LogitlabApp(App[None]):
         try:
             set_theme(theme.name)
         except ConfigError as exc:
-            self.notify(f"Theme not saved: {exc}", severity="warning")
+            self.notify(f"Theme not saved: {exc}", severity="warning", markup=False)
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

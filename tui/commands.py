@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.content import Content
+
+from tui.markup import escaped, highlighted, literal
 
 
 @dataclass(frozen=True)
@@ -187,10 +190,13 @@ class AreaCommands(Provider):
     def _title(self, command: PaletteCommand) -> str:
         return f"{command.title}  [{command.key}]" if command.key else command.title
 
+    # titles and help are built as Content / escaped: "Search sessions  [/]" is a
+    # closing tag to the palette's markup parser, and it ended the app (issue 17)
     async def discover(self) -> Hits:
         for command in self._commands():
+            title = self._title(command)
             yield DiscoveryHit(
-                self._title(command), self._runner(command.action), help=command.help
+                literal(title), self._runner(command.action), text=title, help=escaped(command.help)
             )
 
     async def search(self, query: str) -> Hits:
@@ -199,8 +205,13 @@ class AreaCommands(Provider):
             title = self._title(command)
             score = matcher.match(title)
             if score > 0:
+                shown: Content = highlighted(matcher, title)
                 yield Hit(
-                    score, matcher.highlight(title), self._runner(command.action), help=command.help
+                    score,
+                    shown,
+                    self._runner(command.action),
+                    text=title,
+                    help=escaped(command.help),
                 )
 
 

@@ -31,9 +31,9 @@ class LoadingScreen(Screen[ModelFacts]):
     def compose(self) -> ComposeResult:
         with Vertical(id="loading-box"):
             yield Static("logitlab", id="loading-title")
-            yield Static(f"Loading {self.spec.display_name}", id="loading-model")
+            yield Static(f"Loading {self.spec.display_name}", id="loading-model", markup=False)
             yield ProgressBar(total=100, show_eta=False, id="loading-bar")
-            yield Static("starting", id="loading-stage")
+            yield Static("starting", id="loading-stage", markup=False)
             yield Static("", id="loading-error", markup=False)
             with Horizontal(id="loading-actions"):
                 yield Button("Pick another model", id="pick", variant="primary")

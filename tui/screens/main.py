@@ -116,7 +116,7 @@ class MainScreen(SessionActions):
         self.query_one(PromptInput).focus()
         self.recorder.attach(self.post_message)
         for note, severity in self.recorder.notes():
-            self.notify(note, severity=severity, timeout=12)  # type: ignore[arg-type]
+            self.notify(note, severity=severity, timeout=12, markup=False)  # type: ignore[arg-type]
         self._set_session(None)
         if self.initial_session is not None:
             await self.restore_session(self.initial_session)
@@ -175,7 +175,7 @@ class MainScreen(SessionActions):
         try:
             params, _ = self.settings.resolve(self.facts.generation_config)
         except InvalidParameterError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(str(exc), severity="error", markup=False)
             return
         self._params = params
         self.recorder.message_completed(turn, self.settings, params)
@@ -255,7 +255,7 @@ class MainScreen(SessionActions):
         self.refresh_bindings()
 
     async def on_generation_failed(self, event: GenerationFailed) -> None:
-        self.notify(event.error, title="Generation failed", severity="error")
+        self.notify(event.error, title="Generation failed", severity="error", markup=False)
         self.proposal = None
         if (
             self.conversation.last_reply is not None
@@ -312,7 +312,8 @@ class MainScreen(SessionActions):
         if self.gen_run is not None and self.gen_run.active:
             self.gen_run.set_step_mode(self.step_mode)
         self.notify(
-            "Step-through mode " + ("on: each token waits for you" if self.step_mode else "off")
+            "Step-through mode " + ("on: each token waits for you" if self.step_mode else "off"),
+            markup=False,
         )
 
     def action_accept(self) -> None:
@@ -324,7 +325,7 @@ class MainScreen(SessionActions):
         if self.gen_run is None or self.proposal is None:
             return
         if not 1 <= n <= len(self.proposal.top):
-            self.notify(f"There is no candidate {n}.", severity="warning")
+            self.notify(f"There is no candidate {n}.", severity="warning", markup=False)
             return
         token_id = self.proposal.top[n - 1].token_id
         self.proposal = None
@@ -385,7 +386,7 @@ class MainScreen(SessionActions):
         try:
             params, _ = self.settings.resolve(self.facts.generation_config)
         except InvalidParameterError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(str(exc), severity="error", markup=False)
             return None
         self._params = params
         messages = self.conversation.chat_messages(
@@ -456,12 +457,13 @@ class MainScreen(SessionActions):
 
     def _copy(self, text: str, what: str) -> None:
         if not text:
-            self.notify(f"No {what} to copy.", severity="warning")
+            self.notify(f"No {what} to copy.", severity="warning", markup=False)
             return
         self.app.copy_to_clipboard(text)
         self.notify(
             f"Copied the {what} ({len(text)} chars). If nothing arrives, your terminal "
-            "does not allow clipboard access (OSC 52)."
+            "does not allow clipboard access (OSC 52).",
+            markup=False,
         )
 
     def binding_sections(self) -> list[tuple[str, list[Any]]]:

@@ -65,7 +65,7 @@ class SessionActions(Screen[None]):
     def _sessions_off(self) -> bool:
         if self.recorder.store is None:
             why = self.recorder.problem or "sessions are not saved in this run"
-            self.notify(f"Sessions are unavailable: {why}", severity="error")
+            self.notify(f"Sessions are unavailable: {why}", severity="error", markup=False)
             return True
         return False
 
@@ -104,6 +104,7 @@ class SessionActions(Screen[None]):
                 f"{self.facts.model_id} (F3 loads another model).",
                 severity="warning",
                 timeout=8,
+                markup=False,
             )
         self.refresh_bindings()
 
@@ -118,7 +119,9 @@ class SessionActions(Screen[None]):
                 saved.system_prompt, saved.sampling, self.facts.generation_config
             )
         except InvalidParameterError as exc:
-            self.notify(f"The session's settings were not restored: {exc}", severity="warning")
+            self.notify(
+                f"The session's settings were not restored: {exc}", severity="warning", markup=False
+            )
         self._show_model()
 
     def _set_session(self, session_id: str | None, title: str = "") -> None:
@@ -134,17 +137,19 @@ class SessionActions(Screen[None]):
             self._set_session(event.session_id)
 
     def on_session_save_failed(self, event: SessionSaveFailed) -> None:
-        self.notify(event.error, title="Not saved", severity="error", timeout=8)
+        self.notify(event.error, title="Not saved", severity="error", timeout=8, markup=False)
 
     def on_session_action_failed(self, event: SessionActionFailed) -> None:
-        self.notify(event.error, title=f"Could not {event.what}", severity="error", timeout=10)
+        self.notify(
+            event.error, title=f"Could not {event.what}", severity="error", timeout=10, markup=False
+        )
 
     async def on_session_loaded(self, event: SessionLoaded) -> None:
         if self._busy():
             return
         await self.restore_session(event.session)
         verb = "Imported" if event.imported else "Opened"
-        self.notify(f"{verb} “{event.session.title or event.session.id[:8]}”.")
+        self.notify(f"{verb} “{event.session.title or event.session.id[:8]}”.", markup=False)
 
     # --- new, browse ----------------------------------------------------------------------
 
@@ -240,7 +245,7 @@ class SessionActions(Screen[None]):
             self.post_message(SessionActionFailed("export", str(exc)))
 
     def on_session_exported(self, event: SessionExported) -> None:
-        self.notify(f"Wrote {event.path}", title=f"Exported ({event.fmt})", timeout=8)
+        self.notify(f"Wrote {event.path}", title=f"Exported ({event.fmt})", timeout=8, markup=False)
 
     # --- import ---------------------------------------------------------------------------
 

@@ -56,9 +56,12 @@ class SessionBrowserScreen(Screen[BrowserResult]):
                 "Sessions — type to search · Enter open · r rename · d delete · Esc back",
                 classes="dialog-title",
             )
-            yield Input(placeholder="search titles and messages", id="browser-search")
+            # select_on_focus off: type-to-search inserts the first letter, then focuses
+            yield Input(
+                placeholder="search titles and messages", id="browser-search", select_on_focus=False
+            )
             yield SessionTable(id="browser-table")
-            yield Static("", id="browser-empty")
+            yield Static("", id="browser-empty", markup=False)  # echoes the search
             yield Input(id="browser-rename", classes="hidden")
         yield Footer()
 
@@ -101,7 +104,7 @@ class SessionBrowserScreen(Screen[BrowserResult]):
         self.refresh_list()
 
     def on_session_action_failed(self, event: SessionActionFailed) -> None:
-        self.notify(event.error, title=f"Could not {event.what}", severity="error")
+        self.notify(event.error, title=f"Could not {event.what}", severity="error", markup=False)
 
     # --- keys -----------------------------------------------------------------------------
 

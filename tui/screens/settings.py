@@ -43,7 +43,7 @@ class SettingsScreen(ModalScreen[UISettings | None]):
                 yield TextArea(self.settings.system_prompt, id="system_prompt", soft_wrap=True)
                 for name, label, _kind in FIELDS:
                     with Horizontal(classes="setting-row"):
-                        yield Label(label, classes="setting-label")
+                        yield Label(label, classes="setting-label", markup=False)
                         yield Input(
                             shown(getattr(self.params, name)), id=name, classes="setting-input"
                         )
@@ -51,6 +51,7 @@ class SettingsScreen(ModalScreen[UISettings | None]):
                             self.sources.get(name, ""),
                             id=f"{name}-source",
                             classes="setting-source",
+                            markup=False,
                         )
                     yield Static("", id=f"{name}-error", classes="field-error", markup=False)
                 with Horizontal(classes="setting-row"):
@@ -108,7 +109,7 @@ class SettingsScreen(ModalScreen[UISettings | None]):
             if self.query(target):
                 self.query_one(target, Static).update(str(exc))
             else:
-                self.notify(str(exc), severity="error")
+                self.notify(str(exc), severity="error", markup=False)
             return None
         return candidate
 
