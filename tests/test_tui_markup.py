@@ -88,6 +88,7 @@ async def test_palette_over_session_browser(recorder: StoreRecorder) -> None:
         await pilot.press("enter")  # runs the browser's search action
         await until(pilot, lambda: isinstance(app.screen, SessionBrowserScreen))
         assert app.screen.query_one("#browser-search").has_focus
+    assert app.crash is None and not app.error_reports
 
 
 async def test_palette_on_the_workbench_shows_every_key(recorder: StoreRecorder) -> None:
@@ -121,6 +122,7 @@ async def test_session_titles_show_literally(recorder: StoreRecorder) -> None:
             screen._open_session(session_id)
             await until(pilot, lambda sid=session_id: screen.session_id == sid)  # type: ignore[misc]
             await until(pilot, lambda t=title: f"Opened “{t}”." in screen_text(app))  # type: ignore[misc]
+    assert not app.error_reports
 
 
 async def test_tokens_and_messages_show_literally(recorder: StoreRecorder) -> None:
@@ -142,6 +144,7 @@ async def test_tokens_and_messages_show_literally(recorder: StoreRecorder) -> No
         await pilot.press("f4", *"[/]")  # brackets typed into the prompt
         await pilot.press("ctrl+p", *"prompt tab", "enter")
         await until(pilot, lambda: "·[bold]tag[/bold]?" in screen_text(app))
+    assert not app.error_reports
 
 
 async def test_model_name_with_brackets() -> None:

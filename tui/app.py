@@ -18,6 +18,7 @@ from tui import theming
 from tui.backend import Backend
 from tui.commands import PROVIDERS
 from tui.recorder import Recorder
+from tui.resilience import ResilientApp
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
 from tui.settings import UISettings
@@ -25,7 +26,7 @@ from tui.settings import UISettings
 STYLES = Path(__file__).parent / "styles"
 
 
-class LogitlabApp(App[None]):
+class LogitlabApp(ResilientApp):
     TITLE = "logitlab"
     CSS_PATH = [STYLES / "app.tcss", STYLES / "dialogs.tcss"]  # noqa: RUF012
     COMMANDS = App.COMMANDS | set(PROVIDERS)

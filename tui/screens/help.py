@@ -11,6 +11,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
+from tui.crash import CrashGuard
 from tui.markup import cell
 
 # keys handled inside widgets rather than through bindings
@@ -31,7 +32,7 @@ def binding_rows(area: str, bindings: list[BindingType]) -> list[tuple[str, str,
     return rows
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(CrashGuard, ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,f1,q", "dismiss", "Close", id="help.close"),
     ]

@@ -14,10 +14,11 @@ from textual.widgets import Button, Footer, ProgressBar, Static
 from engine.errors import LogitlabError
 from engine.model.spec import ModelSpec
 from tui.backend import Backend, ModelFacts
+from tui.crash import CrashGuard
 from tui.messages import LoadProgressed, ModelLoaded, ModelLoadFailed
 
 
-class LoadingScreen(Screen[ModelFacts]):
+class LoadingScreen(CrashGuard, Screen[ModelFacts]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f3", "pick_model", "Pick model", id="load.pick"),
         Binding("ctrl+r", "retry", "Retry", id="load.retry"),

@@ -18,6 +18,7 @@ from engine.records import Proposal
 from engine.sessions.records import Session, SessionSettings
 from tui.backend import ModelFacts
 from tui.conversation import Conversation, turns_from_session
+from tui.crash import CrashGuard
 from tui.driver import GenerationRun
 from tui.messages import (
     ExportReady,
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from tui.screens.sessions import BrowserResult
 
 
-class SessionActions(Screen[None]):
+class SessionActions(CrashGuard, Screen[None]):
     """Session actions and handlers; the base of `MainScreen`, which sets these."""
 
     recorder: Recorder

@@ -13,9 +13,10 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from engine.errors import InvalidParameterError
 from engine.model.spec import DTYPES, QUANTIZE, ModelSpec
+from tui.crash import CrashGuard
 
 
-class ModelPickerScreen(ModalScreen[ModelSpec | None]):
+class ModelPickerScreen(CrashGuard, ModalScreen[ModelSpec | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="picker.cancel")
     ]

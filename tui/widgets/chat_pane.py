@@ -6,6 +6,8 @@ from textual.containers import VerticalScroll
 from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
+from tui.crash import CrashGuard
+
 FINISH_NOTES = {
     "cancelled": "⏹ cancelled",
     "length": "… stopped at max new tokens",
@@ -14,7 +16,7 @@ FINISH_NOTES = {
 }
 
 
-class ChatPane(VerticalScroll):
+class ChatPane(CrashGuard, VerticalScroll):
     """Append-only: a reply grows through `MarkdownStream`; nothing re-renders the transcript."""
 
     DEFAULT_CSS = """

@@ -6,10 +6,12 @@ from textual import events
 from textual.message import Message
 from textual.widgets import TextArea
 
+from tui.crash import CrashGuard
+
 NEWLINE_KEYS = ("ctrl+j", "shift+enter")
 
 
-class PromptInput(TextArea):
+class PromptInput(CrashGuard, TextArea):
     DEFAULT_CSS = """
     PromptInput { height: auto; min-height: 3; max-height: 8; }
     """

@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from engine.sessions.records import SessionSummary
+from tui.crash import CrashGuard
 from tui.markup import cell
 
 
@@ -18,7 +19,7 @@ def when(moment: datetime, now: datetime | None = None) -> str:
     return local.strftime("%H:%M") if local.date() == today else local.strftime("%Y-%m-%d %H:%M")
 
 
-class SessionTable(DataTable[Text]):
+class SessionTable(CrashGuard, DataTable[Text]):
     """One row per session, keyed by its id; the cursor row is the selection."""
 
     DEFAULT_CSS = "SessionTable { height: 1fr; }"

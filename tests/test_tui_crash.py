@@ -1,0 +1,224 @@
+"""A crash is loud and recoverable (issue 17).
+
+An exception in a handler, a callback or a worker shows an error dialog, writes
+the traceback to a crash log in the data dir, and the workbench goes on. One
+that no guard can catch (a render) ends the app with return code 1, the crash
+log, and the draft in the session; the CLI prints one line and exits 1.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from textual.widgets import Static
+
+from engine.paths import data_dir
+from tests.fake_engine import FakeBackend
+from tests.tui_helpers import SIZE, fake_app, finished, ready, screen_text, send, until
+from tui.cli.main import main
+from tui.crash import ErrorReport, InjectedFault, crash_line, write_crash_log
+from tui.resilience import BURST
+from tui.screens.error import ErrorScreen
+from tui.screens.main import MainScreen
+from tui.store_recorder import StoreRecorder
+
+pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def recorder() -> Iterator[StoreRecorder]:
+    recorder = StoreRecorder.open_default()
+    assert recorder.store is not None
+    yield recorder
+    recorder.close()
+
+
+def crash_logs() -> list[Path]:
+    return sorted(data_dir().glob("crash-*.log"))
+
+
+@pytest.mark.app_errors
+async def test_a_failing_handler_shows_a_dialog_and_the_app_goes_on(
+    monkeypatch: pytest.MonkeyPatch, recorder: StoreRecorder
+) -> None:
+    def broken(self: MainScreen) -> None:
+        raise KeyError("step_mode")
+
+    monkeypatch.setattr(MainScreen, "action_toggle_step_mode", broken)
+    app = fake_app(FakeBackend(), recorder=recorder)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("ctrl+t")
+        await until(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        [report] = app.error_reports
+        assert report.summary == "KeyError: 'step_mode'" and not report.fatal
+        assert report.log_path is not None and report.log_path.parent == data_dir()
+        text = screen_text(app)
+        assert "KeyError: 'step_mode'" in text and "logitlab keeps running" in text
+        shown = str(app.screen.query_one("#error-text", Static).render())
+        assert f"The full traceback is in {report.log_path}" in shown
+        log = report.log_path.read_text()
+        assert "Traceback" in log and "in broken" in log
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen)
+        await send(pilot, "still there?")  # the app is usable
+        await until(pilot, lambda: finished(screen))
+        assert len(screen.conversation.turns) == 2
+    assert app.crash is None and app.return_code in (None, 0)
+
+
+@pytest.mark.app_errors
+@pytest.mark.parametrize("kind", ["handler", "worker"])
+async def test_injected_faults_are_survived(kind: str) -> None:
+    app = fake_app(FakeBackend())
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        app.inject_fault(kind)
+        await until(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        app.inject_fault(kind)  # a second one joins the open dialog
+        await until(pilot, lambda: "…and 1 more error since" in screen_text(app))
+        assert [type(s) for s in app.screen_stack].count(ErrorScreen) == 1
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen is screen)
+        await send(pilot, "hello")
+        await until(pilot, lambda: finished(screen))
+    assert [r.summary.split(":")[0] for r in app.error_reports] == ["InjectedFault"] * 2
+    assert len(crash_logs()) == 2
+
+
+@pytest.mark.app_errors
+async def test_a_fatal_fault_exits_nonzero_with_a_crash_log(recorder: StoreRecorder) -> None:
+    app = fake_app(FakeBackend(), recorder=recorder)
+    with pytest.raises(InjectedFault):  # run_test re-raises what ended the app
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await ready(pilot)
+            await send(pilot, "first")
+            await until(pilot, lambda: finished(screen))
+            screen.query_one("#prompt").insert("half a thought, [/] not sent")  # type: ignore[attr-defined]
+            app.inject_fault("fatal")
+            await pilot.pause(1.0)
+    assert app.return_code == 1
+    assert app.crash is not None and app.crash.fatal
+    assert app.crash.log_path is not None and app.crash.log_path.exists()
+    assert "InjectedFault: injected fatal fault (a render)" in app.crash.log_path.read_text()
+    # the session is committed
+    recorder.flush()
+    assert recorder.store is not None
+    [summary] = recorder.store.list()
+    session = recorder.store.get(summary.id)
+    assert [m.role for m in session.messages] == ["user", "assistant"]
+
+
+@pytest.mark.app_errors
+async def test_errors_in_a_burst_end_the_app() -> None:
+    app = fake_app(FakeBackend())
+    with pytest.raises(InjectedFault):
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            for _ in range(BURST):
+                app.inject_fault("handler")
+                await pilot.pause(0.05)
+            await pilot.pause(0.5)
+    assert app.return_code == 1 and app.crash is not None
+    assert f"after {BURST} errors" in app.crash.where
+
+
+def test_crash_log_falls_back_to_the_temp_dir(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    try:
+        raise ValueError("boom")
+    except ValueError as exc:
+        path = write_crash_log(exc, where="a test", fatal=True, directory=blocked / "sub")
+    assert path is not None and path.parent != blocked / "sub"
+    text = path.read_text()
+    path.unlink()
+    assert "where: a test" in text and "ValueError: boom" in text
+
+
+def test_the_cli_returns_the_apps_code_and_prints_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tui.app import LogitlabApp
+
+    def crashed_run(self: LogitlabApp, *args: object, **kwargs: object) -> None:
+        self.crash = ErrorReport(
+            "KeyError: 'x'", "somewhere", Path("/tmp/crash.log"), True, KeyError("x")
+        )
+        self._return_code = 1
+
+    monkeypatch.setattr(LogitlabApp, "run", crashed_run)
+    assert main(["chat"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        crash_line(ErrorReport("KeyError: 'x'", "", Path("/tmp/crash.log"), True, KeyError()))
+    ]
+
+    monkeypatch.setattr(LogitlabApp, "run", lambda self, *a, **k: None)
+    assert main(["chat"]) == 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_a_crash_reaches_the_shell(tmp_path: Path) -> None:
+    """The real entry point in a real (pseudo) terminal: status 1, one line, a log."""
+    env = {
+        **os.environ,
+        "LOGITLAB_DATA_DIR": str(tmp_path / "data"),
+        "LOGITLAB_CONFIG_DIR": str(tmp_path / "config"),
+        "LOGITLAB_INJECT_FAULT": "fatal@0.5",
+        "TERM": "xterm-256color",
+    }
+    primary, secondary = pty.openpty()
+    started = time.monotonic()
+    child = subprocess.Popen(  # Textual draws on stderr: the terminal gets both
+        [sys.executable, "-m", "tui.cli.main", "--model", str(tmp_path / "no-such-model")],
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        cwd=ROOT,
+        env=env,
+    )
+    os.close(secondary)
+    screen = bytearray()
+    drain = threading.Thread(target=_drain, args=(primary, screen), daemon=True)
+    drain.start()  # read the terminal, or its buffer fills and the app blocks
+    try:
+        child.wait(timeout=120)
+    finally:
+        child.kill()
+    drain.join(5)
+    # what is printed after the app leaves the alternate screen
+    after = screen.decode(errors="replace").rpartition("\x1b[?1049l")[2]
+    lines = [
+        ln for ln in re.sub(r"\x1b\[[0-9;?<>=]*[a-zA-Z]", "", after).splitlines() if ln.strip()
+    ]
+    assert child.returncode == 1, lines
+    assert len(lines) == 1 and lines[0].startswith("logitlab: crashed: InjectedFault"), lines
+    [log] = (tmp_path / "data").glob("crash-*.log")
+    assert str(log) in lines[0] and "Traceback" in log.read_text()
+    assert time.monotonic() - started < 120
+
+
+def _drain(fd: int, into: bytearray) -> None:
+    try:
+        while chunk := os.read(fd, 65536):
+            into.extend(chunk)
+    except OSError:  # the child closed its end
+        pass
+    finally:
+        os.close(fd)
