@@ -244,13 +244,17 @@ def test_forward_migration_keeps_data(
     path = isolated_user_dirs / "sessions.db"
     with SessionStore(path) as s1:
         sid = s1.create(MODEL, SETTINGS).id
-    migrations = {**store_schema.MIGRATIONS, 2: ["ALTER TABLE sessions ADD COLUMN pinned INTEGER"]}
+    following = SCHEMA_VERSION + 1
+    migrations = {
+        **store_schema.MIGRATIONS,
+        following: ["ALTER TABLE sessions ADD COLUMN pinned INTEGER"],
+    }
     monkeypatch.setattr(store_module, "MIGRATIONS", migrations)
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", following)
     with SessionStore(path) as s2:
         assert s2.get(sid).id == sid
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == following
         assert "pinned" in [r[1] for r in conn.execute("PRAGMA table_info(sessions)")]
 
 

@@ -116,12 +116,13 @@ async def test_a_fatal_fault_exits_nonzero_with_a_crash_log(recorder: StoreRecor
     assert app.crash is not None and app.crash.fatal
     assert app.crash.log_path is not None and app.crash.log_path.exists()
     assert "InjectedFault: injected fatal fault (a render)" in app.crash.log_path.read_text()
-    # the session is committed
+    # the session is committed, the draft with it
     recorder.flush()
     assert recorder.store is not None
     [summary] = recorder.store.list()
     session = recorder.store.get(summary.id)
     assert [m.role for m in session.messages] == ["user", "assistant"]
+    assert session.draft == "half a thought, [/] not sent"
 
 
 @pytest.mark.app_errors

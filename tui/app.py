@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
+from rich.console import RenderableType
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.theme import Theme
@@ -17,6 +18,7 @@ from engine.sessions.records import Session
 from tui import theming
 from tui.backend import Backend
 from tui.commands import PROVIDERS
+from tui.drafts import keep_draft
 from tui.recorder import Recorder
 from tui.resilience import ResilientApp
 from tui.screens.help import HelpScreen
@@ -91,6 +93,18 @@ class LogitlabApp(ResilientApp):
             set_theme(theme.name)
         except ConfigError as exc:
             self.notify(f"Theme not saved: {exc}", severity="warning", markup=False)
+
+    def salvage(self) -> None:
+        """The message box's text goes to the session before the app ends."""
+        main = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
+        if main is not None:
+            keep_draft(main)
+
+    def exit(
+        self, result: None = None, return_code: int = 0, message: RenderableType | None = None
+    ) -> None:
+        self.salvage()  # every way out (Ctrl+Q, the palette, the loading screen) comes here
+        super().exit(result, return_code, message)
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

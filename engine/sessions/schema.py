@@ -17,7 +17,7 @@ from engine.errors import InvalidParameterError, StoreError
 from engine.params import SamplingParams
 from engine.sessions.records import SessionSettings
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -90,6 +90,8 @@ MIGRATIONS: dict[int, list[str]] = {
             PRIMARY KEY (step_id, position)
         ) WITHOUT ROWID""",
     ],
+    # the unsent text of the message box: a crash or a quit never loses what was typed
+    2: ["ALTER TABLE sessions ADD COLUMN draft TEXT NOT NULL DEFAULT ''"],
 }
 
 

@@ -19,6 +19,7 @@ from engine.sessions.records import Session, SessionSettings
 from tui.backend import ModelFacts
 from tui.conversation import Conversation, turns_from_session
 from tui.crash import CrashGuard
+from tui.drafts import keep_draft, switch_draft
 from tui.driver import GenerationRun
 from tui.messages import (
     ExportReady,
@@ -31,6 +32,7 @@ from tui.messages import (
 from tui.recorder import Recorder
 from tui.settings import UISettings
 from tui.widgets.chat_pane import ChatPane
+from tui.widgets.prompt_input import PromptInput
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.step_view import StepView
 from tui.widgets.token_stream import TokenStream
@@ -94,6 +96,7 @@ class SessionActions(CrashGuard, Screen[None]):
             saved = SessionSettings(system, saved.sampling)
         self._saved_settings = saved
         self._apply_saved_settings()
+        switch_draft(self, session.draft)
         self.recorder.resume(session, turns)
         self._set_session(session.id, session.title)
         status = self.query_one(StatusBar)
@@ -136,6 +139,9 @@ class SessionActions(CrashGuard, Screen[None]):
     def on_session_saved(self, event: SessionSaved) -> None:
         if self.session_id != event.session_id:
             self._set_session(event.session_id)
+
+    def on_prompt_input_draft_changed(self, event: PromptInput.DraftChanged) -> None:
+        keep_draft(self, event.text)
 
     def on_session_save_failed(self, event: SessionSaveFailed) -> None:
         self.notify(event.error, title="Not saved", severity="error", timeout=8, markup=False)
