@@ -10,6 +10,7 @@ from typing import ClassVar
 from rich.console import RenderableType
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.command import CommandPalette
 from textual.theme import Theme
 
 from engine.errors import ConfigError
@@ -17,7 +18,7 @@ from engine.model.spec import ModelSpec
 from engine.sessions.records import Session
 from tui import theming
 from tui.backend import Backend
-from tui.commands import PROVIDERS
+from tui.commands import PROVIDERS, Palette
 from tui.drafts import keep_draft
 from tui.recorder import Recorder
 from tui.resilience import ResilientApp
@@ -93,6 +94,13 @@ class LogitlabApp(ResilientApp):
             set_theme(theme.name)
         except ConfigError as exc:
             self.notify(f"Theme not saved: {exc}", severity="warning", markup=False)
+
+    def action_command_palette(self) -> None:
+        # one palette: a dialog a worker opened may be on top of it (the soak, seed 7)
+        if self.use_command_palette and not any(
+            isinstance(s, CommandPalette) for s in self.screen_stack
+        ):
+            self.push_screen(Palette(id="--command-palette"))
 
     def salvage(self) -> None:
         """The message box's text goes to the session before the app ends."""

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.command import CommandPalette, DiscoveryHit, Hit, Hits, Provider
 from textual.content import Content
 
 from tui.markup import escaped, highlighted, literal
+from tui.screens.guard import ScreenGuard
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,18 @@ class AreaCommands(Provider):
                     text=title,
                     help=escaped(command.help),
                 )
+
+
+class Palette(ScreenGuard, CommandPalette):
+    """Textual's palette, minus two failures the random-key soak found (issue 17): a
+    crash on PageUp/PageDown, and Enter then Esc closing the screen below it too
+    (`ScreenGuard`)."""
+
+    def _action_command_list(self, action: str) -> None:
+        # Textual 8.2: PageUp/PageDown before the hit list is laid out index a line map
+        # that is still empty (OptionList._move_page): the key does nothing instead
+        with contextlib.suppress(KeyError):
+            super()._action_command_list(action)
 
 
 class GenerationCommands(AreaCommands):

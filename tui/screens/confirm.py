@@ -11,11 +11,11 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from tui.crash import CrashGuard
 from tui.markup import literal
+from tui.screens.guard import ScreenGuard
 
 
-class ConfirmScreen(CrashGuard, ModalScreen[bool]):
+class ConfirmScreen(ScreenGuard, ModalScreen[bool]):
     """Dismisses True only on an explicit yes; Cancel has the focus."""
 
     BINDINGS: ClassVar[list[BindingType]] = [

@@ -12,7 +12,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from tui.crash import CrashGuard, ErrorReport
+from tui.crash import ErrorReport
+from tui.screens.guard import ScreenGuard
 
 
 def describe(report: ErrorReport) -> str:
@@ -29,7 +30,7 @@ def describe(report: ErrorReport) -> str:
     )
 
 
-class ErrorScreen(CrashGuard, ModalScreen[None]):
+class ErrorScreen(ScreenGuard, ModalScreen[None]):
     """One dialog however many errors arrive while it is open; it counts the rest."""
 
     BINDINGS: ClassVar[list[BindingType]] = [

@@ -15,7 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
 from engine.sessions.records import Session
-from tui.crash import CrashGuard
+from tui.screens.guard import ScreenGuard
 
 FORMATS: tuple[tuple[str, str, str], ...] = (
     ("json", "JSON", "json"),
@@ -43,7 +43,7 @@ class ExportRequest:
     path: Path
 
 
-class ExportScreen(CrashGuard, ModalScreen[ExportRequest | None]):
+class ExportScreen(ScreenGuard, ModalScreen[ExportRequest | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="export.cancel"),
         Binding("ctrl+s", "export", "Export", id="export.write"),

@@ -11,8 +11,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
-from tui.crash import CrashGuard
 from tui.markup import cell
+from tui.screens.guard import ScreenGuard
 
 # keys handled inside widgets rather than through bindings
 EXTRA_KEYS: tuple[tuple[str, str, str], ...] = (
@@ -32,7 +32,7 @@ def binding_rows(area: str, bindings: list[BindingType]) -> list[tuple[str, str,
     return rows
 
 
-class HelpScreen(CrashGuard, ModalScreen[None]):
+class HelpScreen(ScreenGuard, ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,f1,q", "dismiss", "Close", id="help.close"),
     ]

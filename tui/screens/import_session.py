@@ -15,10 +15,10 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from tui.crash import CrashGuard
+from tui.screens.guard import ScreenGuard
 
 
-class ImportScreen(CrashGuard, ModalScreen[str | None]):
+class ImportScreen(ScreenGuard, ModalScreen[str | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="import.cancel"),
     ]

@@ -14,11 +14,11 @@ from textual.widgets import Button, Footer, ProgressBar, Static
 from engine.errors import LogitlabError
 from engine.model.spec import ModelSpec
 from tui.backend import Backend, ModelFacts
-from tui.crash import CrashGuard
 from tui.messages import LoadProgressed, ModelLoaded, ModelLoadFailed
+from tui.screens.guard import ScreenGuard
 
 
-class LoadingScreen(CrashGuard, Screen[ModelFacts]):
+class LoadingScreen(ScreenGuard, Screen[ModelFacts]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f3", "pick_model", "Pick model", id="load.pick"),
         Binding("ctrl+r", "retry", "Retry", id="load.retry"),
@@ -28,6 +28,7 @@ class LoadingScreen(CrashGuard, Screen[ModelFacts]):
         super().__init__()
         self.backend = backend
         self.spec = spec
+        self._loaded: ModelFacts | None = None  # arrived while a dialog was on top
 
     def compose(self) -> ComposeResult:
         with Vertical(id="loading-box"):
@@ -46,6 +47,7 @@ class LoadingScreen(CrashGuard, Screen[ModelFacts]):
         self._begin()
 
     def _begin(self) -> None:
+        self._loaded = None
         self.query_one("#loading-model", Static).update(f"Loading {self.spec.display_name}")
         self.query_one("#loading-bar", ProgressBar).update(progress=0)
         self.query_one("#loading-stage", Static).update("starting")
@@ -70,7 +72,18 @@ class LoadingScreen(CrashGuard, Screen[ModelFacts]):
         self.query_one("#loading-stage", Static).update(f"{event.stage}{detail}")
 
     def on_model_loaded(self, event: ModelLoaded) -> None:
+        if self.app.screen is not self:  # the palette or the picker: close once it is gone
+            self._loaded = event.facts
+            return
         self.dismiss(event.facts)
+
+    def on_screen_resume(self) -> None:
+        # after the dialog's own result callback: a model picked there starts a new load
+        self.call_after_refresh(self._close_if_loaded)
+
+    def _close_if_loaded(self) -> None:
+        if self._loaded is not None and self.app.screen is self:
+            self.dismiss(self._loaded)
 
     def on_model_load_failed(self, event: ModelLoadFailed) -> None:
         self.add_class("failed")

@@ -226,6 +226,8 @@ class SessionActions(CrashGuard, Screen[None]):
     def on_export_ready(self, event: ExportReady) -> None:
         from tui.screens.export import ExportScreen
 
+        if any(isinstance(s, ExportScreen) for s in self.app.screen_stack):
+            return  # Ctrl+E twice before the first dialog opened (the soak, seed 5)
         session = event.session
 
         def chosen(request: ExportRequest | None) -> None:

@@ -20,9 +20,9 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from engine.errors import LogitlabError
 from engine.sessions.store import SessionStore
-from tui.crash import CrashGuard
 from tui.messages import SessionActionFailed, SessionsListed
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.guard import ScreenGuard
 from tui.widgets.session_table import SessionTable
 
 
@@ -34,7 +34,7 @@ class BrowserResult:
     deleted: frozenset[str] = field(default_factory=frozenset)
 
 
-class SessionBrowserScreen(CrashGuard, Screen[BrowserResult]):
+class SessionBrowserScreen(ScreenGuard, Screen[BrowserResult]):
     palette_scope = "browser"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open", "Open", id="browser.open"),

@@ -16,7 +16,7 @@ from textual.widgets import Button, Input, Label, Static, Switch, TextArea
 
 from engine.errors import InvalidParameterError
 from engine.params import SamplingParams
-from tui.crash import CrashGuard
+from tui.screens.guard import ScreenGuard
 from tui.settings import FIELDS, UISettings, parse_value
 
 
@@ -24,7 +24,7 @@ def shown(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-class SettingsScreen(CrashGuard, ModalScreen[UISettings | None]):
+class SettingsScreen(ScreenGuard, ModalScreen[UISettings | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="settings.cancel"),
         Binding("ctrl+s", "save", "Save", id="settings.save"),
