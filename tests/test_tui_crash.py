@@ -351,3 +351,24 @@ async def test_a_model_picked_while_loading_wins_over_the_first_load() -> None:
         backend.load_gate.set()
         screen = await ready(pilot)
         assert screen.facts is not None and screen.facts.model_id == "other-model"
+
+
+async def test_an_unexpected_engine_error_is_one_line_with_its_traceback_logged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.fake_engine import FakeGeneration
+
+    def broken(self: FakeGeneration, force: int | None = None) -> None:
+        raise RuntimeError("CUDA went away")
+
+    monkeypatch.setattr(FakeGeneration, "step", broken)
+    app = fake_app(FakeBackend())
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await ready(pilot)
+        await send(pilot, "hello")
+        await until(pilot, lambda: "RuntimeError: CUDA went away" in screen_text(app))
+        [log] = crash_logs()
+        assert "in broken" in log.read_text()
+        notes = [n.message for n in app._notifications]
+        assert any(f"RuntimeError: CUDA went away (traceback in {log})" == n for n in notes)
+    assert not app.error_reports  # a failed reply is not an app error: no dialog

@@ -106,6 +106,13 @@ def write_crash_log(
     return None
 
 
+def logged(error: BaseException, where: str) -> str:
+    """One line for an unexpected exception a worker turns into a message (a failed
+    reply, load or save): its summary and where its traceback was written."""
+    path = write_crash_log(error, where=where, fatal=False)
+    return f"{summarize(error)} (traceback in {path})" if path else summarize(error)
+
+
 def crash_line(report: ErrorReport, session_id: str | None = None) -> str:
     """The one line the CLI prints after a fatal error (no traceback on the terminal)."""
     where = f"full traceback in {report.log_path}" if report.log_path else "no crash log written"

@@ -26,6 +26,7 @@ from engine.sessions.records import ModelRecord, Session, SessionMessage, Sessio
 from engine.sessions.store import SessionStore
 from tui.backend import ModelFacts
 from tui.conversation import Alternative, Turn, message_from_turn
+from tui.crash import logged
 from tui.messages import SessionSaved, SessionSaveFailed
 from tui.settings import UISettings
 
@@ -159,8 +160,8 @@ class StoreRecorder:
             job()
         except (LogitlabError, sqlite3.Error, OSError) as exc:
             self._post(SessionSaveFailed(str(exc)))
-        except Exception as exc:  # never kill the writer; say what happened
-            self._post(SessionSaveFailed(f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # never kill the writer; say what happened, log the rest
+            self._post(SessionSaveFailed(logged(exc, "saving the session")))
 
     def _reset(self) -> None:
         self._session_id = self._model = self._settings = None

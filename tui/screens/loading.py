@@ -14,6 +14,7 @@ from textual.widgets import Button, Footer, ProgressBar, Static
 from engine.errors import LogitlabError
 from engine.model.spec import ModelSpec
 from tui.backend import Backend, ModelFacts
+from tui.crash import logged
 from tui.messages import LoadProgressed, ModelLoaded, ModelLoadFailed
 from tui.screens.guard import ScreenGuard
 
@@ -63,8 +64,8 @@ class LoadingScreen(ScreenGuard, Screen[ModelFacts]):
             self.post_message(ModelLoaded(self.backend.load(spec, progress)))
         except LogitlabError as exc:
             self.post_message(ModelLoadFailed(str(exc)))
-        except Exception as exc:  # shown in one line, never as a traceback
-            self.post_message(ModelLoadFailed(f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # shown in one line; the traceback goes to a crash log
+            self.post_message(ModelLoadFailed(logged(exc, "loading a model")))
 
     def on_load_progressed(self, event: LoadProgressed) -> None:
         self.query_one("#loading-bar", ProgressBar).update(progress=round(event.fraction * 100))
