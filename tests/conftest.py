@@ -13,6 +13,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,27 @@ def isolated_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LOGITLAB_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("LOGITLAB_CONFIG_DIR", str(tmp_path / "config"))
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def no_unexpected_app_errors(request: pytest.FixtureRequest) -> Iterator[list[Any]]:
+    """An error the app survived (an error dialog) still fails the test that caused it,
+    unless the test is marked ``app_errors`` (it provokes them on purpose)."""
+    from tui.resilience import ResilientApp
+
+    seen: list[Any] = []
+    original = ResilientApp._record
+
+    def record(self: ResilientApp, report: Any) -> None:
+        seen.append(report)
+        original(self, report)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ResilientApp, "_record", record)
+        yield seen
+    if seen and request.node.get_closest_marker("app_errors") is None:
+        details = "\n".join(f"{r.summary} in {r.where} (log: {r.log_path})" for r in seen)
+        pytest.fail(f"the app reported unexpected errors:\n{details}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

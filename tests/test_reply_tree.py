@@ -109,13 +109,14 @@ def test_switching_branches_on_the_real_loop_reuses_the_cache(tiny_model: Any) -
     first = [reply.step().token_id for _ in range(8)]
     decoder = reply.decoder
     calls: list[int] = []
-    real = decoder._forward
+    runner = decoder._runner
+    real = runner.forward
 
     def counting(ids: list[int]) -> Any:
         calls.append(len(ids))
         return real(ids)
 
-    decoder._forward = counting  # type: ignore[method-assign]
+    runner.forward = counting  # type: ignore[method-assign]
     other = [*first[:5], (first[5] + 1) % 100 + 3, first[6]]
     reposition(reply, first, other)
     reply.propose()  # the last forced token's forward

@@ -291,7 +291,7 @@ def test_a_database_from_before_reply_trees_is_upgraded_in_place(tmp_path: Path)
             conn.execute(statement)
         for table, data in rows.items():
             for row in data:
-                row = row[:6] if table == "alternatives" else row  # v1 had 6 columns
+                row = row[: V1_COLUMNS.get(table, len(row))]  # later columns come last
                 conn.execute(f"INSERT INTO {table} VALUES ({','.join('?' * len(row))})", row)
         conn.execute("PRAGMA user_version = 1")
     with SessionStore(v1) as store:
@@ -305,7 +305,8 @@ def test_a_database_from_before_reply_trees_is_upgraded_in_place(tmp_path: Path)
         assert store.get(s.id).messages[1].alternatives[1].branch_index == 3
         assert store.get(s.id).messages[1].alternatives[1].seed == 9
     with sqlite3.connect(v1) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 TABLES = ("sessions", "messages", "alternatives", "steps", "candidates")
+V1_COLUMNS = {"sessions": 10, "alternatives": 6}  # version 1 had these many

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 
 from tests.fake_engine import FakeEngine
@@ -54,6 +55,20 @@ def finished(screen: MainScreen) -> bool:
         and reply.finish_reason is not None
         and not (screen.gen_run and screen.gen_run.active)
     )
+
+
+def screen_text(app: LogitlabApp) -> str:
+    """What the top screen shows now, as plain text (toasts included)."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join(strip.text for strip in strips)
+
+
+def palette_entries(app: LogitlabApp) -> list[str]:
+    """The command palette's hits as plain text (title and help), scrolled out of view
+    or not; empty when the palette is not the top screen."""
+    if not isinstance(app.screen, CommandPalette):
+        return []
+    return [str(option.prompt) for option in app.screen.query_one(CommandList).options]
 
 
 def greedy() -> UISettings:

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
+from rich.console import RenderableType
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.command import CommandPalette
 from textual.theme import Theme
 
 from engine.decode import Engine
@@ -16,8 +18,10 @@ from engine.errors import ConfigError
 from engine.model import ModelSpec
 from engine.sessions import Session
 from tui import theming
-from tui.commands import PROVIDERS
+from tui.commands import PROVIDERS, Palette
+from tui.drafts import keep_draft
 from tui.recorder import Recorder
+from tui.resilience import ResilientApp
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
 from tui.settings import UISettings
@@ -25,7 +29,7 @@ from tui.settings import UISettings
 STYLES = Path(__file__).parent / "styles"
 
 
-class LogitlabApp(App[None]):
+class LogitlabApp(ResilientApp):
     TITLE = "logitlab"
     CSS_PATH = [STYLES / "app.tcss", STYLES / "dialogs.tcss"]  # noqa: RUF012
     COMMANDS = App.COMMANDS | set(PROVIDERS)
@@ -69,7 +73,7 @@ class LogitlabApp(App[None]):
 
     def on_mount(self) -> None:
         for problem in self._theme_problems:
-            self.notify(problem, severity="warning", timeout=8)
+            self.notify(problem, severity="warning", timeout=8, markup=False)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.push_screen(
             MainScreen(
@@ -89,7 +93,26 @@ class LogitlabApp(App[None]):
         try:
             set_theme(theme.name)
         except ConfigError as exc:
-            self.notify(f"Theme not saved: {exc}", severity="warning")
+            self.notify(f"Theme not saved: {exc}", severity="warning", markup=False)
+
+    def action_command_palette(self) -> None:
+        # one palette: a dialog a worker opened may be on top of it (the soak, seed 7)
+        if self.use_command_palette and not any(
+            isinstance(s, CommandPalette) for s in self.screen_stack
+        ):
+            self.push_screen(Palette(id="--command-palette"))
+
+    def salvage(self) -> None:
+        """The message box's text goes to the session before the app ends."""
+        main = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
+        if main is not None:
+            keep_draft(main)
+
+    def exit(
+        self, result: None = None, return_code: int = 0, message: RenderableType | None = None
+    ) -> None:
+        self.salvage()  # every way out (Ctrl+Q, the palette, the loading screen) comes here
+        super().exit(result, return_code, message)
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.command import CommandPalette, DiscoveryHit, Hit, Hits, Provider
+from textual.content import Content
+
+from tui.markup import escaped, highlighted, literal
+from tui.screens.guard import ScreenGuard
 
 
 @dataclass(frozen=True)
@@ -279,10 +284,13 @@ class AreaCommands(Provider):
     def _title(self, command: PaletteCommand) -> str:
         return f"{command.title}  [{command.key}]" if command.key else command.title
 
+    # titles and help are built as Content / escaped: "Search sessions  [/]" is a
+    # closing tag to the palette's markup parser, and it ended the app (issue 17)
     async def discover(self) -> Hits:
         for command in self._commands():
+            title = self._title(command)
             yield DiscoveryHit(
-                self._title(command), self._runner(command.action), help=command.help
+                literal(title), self._runner(command.action), text=title, help=escaped(command.help)
             )
 
     async def search(self, query: str) -> Hits:
@@ -291,9 +299,26 @@ class AreaCommands(Provider):
             title = self._title(command)
             score = matcher.match(title)
             if score > 0:
+                shown: Content = highlighted(matcher, title)
                 yield Hit(
-                    score, matcher.highlight(title), self._runner(command.action), help=command.help
+                    score,
+                    shown,
+                    self._runner(command.action),
+                    text=title,
+                    help=escaped(command.help),
                 )
+
+
+class Palette(ScreenGuard, CommandPalette):
+    """Textual's palette, minus two failures the random-key soak found (issue 17): a
+    crash on PageUp/PageDown, and Enter then Esc closing the screen below it too
+    (`ScreenGuard`)."""
+
+    def _action_command_list(self, action: str) -> None:
+        # Textual 8.2: PageUp/PageDown before the hit list is laid out index a line map
+        # that is still empty (OptionList._move_page): the key does nothing instead
+        with contextlib.suppress(KeyError):
+            super()._action_command_list(action)
 
 
 class GenerationCommands(AreaCommands):

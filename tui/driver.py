@@ -23,6 +23,7 @@ from engine.errors import LogitlabError
 from engine.params import SamplingParams
 from engine.records import Step
 from engine.tokens import ChatMessage
+from tui.crash import logged
 from tui.messages import (
     BranchDecoded,
     FanOutFinished,
@@ -114,8 +115,8 @@ class GenerationRun:
             self._drive(gen, post)
         except LogitlabError as exc:
             post(GenerationFailed(str(exc)))
-        except Exception as exc:  # the UI shows one line, never a traceback
-            post(GenerationFailed(f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # the UI shows one line; the traceback goes to a crash log
+            post(GenerationFailed(logged(exc, "generating a reply")))
         finally:
             self.active = self.waiting = False
 
@@ -135,7 +136,7 @@ class GenerationRun:
         except LogitlabError as exc:
             post(GenerationFailed(str(exc)))
         except Exception as exc:
-            post(GenerationFailed(f"{type(exc).__name__}: {exc}"))
+            post(GenerationFailed(logged(exc, "continuing a branched reply")))
         finally:
             self.active = self.waiting = False
 

@@ -45,6 +45,11 @@ class Recorder(Protocol):
 
     def settings_changed(self, settings: UISettings, params: SamplingParams) -> None: ...
 
+    def draft_changed(self, draft: str, settings: UISettings, params: SamplingParams) -> None:
+        """The unsent text of the message box, kept in the session (one is started for a
+        non-empty draft), so that neither a crash nor a quit loses what was typed."""
+        ...
+
     def new_session(self) -> None:
         """Forget the current session: the next message starts a new one."""
         ...
@@ -77,6 +82,9 @@ class NullRecorder:
         pass
 
     def settings_changed(self, settings: UISettings, params: SamplingParams) -> None:
+        pass
+
+    def draft_changed(self, draft: str, settings: UISettings, params: SamplingParams) -> None:
         pass
 
     def new_session(self) -> None:

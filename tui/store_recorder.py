@@ -24,6 +24,7 @@ from engine.model import ModelDescription
 from engine.params import SamplingParams
 from engine.sessions import ModelRecord, Session, SessionMessage, SessionSettings, SessionStore
 from tui.conversation import Turn, message_from_turn
+from tui.crash import logged
 from tui.messages import SessionSaved, SessionSaveFailed
 from tui.settings import UISettings
 
@@ -42,6 +43,7 @@ class StoreRecorder:
         self._session_id: str | None = None
         self._model: ModelRecord | None = None
         self._settings: SessionSettings | None = None
+        self._draft = ""  # the draft the store holds for the current session
 
     @classmethod
     def open_default(cls) -> StoreRecorder:
@@ -91,6 +93,13 @@ class StoreRecorder:
         wanted = SessionSettings(settings.system_prompt, params)
         self._submit(lambda: self._sync_settings(wanted))
 
+    def draft_changed(self, draft: str, settings: UISettings, params: SamplingParams) -> None:
+        if self.store is None or self._facts is None:
+            return
+        wanted = SessionSettings(settings.system_prompt, params)
+        record = ModelRecord.from_description(self._facts)
+        self._submit(lambda: self._write_draft(draft, wanted, record))
+
     def new_session(self) -> None:
         self._stored = []
         self._submit(self._reset)
@@ -104,6 +113,7 @@ class StoreRecorder:
                 session.model,
                 session.settings,
             )
+            self._draft = session.draft
 
         self._submit(job)
 
@@ -132,11 +142,12 @@ class StoreRecorder:
             job()
         except (LogitlabError, sqlite3.Error, OSError) as exc:
             self._post(SessionSaveFailed(str(exc)))
-        except Exception as exc:  # never kill the writer; say what happened
-            self._post(SessionSaveFailed(f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # never kill the writer; say what happened, log the rest
+            self._post(SessionSaveFailed(logged(exc, "saving the session")))
 
     def _reset(self) -> None:
         self._session_id = self._model = self._settings = None
+        self._draft = ""
 
     def _commit(
         self,
@@ -147,6 +158,34 @@ class StoreRecorder:
     ) -> None:
         store = self.store
         assert store is not None
+        sid = self._ensure_session(model, settings)
+        if replace_last:
+            store.rewrite_last_assistant(sid, message)
+        else:
+            store.append_message(sid, message)
+            if message.role == "user" and self._draft:  # the draft was sent
+                store.set_draft(sid, "")
+                self._draft = ""
+        self._post(SessionSaved(sid))
+
+    def _write_draft(self, draft: str, settings: SessionSettings, model: ModelRecord) -> None:
+        if draft == self._draft or (self._session_id is None and not draft.strip()):
+            return
+        assert self.store is not None
+        # an existing session keeps its model and settings: typing is not a reply
+        created = self._session_id is None
+        sid = self._ensure_session(model, settings) if created else self._session_id
+        assert sid is not None
+        self.store.set_draft(sid, draft)
+        self._draft = draft
+        if created:
+            self._post(SessionSaved(sid))
+
+    def _ensure_session(self, model: ModelRecord, settings: SessionSettings) -> str:
+        """The current session's id, creating it with the first write; model and settings
+        brought up to date."""
+        store = self.store
+        assert store is not None
         if self._session_id is None:
             session = store.create(model, settings)
             self._session_id, self._model, self._settings = session.id, model, settings
@@ -155,11 +194,7 @@ class StoreRecorder:
             store.update_model(sid, model)
             self._model = model
         self._sync_settings(settings)
-        if replace_last:
-            store.rewrite_last_assistant(sid, message)
-        else:
-            store.append_message(sid, message)
-        self._post(SessionSaved(sid))
+        return sid
 
     def _sync_settings(self, settings: SessionSettings) -> None:
         if self._session_id is None or self.store is None or settings == self._settings:

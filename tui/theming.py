@@ -175,6 +175,8 @@ def theme_from_dict(raw: Mapping[str, Any], source: str = "theme") -> Theme:
     name = raw["name"]
     if not isinstance(name, str) or not name.strip() or name != name.strip():
         raise fail("name", f"must be a non-empty string without surrounding spaces, got {name!r}")
+    if "[" in name or "]" in name:  # Textual's theme picker reads the name as markup
+        raise fail("name", f"must not contain square brackets, got {name!r}")
     if not isinstance(raw["dark"], bool):
         raise fail("dark", f"must be true or false, got {raw['dark']!r}")
     for key in _COLOR_FIELDS & raw.keys():

@@ -132,6 +132,7 @@ class Session:
     model: ModelRecord
     settings: SessionSettings
     messages: tuple[SessionMessage, ...] = ()
+    draft: str = ""  # typed in the message box, not sent yet (not part of the export)
 
 
 @dataclass(frozen=True)

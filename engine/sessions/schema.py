@@ -15,7 +15,7 @@ import json
 from engine.errors import InvalidParameterError, StoreError
 from engine.sessions.records import SessionSettings, settings_from_dict, settings_to_dict
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -95,6 +95,8 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE alternatives ADD COLUMN parent_step INTEGER",
         "ALTER TABLE alternatives ADD COLUMN seed INTEGER",
     ],
+    # the unsent text of the message box: a crash or a quit never loses what was typed
+    3: ["ALTER TABLE sessions ADD COLUMN draft TEXT NOT NULL DEFAULT ''"],
 }
 
 

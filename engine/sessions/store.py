@@ -268,6 +268,12 @@ class SessionStore:
             )
             _touch(conn, sid)
 
+    def set_draft(self, session_id: str, draft: str) -> None:
+        """Keep the unsent message text; not activity, so the session does not move up."""
+        with self._tx() as conn:
+            sid = self._resolve(conn, session_id)
+            conn.execute("UPDATE sessions SET draft = ? WHERE id = ?", (draft, sid))
+
     def rename(self, session_id: str, title: str) -> None:
         with self._tx() as conn:
             sid = self._resolve(conn, session_id)
@@ -298,7 +304,7 @@ class SessionStore:
             sid = self._resolve(conn, session_id)
             row = conn.execute(
                 "SELECT id, title, created_at, updated_at, model_id, model_source, model_device,"
-                " model_dtype, model_quantize, settings FROM sessions WHERE id = ?",
+                " model_dtype, model_quantize, settings, draft FROM sessions WHERE id = ?",
                 (sid,),
             ).fetchone()
             model = ModelRecord(row[4], row[5], row[6], row[7], row[8])
@@ -311,6 +317,7 @@ class SessionStore:
             model=model,
             settings=settings_from_json(row[9]),
             messages=messages,
+            draft=row[10],
         )
 
     def list(self, search: str = "") -> list[SessionSummary]:
@@ -406,7 +413,8 @@ def _touch(conn: sqlite3.Connection, session_id: str) -> None:
 def _insert_session(conn: sqlite3.Connection, s: Session) -> None:
     conn.execute(
         "INSERT INTO sessions (id, title, created_at, updated_at, model_id, model_source,"
-        " model_device, model_dtype, model_quantize, settings) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        " model_device, model_dtype, model_quantize, settings, draft)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
         (
             s.id,
             s.title,
@@ -418,6 +426,7 @@ def _insert_session(conn: sqlite3.Connection, s: Session) -> None:
             s.model.dtype,
             s.model.quantize,
             settings_to_json(s.settings),
+            s.draft,
         ),
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from tui.cli.options import (
@@ -29,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.errors import SessionError
     from tui import theming
     from tui.app import make_app
+    from tui.crash import crash_line
     from tui.settings import UISettings
     from tui.store_recorder import StoreRecorder
 
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             if recorder.store is None:
                 raise SessionError(f"cannot resume {args.session}: {recorder.problem}")
             session = recorder.store.get(args.session)
-        make_app(
+        app = make_app(
             backend=remote,
             spec=spec,
             settings=settings,
@@ -60,7 +62,11 @@ def run(args: argparse.Namespace) -> int:
             theme=theme,
             themes=(themes, problems),
             notices=warnings,
-        ).run()
+        )
+        app.run()
+        if app.crash is not None:  # one line; the traceback is in the crash log
+            print(crash_line(app.crash, recorder.current_session_id()), file=sys.stderr)
     finally:
         recorder.close()  # pending writes land before the process ends
-    return 0
+    # a crash is never a success: the app's return code is the process's (1 after a crash)
+    return app.return_code or 0

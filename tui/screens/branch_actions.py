@@ -84,12 +84,16 @@ class BranchActions:
         reply = screen.conversation.last_reply
         if screen.replying or reply is None or reply.finish_reason is None:
             screen.notify(
-                f"{what} works on the last reply once it has finished.", severity="warning"
+                f"{what} works on the last reply once it has finished.",
+                severity="warning",
+                markup=False,
             )
             return None
         if self.shown is not None:
             screen.notify(
-                f"{what} works on the last reply; press n to show it.", severity="warning"
+                f"{what} works on the last reply; press n to show it.",
+                severity="warning",
+                markup=False,
             )
             return None
         if screen.facts is None:
@@ -212,7 +216,9 @@ class BranchActions:
             screen.recorder.message_completed(reply, screen.settings, screen._params)
         stopped = " (stopped)" if event.cancelled else ""
         screen.query_one(StatusBar).state = f"fanned out {event.made}{stopped}"
-        screen.notify(f"{event.made} continuation(s) added as branches{stopped}; F5 shows them.")
+        screen.notify(
+            f"{event.made} continuation(s) added as branches{stopped}; F5 shows them.", markup=False
+        )
         screen.refresh_bindings()
 
     # --- the Branches view ---------------------------------------------------------------

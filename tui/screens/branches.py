@@ -22,6 +22,7 @@ from textual.widgets import DataTable, Footer, Static
 from engine.decode import ReplyTree, branch_stats
 from engine.records import Step
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.guard import ScreenGuard
 
 PREVIEW = 60
 
@@ -38,7 +39,7 @@ def _number(value: float, spec: str) -> str:
     return "—" if math.isnan(value) else ("∞" if math.isinf(value) else format(value, spec))
 
 
-class BranchesScreen(ModalScreen[ReplyTree | None]):
+class BranchesScreen(ScreenGuard, ModalScreen[ReplyTree | None]):
     """Dismisses with the (possibly edited) tree, its current branch the one to show."""
 
     palette_scope = "branches"
@@ -165,7 +166,7 @@ class BranchesScreen(ModalScreen[ReplyTree | None]):
                 self.reply_tree = self.reply_tree.delete(i)
                 self.changed = True
                 self._fill(self.reply_tree.current)
-                self.notify(f"Deleted branch {i + 1}.")
+                self.notify(f"Deleted branch {i + 1}.", markup=False)
 
         self.app.push_screen(ConfirmScreen(f"Delete branch {i + 1} ({n} tokens)?"), answered)
 

@@ -11,8 +11,11 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from tui.markup import literal
+from tui.screens.guard import ScreenGuard
 
-class ConfirmScreen(ModalScreen[bool]):
+
+class ConfirmScreen(ScreenGuard, ModalScreen[bool]):
     """Dismisses True only on an explicit yes; Cancel has the focus."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -28,7 +31,7 @@ class ConfirmScreen(ModalScreen[bool]):
         with Vertical(id="confirm-box", classes="dialog"):
             yield Static(self.question, id="confirm-question", markup=False)
             with Horizontal(classes="dialog-buttons"):
-                yield Button(f"{self.yes} (y)", id="yes", variant="error")
+                yield Button(literal(f"{self.yes} (y)"), id="yes", variant="error")
                 yield Button("Cancel (n)", id="no")
 
     def on_mount(self) -> None:

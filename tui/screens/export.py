@@ -21,6 +21,7 @@ from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
 from engine.errors import LogitlabError
 from engine.sessions import Session, export_text, write_export
+from tui.screens.guard import ScreenGuard
 
 FORMATS: tuple[tuple[str, str, str], ...] = (
     ("json", "JSON", "json"),
@@ -59,7 +60,7 @@ class ExportFailed(Message):
         self.error = error
 
 
-class ExportScreen(ModalScreen[ExportDone | None]):
+class ExportScreen(ScreenGuard, ModalScreen[ExportDone | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="export.cancel"),
         Binding("ctrl+s", "export", "Export", id="export.write"),
@@ -83,7 +84,9 @@ class ExportScreen(ModalScreen[ExportDone | None]):
                     yield RadioButton(label, value=fmt == self.fmt, id=f"fmt-{fmt}")
             yield Label("path")
             yield Input(default_path(self.session, self.fmt), id="export-path")
-            yield Label(f"Markdown: low-probability tokens to list (0-{LOW_PROB_MAX})")
+            yield Label(
+                f"Markdown: low-probability tokens to list (0-{LOW_PROB_MAX})", markup=False
+            )
             yield Input(str(LOW_PROB_DEFAULT), id="export-low-prob", type="integer")
             yield Static("", id="export-error", classes="field-error", markup=False)
             with Horizontal(classes="dialog-buttons"):

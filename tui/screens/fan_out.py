@@ -11,6 +11,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from tui.screens.guard import ScreenGuard
+
 FAN_MIN, FAN_MAX, FAN_DEFAULT = 2, 16, 3
 
 
@@ -25,7 +27,7 @@ def parse_fan_out(text: str) -> int:
     return k
 
 
-class FanOutScreen(ModalScreen[int | None]):
+class FanOutScreen(ScreenGuard, ModalScreen[int | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="fanout.cancel"),
     ]

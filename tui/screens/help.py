@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
+
+from tui.markup import cell
+from tui.screens.guard import ScreenGuard
 
 # keys handled inside widgets rather than through bindings
 EXTRA_KEYS: tuple[tuple[str, str, str], ...] = (
@@ -28,7 +32,7 @@ def binding_rows(area: str, bindings: list[BindingType]) -> list[tuple[str, str,
     return rows
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(ScreenGuard, ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,f1,q", "dismiss", "Close", id="help.close"),
     ]
@@ -42,13 +46,13 @@ class HelpScreen(ModalScreen[None]):
             yield Static(
                 "Keys  (Esc closes · Ctrl+P finds any action by name)", classes="dialog-title"
             )
-            table: DataTable[str] = DataTable(id="help-table", cursor_type="row")
+            table: DataTable[Text] = DataTable(id="help-table", cursor_type="row")
             table.add_columns("where", "key", "does")
             for area, bindings in self.sections:
                 for row in binding_rows(area, bindings):
-                    table.add_row(*row)
+                    table.add_row(*map(cell, row))
             for row in EXTRA_KEYS:
-                table.add_row(*row)
+                table.add_row(*map(cell, row))
             yield table
 
     def on_mount(self) -> None:

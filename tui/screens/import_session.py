@@ -20,6 +20,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from engine.errors import LogitlabError
 from engine.sessions import Session, SessionStore, import_session_text, read_import
+from tui.screens.guard import ScreenGuard
 
 
 class ImportRefused(Message):
@@ -28,7 +29,7 @@ class ImportRefused(Message):
         self.error = error
 
 
-class ImportScreen(ModalScreen[Session | None]):
+class ImportScreen(ScreenGuard, ModalScreen[Session | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="import.cancel"),
     ]

@@ -14,10 +14,12 @@ from textual.widgets import Button, Footer, ProgressBar, Static
 from engine.decode import Engine
 from engine.errors import LogitlabError
 from engine.model import ModelDescription, ModelSpec
+from tui.crash import logged
 from tui.messages import LoadProgressed, ModelLoaded, ModelLoadFailed
+from tui.screens.guard import ScreenGuard
 
 
-class LoadingScreen(Screen[ModelDescription]):
+class LoadingScreen(ScreenGuard, Screen[ModelDescription]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f3", "pick_model", "Pick model", id="load.pick"),
         Binding("ctrl+r", "retry", "Retry", id="load.retry"),
@@ -27,13 +29,14 @@ class LoadingScreen(Screen[ModelDescription]):
         super().__init__()
         self.backend = backend
         self.spec = spec
+        self._loaded: ModelDescription | None = None  # arrived while a dialog was on top
 
     def compose(self) -> ComposeResult:
         with Vertical(id="loading-box"):
             yield Static("logitlab", id="loading-title")
-            yield Static(self._title(self.spec), id="loading-model")
+            yield Static(self._title(self.spec), id="loading-model", markup=False)
             yield ProgressBar(total=100, show_eta=False, id="loading-bar")
-            yield Static("starting", id="loading-stage")
+            yield Static("starting", id="loading-stage", markup=False)
             yield Static("", id="loading-error", markup=False)
             with Horizontal(id="loading-actions"):
                 yield Button("Pick another model", id="pick", variant="primary")
@@ -45,6 +48,7 @@ class LoadingScreen(Screen[ModelDescription]):
         self._begin()
 
     def _begin(self) -> None:
+        self._loaded = None
         self.query_one("#loading-model", Static).update(self._title(self.spec))
         self.query_one("#loading-bar", ProgressBar).update(progress=0)
         self.query_one("#loading-stage", Static).update("starting")
@@ -71,8 +75,8 @@ class LoadingScreen(Screen[ModelDescription]):
             self.post_message(ModelLoaded(self.backend.load(spec, progress)))
         except LogitlabError as exc:
             self.post_message(ModelLoadFailed(str(exc)))
-        except Exception as exc:  # shown in one line, never as a traceback
-            self.post_message(ModelLoadFailed(f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # shown in one line; the traceback goes to a crash log
+            self.post_message(ModelLoadFailed(logged(exc, "loading a model")))
 
     def on_load_progressed(self, event: LoadProgressed) -> None:
         self.query_one("#loading-bar", ProgressBar).update(progress=round(event.fraction * 100))
@@ -80,7 +84,18 @@ class LoadingScreen(Screen[ModelDescription]):
         self.query_one("#loading-stage", Static).update(f"{event.stage}{detail}")
 
     def on_model_loaded(self, event: ModelLoaded) -> None:
+        if self.app.screen is not self:  # the palette or the picker: close once it is gone
+            self._loaded = event.facts
+            return
         self.dismiss(event.facts)
+
+    def on_screen_resume(self) -> None:
+        # after the dialog's own result callback: a model picked there starts a new load
+        self.call_after_refresh(self._close_if_loaded)
+
+    def _close_if_loaded(self) -> None:
+        if self._loaded is not None and self.app.screen is self:
+            self.dismiss(self._loaded)
 
     def on_model_load_failed(self, event: ModelLoadFailed) -> None:
         self.add_class("failed")

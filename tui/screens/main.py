@@ -19,6 +19,8 @@ from engine.params import SamplingParams, Source
 from engine.records import Proposal, decode_rate
 from engine.sessions import Session
 from tui.conversation import Conversation
+from tui.crash import CrashGuard
+from tui.drafts import keep_draft
 from tui.driver import GenerationRun
 from tui.messages import (
     BranchDecoded,
@@ -62,7 +64,7 @@ STEP_KEYS = [
 ]
 
 
-class MainScreen(Screen[None]):
+class MainScreen(CrashGuard, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop", "Stop", id="gen.stop"),
         Binding("ctrl+t", "toggle_step_mode", "Step mode", id="gen.step_mode"),
@@ -136,7 +138,7 @@ class MainScreen(Screen[None]):
         self.query_one(PromptInput).focus()
         self.recorder.attach(self.post_message)
         for note, severity in self.recorder.notes():
-            self.notify(note, severity=severity, timeout=12)  # type: ignore[arg-type]
+            self.notify(note, severity=severity, timeout=12, markup=False)  # type: ignore[arg-type]
         self.sessions.set_session(None)
         if self.initial_session is not None:
             await self.sessions.restore(self.initial_session)
@@ -195,7 +197,7 @@ class MainScreen(Screen[None]):
             return (settings or self.settings).resolve(self.facts.generation_config)
         except InvalidParameterError as exc:
             if tell:
-                self.notify(str(exc), severity="error")
+                self.notify(str(exc), severity="error", markup=False)
             return None
 
     def show_model(self) -> None:
@@ -431,7 +433,8 @@ class MainScreen(Screen[None]):
         if (run := self.running) is not None:
             run.set_step_mode(self.step_mode)
         self.notify(
-            "Step-through mode " + ("on: each token waits for you" if self.step_mode else "off")
+            "Step-through mode " + ("on: each token waits for you" if self.step_mode else "off"),
+            markup=False,
         )
 
     def action_accept(self) -> None:
@@ -443,7 +446,7 @@ class MainScreen(Screen[None]):
         if self.gen_run is None or self.proposal is None:
             return
         if not 1 <= n <= len(self.proposal.top):
-            self.notify(f"There is no candidate {n}.", severity="warning")
+            self.notify(f"There is no candidate {n}.", severity="warning", markup=False)
             return
         token_id = self.proposal.top[n - 1].token_id
         self.proposal = None
@@ -528,10 +531,15 @@ class MainScreen(Screen[None]):
         self.sessions.saved(event)
 
     def on_session_save_failed(self, event: SessionSaveFailed) -> None:
-        self.notify(event.error, title="Not saved", severity="error", timeout=8)
+        self.notify(event.error, title="Not saved", severity="error", timeout=8, markup=False)
 
     def on_session_action_failed(self, event: SessionActionFailed) -> None:
-        self.notify(event.error, title=f"Could not {event.what}", severity="error", timeout=10)
+        self.notify(
+            event.error, title=f"Could not {event.what}", severity="error", timeout=10, markup=False
+        )
+
+    def on_prompt_input_draft_changed(self, event: PromptInput.DraftChanged) -> None:
+        keep_draft(self, event.text)
 
     async def on_session_loaded(self, event: SessionLoaded) -> None:
         await self.sessions.loaded(event)
@@ -561,12 +569,13 @@ class MainScreen(Screen[None]):
 
     def _copy(self, text: str, what: str) -> None:
         if not text:
-            self.notify(f"No {what} to copy.", severity="warning")
+            self.notify(f"No {what} to copy.", severity="warning", markup=False)
             return
         self.app.copy_to_clipboard(text)
         self.notify(
             f"Copied the {what} ({len(text)} chars). If nothing arrives, your terminal "
-            "does not allow clipboard access (OSC 52)."
+            "does not allow clipboard access (OSC 52).",
+            markup=False,
         )
 
     def binding_sections(self) -> list[tuple[str, list[Any]]]:

@@ -13,9 +13,10 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from engine.errors import InvalidParameterError
 from engine.model import DTYPES, QUANTIZE, ModelSpec
+from tui.screens.guard import ScreenGuard
 
 
-class ModelPickerScreen(ModalScreen[ModelSpec | None]):
+class ModelPickerScreen(ScreenGuard, ModalScreen[ModelSpec | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="picker.cancel")
     ]

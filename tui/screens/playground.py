@@ -24,13 +24,14 @@ from textual.widgets import DataTable, Footer, Input, Static, TextArea
 from engine.decode import Engine, model_internals, tokenizer_access
 from engine.errors import FeatureUnavailableError, LogitlabError
 from engine.tokens import ChatMessage, TokenInfo, VocabEntry
+from tui.screens.guard import ScreenGuard
 
 DEBOUNCE = 0.15  # seconds of quiet typing before re-tokenizing
 NEAR = 8
 MAX_ROWS = 2000  # the table shows the first tokens of a huge paste; the count is exact
 
 
-class PlaygroundScreen(Screen[None]):
+class PlaygroundScreen(ScreenGuard, Screen[None]):
     palette_scope = "playground"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close", id="playground.close"),
@@ -194,7 +195,10 @@ class PlaygroundScreen(Screen[None]):
 
     def action_toggle_chat(self) -> None:
         self.chat = not self.chat
-        self.notify("As a user message through the chat template" if self.chat else "Plain text")
+        self.notify(
+            "As a user message through the chat template" if self.chat else "Plain text",
+            markup=False,
+        )
         self.retokenize()
 
     def action_toggle_guard(self) -> None:
@@ -202,7 +206,8 @@ class PlaygroundScreen(Screen[None]):
         self.notify(
             "Guard on: special-token text stays plain text"
             if self.guard
-            else "Guard off: special-token text becomes control tokens"
+            else "Guard off: special-token text becomes control tokens",
+            markup=False,
         )
         self.retokenize()
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from engine.errors import InvalidParameterError, LogitlabError
 from engine.sessions import Session, SessionSettings
 from tui.conversation import Conversation, turns_from_session
+from tui.drafts import switch_draft
 from tui.messages import ExportReady, SessionActionFailed, SessionLoaded, SessionSaved
 from tui.recorder import Recorder
 from tui.widgets.chat_pane import ChatPane
@@ -48,7 +49,7 @@ class SessionActions:
     def _off(self) -> bool:
         if self.recorder.store is None:
             why = self.recorder.problem or "sessions are not saved in this run"
-            self.screen.notify(f"Sessions are unavailable: {why}", severity="error")
+            self.screen.notify(f"Sessions are unavailable: {why}", severity="error", markup=False)
             return True
         return False
 
@@ -79,6 +80,7 @@ class SessionActions:
             saved = SessionSettings(system, saved.sampling)
         self._saved_settings = saved
         self.apply_saved_settings()
+        switch_draft(screen, session.draft)
         self.recorder.resume(session, turns)
         self.set_session(session.id)
         status = screen.query_one(StatusBar)
@@ -91,6 +93,7 @@ class SessionActions:
                 f"{facts.model_id} (F3 loads another model).",
                 severity="warning",
                 timeout=8,
+                markup=False,
             )
         screen.branches.reset()
         screen.update_context_count()
@@ -108,7 +111,9 @@ class SessionActions:
             )
         except InvalidParameterError as exc:
             self.screen.notify(
-                f"The session's settings were not restored: {exc}", severity="warning"
+                f"The session's settings were not restored: {exc}",
+                severity="warning",
+                markup=False,
             )
         self.screen.show_model()
 
@@ -129,7 +134,7 @@ class SessionActions:
             return
         await self.restore(event.session)
         verb = "Imported" if event.imported else "Opened"
-        self.screen.notify(f"{verb} “{event.session.title or event.session.id[:8]}”.")
+        self.screen.notify(f"{verb} “{event.session.title or event.session.id[:8]}”.", markup=False)
 
     # --- new, browse --------------------------------------------------------------------
 
@@ -163,9 +168,13 @@ class SessionActions:
         if self.session_id is not None and self.session_id in result.deleted:
             await self.new()
         if result.open_id is not None and not self._busy():
-            self._in_worker(self._open, result.open_id)
+            self.open(result.open_id)
 
-    def _open(self, session_id: str) -> None:
+    def open(self, session_id: str) -> None:
+        """Read the stored session off the UI thread, then show it (the browser's Enter)."""
+        self._in_worker(self._read, session_id)
+
+    def _read(self, session_id: str) -> None:
         store = self.recorder.store
         try:
             assert store is not None
@@ -198,9 +207,14 @@ class SessionActions:
     def export_ready(self, event: ExportReady) -> None:
         from tui.screens.export import ExportScreen
 
+        if any(isinstance(s, ExportScreen) for s in self.screen.app.screen_stack):
+            return  # Ctrl+E twice before the first dialog opened (the soak, seed 5)
+
         def written(done: ExportDone | None) -> None:
             if done is not None:
-                self.screen.notify(f"Wrote {done.path}", title=f"Exported ({done.fmt})", timeout=8)
+                self.screen.notify(
+                    f"Wrote {done.path}", title=f"Exported ({done.fmt})", timeout=8, markup=False
+                )
 
         self.screen.app.push_screen(ExportScreen(event.session), written)
 

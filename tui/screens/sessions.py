@@ -22,6 +22,7 @@ from engine.errors import LogitlabError
 from engine.sessions import SessionStore
 from tui.messages import SessionActionFailed, SessionsListed
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.guard import ScreenGuard
 from tui.widgets.session_table import SessionTable
 
 
@@ -33,7 +34,7 @@ class BrowserResult:
     deleted: frozenset[str] = field(default_factory=frozenset)
 
 
-class SessionBrowserScreen(Screen[BrowserResult]):
+class SessionBrowserScreen(ScreenGuard, Screen[BrowserResult]):
     palette_scope = "browser"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open", "Open", id="browser.open"),
@@ -56,9 +57,12 @@ class SessionBrowserScreen(Screen[BrowserResult]):
                 "Sessions — type to search · Enter open · r rename · d delete · Esc back",
                 classes="dialog-title",
             )
-            yield Input(placeholder="search titles and messages", id="browser-search")
+            # select_on_focus off: type-to-search inserts the first letter, then focuses
+            yield Input(
+                placeholder="search titles and messages", id="browser-search", select_on_focus=False
+            )
             yield SessionTable(id="browser-table")
-            yield Static("", id="browser-empty")
+            yield Static("", id="browser-empty", markup=False)  # echoes the search
             yield Input(id="browser-rename", classes="hidden")
         yield Footer()
 
@@ -101,7 +105,7 @@ class SessionBrowserScreen(Screen[BrowserResult]):
         self.refresh_list()
 
     def on_session_action_failed(self, event: SessionActionFailed) -> None:
-        self.notify(event.error, title=f"Could not {event.what}", severity="error")
+        self.notify(event.error, title=f"Could not {event.what}", severity="error", markup=False)
 
     # --- keys -----------------------------------------------------------------------------
 

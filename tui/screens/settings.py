@@ -17,6 +17,7 @@ from textual.widgets import Button, Input, Label, Static, Switch, TextArea
 
 from engine.errors import InvalidParameterError
 from engine.params import SamplingParams
+from tui.screens.guard import ScreenGuard
 from tui.settings import FIELDS, UISettings, parse_value
 
 
@@ -24,7 +25,7 @@ def shown(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-class SettingsScreen(ModalScreen[UISettings | None]):
+class SettingsScreen(ScreenGuard, ModalScreen[UISettings | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="settings.cancel"),
         Binding("ctrl+s", "save", "Save", id="settings.save"),
@@ -44,7 +45,7 @@ class SettingsScreen(ModalScreen[UISettings | None]):
                 yield TextArea(self.settings.system_prompt, id="system_prompt", soft_wrap=True)
                 for name, label, _kind in FIELDS:
                     with Horizontal(classes="setting-row"):
-                        yield Label(label, classes="setting-label")
+                        yield Label(label, classes="setting-label", markup=False)
                         yield Input(
                             shown(getattr(self.params, name)), id=name, classes="setting-input"
                         )
@@ -52,6 +53,7 @@ class SettingsScreen(ModalScreen[UISettings | None]):
                             self.sources.get(name, ""),
                             id=f"{name}-source",
                             classes="setting-source",
+                            markup=False,
                         )
                     yield Static("", id=f"{name}-error", classes="field-error", markup=False)
                 with Horizontal(classes="setting-row"):
@@ -109,7 +111,7 @@ class SettingsScreen(ModalScreen[UISettings | None]):
             if self.query(target):
                 self.query_one(target, Static).update(str(exc))
             else:
-                self.notify(str(exc), severity="error")
+                self.notify(str(exc), severity="error", markup=False)
             return None
         return candidate
 

@@ -8,6 +8,8 @@ from textual.containers import VerticalScroll
 from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
+from tui.crash import CrashGuard
+
 FINISH_NOTES = {
     "cancelled": "⏹ cancelled",
     "length": "… stopped at max new tokens",
@@ -34,7 +36,7 @@ def _hard_breaks(state: StateCore) -> None:
                 child.type = "hardbreak"
 
 
-class ChatPane(VerticalScroll):
+class ChatPane(CrashGuard, VerticalScroll):
     """Append-only: a reply grows through `MarkdownStream`; nothing re-renders the transcript."""
 
     DEFAULT_CSS = """

@@ -20,6 +20,7 @@ from textual.containers import ScrollableContainer, Vertical
 from textual.widgets import Static
 
 from engine.model import LensResult
+from tui.crash import CrashGuard
 
 SHADES = " ░▒▓█"
 TOKEN_WIDTH = 8
@@ -40,7 +41,7 @@ def cell(token: str, width: int = TOKEN_WIDTH) -> str:
     return token[:width].ljust(width)
 
 
-class LensView(Vertical):
+class LensView(CrashGuard, Vertical):
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "lens-view--high",
         "lens-view--mid",

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from rich.text import Text
 from textual.widgets import DataTable
 
 from engine.sessions import SessionSummary
+from tui.crash import CrashGuard
+from tui.markup import cell
 
 
 def when(moment: datetime, now: datetime | None = None) -> str:
@@ -16,7 +19,7 @@ def when(moment: datetime, now: datetime | None = None) -> str:
     return local.strftime("%H:%M") if local.date() == today else local.strftime("%Y-%m-%d %H:%M")
 
 
-class SessionTable(DataTable[str]):
+class SessionTable(CrashGuard, DataTable[Text]):
     """One row per session, keyed by its id; the cursor row is the selection."""
 
     DEFAULT_CSS = "SessionTable { height: 1fr; }"
@@ -36,11 +39,11 @@ class SessionTable(DataTable[str]):
         self.summaries = list(summaries)
         self.clear()
         for s in summaries:
-            self.add_row(
-                s.title or "(untitled)",
-                s.model_id,
-                str(s.message_count),
-                when(s.updated_at),
+            self.add_row(  # Text cells: a str cell is Rich markup, and titles are data
+                cell(s.title or "(untitled)"),
+                cell(s.model_id),
+                cell(str(s.message_count)),
+                cell(when(s.updated_at)),
                 key=s.id,
             )
         ids = [s.id for s in summaries]

@@ -13,6 +13,7 @@ from textual.widget import Widget
 
 from engine.records import Step
 from engine.tokens import display_text
+from tui.crash import CrashGuard
 
 HIGH, MID = 0.6, 0.25  # raw-probability thresholds of the colour scale
 
@@ -29,7 +30,7 @@ def chip_text(step: Step) -> str:
     return step.piece if step.special else display_text(step.text or step.piece)
 
 
-class TokenStream(Widget, can_focus=True):
+class TokenStream(CrashGuard, Widget, can_focus=True):
     """Steps are appended in batches; the cursor selects the step the inspector shows."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
