@@ -23,16 +23,21 @@ from engine.decode import ReplyTree, branch_stats
 from engine.records import Step
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.guard import ScreenGuard
+from tui.widgets.step_view import fmt_prob
 
 PREVIEW = 60
+PIECE = 10  # a branch point's token in the table, quotes included
 
 
-def _token(step: Step | None) -> str:
+def _token(step: Step | None, width: int = 0) -> str:
+    """A token and its probability ("'·fruit' 12.3%"); with `width`, the piece is
+    shortened so the probability always shows."""
     if step is None:
         return "(end)"
-    shown = (step.text or step.piece).replace("\n", "⏎")
-    prob = "?" if math.isnan(step.logprob) else f"{math.exp(step.logprob):.2f}"
-    return f"{shown!r} {prob}"
+    shown = repr((step.text or step.piece).replace("\n", "⏎"))
+    if width and len(shown) > width:
+        shown = shown[: width - 2] + "…" + shown[-1]
+    return f"{shown} {fmt_prob(math.exp(step.logprob)).strip()}"
 
 
 def _number(value: float, spec: str) -> str:
@@ -45,8 +50,8 @@ class BranchesScreen(ScreenGuard, ModalScreen[ReplyTree | None]):
     palette_scope = "branches"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open", "Open", id="branches.open"),
-        Binding("left_square_bracket", "sibling(-1)", "[ Prev sibling", id="branches.prev"),
-        Binding("right_square_bracket", "sibling(1)", "] Next sibling", id="branches.next"),
+        Binding("left_square_bracket", "sibling(-1)", "Prev sibling", id="branches.prev"),
+        Binding("right_square_bracket", "sibling(1)", "Next sibling", id="branches.next"),
         Binding("d,delete", "delete", "Delete", id="branches.delete"),
         Binding("escape,f5", "close", "Close", id="branches.close"),
     ]
@@ -83,16 +88,16 @@ class BranchesScreen(ScreenGuard, ModalScreen[ReplyTree | None]):
             mark = "●" if i == self.reply_tree.current else " "
             label = Text(f"{mark}{'·' * depth}{i + 1}")
             at = str(point.step) if point else "root"
-            took = _token(point.child_token) if point else ""
-            other = _token(point.parent_token) if point else ""
+            took = _token(point.child_token, PIECE) if point else ""
+            other = _token(point.parent_token, PIECE) if point else ""
             end = branch.finish_reason or "…"
             if branch.seed is not None:
                 end += f" s{branch.seed}"
             table.add_row(
                 label,
                 Text(at),
-                Text(took[:14]),
-                Text(other[:14]),
+                Text(took),
+                Text(other),
                 Text(str(stats.length)),
                 Text(_number(stats.logprob, ".1f")),
                 Text(_number(stats.perplexity, ".2f")),
