@@ -43,6 +43,15 @@ COMMANDS: dict[str, list[str]] = {
         "--max-new-tokens",
         "1",
     ],
+    "logitlab generate hi --max-new-tokens 1 --backend transformers": [
+        LOGITLAB,
+        "generate",
+        "hi",
+        "--max-new-tokens",
+        "1",
+        "--backend",
+        "transformers",
+    ],
     "logitlab info": [LOGITLAB, "info"],
     "workbench": [PYTHON, str(Path(__file__).resolve()), "--probe"],
 }
