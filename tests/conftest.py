@@ -49,6 +49,23 @@ def no_unexpected_app_errors(request: pytest.FixtureRequest) -> Iterator[list[An
         pytest.fail(f"the app reported unexpected errors:\n{details}", pytrace=False)
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    """The async tests (Textual's Pilot) run on asyncio."""
+    return "asyncio"
+
+
+@pytest.fixture
+def recorder() -> Iterator[Any]:
+    """A session recorder on the test's own sessions database."""
+    from tui.store_recorder import StoreRecorder
+
+    recorder = StoreRecorder.open_default()
+    assert recorder.store is not None
+    yield recorder
+    recorder.close()
+
+
 @pytest.fixture(scope="session")
 def real_model() -> Any:
     """The bundled SmolLM2-135M-Instruct, loaded once per test run (fp32, CPU)."""

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,19 +49,6 @@ from tui.store_recorder import StoreRecorder
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).parent.parent
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def recorder() -> Iterator[StoreRecorder]:
-    recorder = StoreRecorder.open_default()
-    assert recorder.store is not None
-    yield recorder
-    recorder.close()
 
 
 def crash_logs() -> list[Path]:

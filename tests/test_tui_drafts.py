@@ -8,7 +8,6 @@ column of its own (schema 2) and is not part of the export.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,31 +17,12 @@ from engine.sessions.schema import MIGRATIONS
 from engine.sessions.store import SessionStore
 from tests.fake_engine import FakeEngine
 from tests.session_factories import MODEL, SETTINGS, reply, user
-from tests.tui_helpers import SIZE, fake_app, finished, main_screen, ready, send, until
+from tests.tui_helpers import SIZE, fake_app, finished, main_screen, ready, send, stored, until
 from tui.crash import InjectedFault
 from tui.store_recorder import StoreRecorder
 from tui.widgets.prompt_input import DRAFT_SECONDS, PromptInput
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def recorder() -> Iterator[StoreRecorder]:
-    recorder = StoreRecorder.open_default()
-    assert recorder.store is not None
-    yield recorder
-    recorder.close()
-
-
-def stored(recorder: StoreRecorder) -> SessionStore:
-    recorder.flush()
-    assert recorder.store is not None
-    return recorder.store
 
 
 def only_draft(recorder: StoreRecorder) -> str | None:

@@ -20,11 +20,6 @@ from tui.widgets.lens_view import LensView
 from tui.widgets.prompt_tokens import PromptTokens
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def tokenizer() -> Any:
     from engine.model import ModelSpec, load_tokenizer

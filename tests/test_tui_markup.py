@@ -45,19 +45,6 @@ TUI = Path(__file__).parent.parent / "tui"
 TRICKY = ("[bold]x[/]", "[/]")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def recorder() -> Iterator[StoreRecorder]:
-    recorder = StoreRecorder.open_default()
-    assert recorder.store is not None
-    yield recorder
-    recorder.close()
-
-
 def has_entry(app: LogitlabApp, title: str) -> bool:
     return any(entry.splitlines()[0] == title for entry in palette_entries(app))
 

@@ -19,11 +19,6 @@ from tui.widgets.token_stream import TokenStream
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _step(index: int) -> Step:
     return Step(index, 100 + index, "x", "x", False, -0.1, 1, 0.5, -0.1, 1, 0.5)
 

@@ -17,11 +17,6 @@ from tui.widgets.token_stream import TokenStream
 pytestmark = [pytest.mark.anyio, pytest.mark.real_model]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def test_real_model_answers_paris(real_model: Any) -> None:
     app = make_app(LocalEngine(real_model), settings=greedy(), persist_theme=False)
     async with app.run_test(size=SIZE) as pilot:

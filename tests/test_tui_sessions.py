@@ -21,7 +21,7 @@ from engine.sessions.records import SessionSettings
 from engine.sessions.store import SessionStore
 from tests.fake_engine import DEFAULT_REPLY, FakeEngine
 from tests.session_factories import MODEL, reply, user
-from tests.tui_helpers import SIZE, fake_app, finished, ready, send, until
+from tests.tui_helpers import SIZE, fake_app, finished, ready, send, stored, until
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.export import ExportScreen, default_path
 from tui.screens.import_session import ImportScreen
@@ -37,29 +37,10 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def backend() -> Iterator[FakeEngine]:
     backend = FakeEngine()
     yield backend
     backend.close()
-
-
-@pytest.fixture
-def recorder() -> Iterator[StoreRecorder]:
-    recorder = StoreRecorder.open_default()
-    assert recorder.store is not None
-    yield recorder
-    recorder.close()
-
-
-def stored(recorder: StoreRecorder) -> SessionStore:
-    recorder.flush()
-    assert recorder.store is not None
-    return recorder.store
 
 
 def seed_sessions(store: SessionStore) -> list[str]:

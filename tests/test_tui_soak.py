@@ -24,7 +24,6 @@ import os
 import time
 import traceback
 from collections import Counter, deque
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -60,19 +59,6 @@ TRACE_FROM = int(os.environ["LOGITLAB_SOAK_TRACE"]) if "LOGITLAB_SOAK_TRACE" in 
 SIZES = ((100, 30), (80, 24), (160, 50))  # one per seed
 # a screen may appear once on the stack, CommandPalette and dialogs included
 MAX_DEPTH = 6
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def recorder() -> Iterator[StoreRecorder]:
-    recorder = StoreRecorder.open_default()
-    assert recorder.store is not None
-    yield recorder
-    recorder.close()
 
 
 def stack_problems(app: LogitlabApp) -> list[str]:

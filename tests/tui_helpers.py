@@ -8,10 +8,12 @@ from collections.abc import Callable
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 
+from engine.sessions import SessionStore
 from tests.fake_engine import FakeEngine
 from tui.app import LogitlabApp, make_app
 from tui.screens.main import MainScreen
 from tui.settings import UISettings
+from tui.store_recorder import StoreRecorder
 
 SIZE = (100, 30)
 
@@ -73,3 +75,10 @@ def palette_entries(app: LogitlabApp) -> list[str]:
 
 def greedy() -> UISettings:
     return UISettings(overrides={"temperature": 0.0})
+
+
+def stored(recorder: StoreRecorder) -> SessionStore:
+    """The recorder's store once its pending writes have landed."""
+    recorder.flush()
+    assert recorder.store is not None
+    return recorder.store
