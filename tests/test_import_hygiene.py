@@ -65,6 +65,7 @@ def test_workbench_paints_before_torch_is_imported() -> None:
         "import tui.screens.loading, tui.screens.settings, tui.screens.model_picker\n"
         "build_parser()\n"
         "make_app(LocalEngine(), persist_theme=False)\n"
+        "make_app(persist_theme=False)\n"  # the CLI's engine: chosen, not yet made
     )
     assert "textual" in modules
     assert not {"torch", "transformers", "accelerate", "bitsandbytes"} & modules

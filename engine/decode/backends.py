@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from engine.errors import LogitlabError
+from engine.errors import LogitlabError, ModelLoadError
 from engine.model.backend import Backend, gguf_without_binding, resolve_backend
 from engine.model.description import ModelDescription
 from engine.model.spec import ModelSpec
@@ -42,12 +42,16 @@ def engine_for(spec: ModelSpec) -> BackendEngine:
 
 
 class BackendEngine:
-    """An `Engine` that loads each spec on its own backend; one engine thread for all."""
+    """An `Engine` that loads each spec on its own backend; one engine thread for all.
+
+    The backend's engine is made by the first `load` (a loading screen's worker, not
+    the UI thread): importing it imports torch, which must not delay the first paint.
+    """
 
     def __init__(self, spec: ModelSpec | None = None) -> None:
         self._thread = EngineThread()
         self._backend: Backend = resolve_backend(spec or ModelSpec())
-        self._current: Engine = new_engine(self._backend, self._thread)
+        self._engine: Engine | None = None
 
     @property
     def backend(self) -> Backend:
@@ -55,7 +59,16 @@ class BackendEngine:
 
     @property
     def current(self) -> Engine:
-        return self._current
+        """The engine of the loaded model's backend (made at once if nothing is loaded)."""
+        if self._engine is None:
+            self._engine = new_engine(self._backend, self._thread)
+        return self._engine
+
+    @property
+    def _current(self) -> Engine:
+        if self._engine is None:
+            raise ModelLoadError("no model is loaded")
+        return self._engine
 
     @property
     def thread(self) -> EngineThread:
@@ -72,10 +85,10 @@ class BackendEngine:
 
     def load(self, spec: ModelSpec, progress: ProgressFn | None = None) -> ModelDescription:
         backend = resolve_backend(spec)
-        if backend != self._backend:
-            self._current = new_engine(backend, self._thread)  # the old model goes with it
+        if backend != self._backend or self._engine is None:
+            self._engine = new_engine(backend, self._thread)  # the old model goes with it
             self._backend = backend
-        return self._current.load(spec, progress)
+        return self._engine.load(spec, progress)
 
     def render_prompt(
         self, messages: Sequence[ChatMessage], *, allow_special: bool = False
@@ -116,6 +129,7 @@ class BackendEngine:
 
     def __getattr__(self, name: str) -> Any:
         """Optional capabilities (lens, text_tokens, chat_ids...) of the current engine."""
-        if name.startswith("_"):
+        engine = self.__dict__.get("_engine")
+        if name.startswith("_") or engine is None:
             raise AttributeError(name)
-        return getattr(self.__dict__["_current"], name)
+        return getattr(engine, name)
