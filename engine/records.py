@@ -17,6 +17,9 @@ from typing import Literal
 
 FinishReason = Literal["stop", "length", "cancelled", "context"]
 FINISH_REASONS: tuple[str, ...] = ("stop", "length", "cancelled", "context")
+# why a candidate could not be picked: the processor that removed it (in the order
+# they run), or "greedy" (temperature 0 picks only the argmax)
+DROP_REASONS: tuple[str, ...] = ("top-k", "top-p", "min-p", "greedy")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,9 @@ class Candidate:
     logprob: float  # raw
     processed_logprob: float  # -inf when a filter removed it
     text: str = ""  # what this token would add to the text, decoded in context
+    # why the sampler could not pick it: the processor that removed it ("top-k",
+    # "top-p", "min-p"), "greedy" (not the argmax), None when it survived (or unknown)
+    dropped_by: str | None = None
 
     @property
     def prob(self) -> float:

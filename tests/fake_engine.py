@@ -185,6 +185,7 @@ class FakeReply:
                     logprob=math.log(prob),
                     processed_logprob=math.log(processed) if processed > 0 else -math.inf,
                     text=text,
+                    dropped_by=None if processed > 0 else "top-p",
                 )
             )
         return tuple(out)
