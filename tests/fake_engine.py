@@ -111,7 +111,7 @@ class FakeReply:
             forced=force is not None,
             logprob=logprob,
             rank=rank,
-            entropy=_entropy(top),
+            entropy=2.5 if index in self.backend.unsure else _entropy(top),
             processed_logprob=processed,
             processed_rank=rank,
             processed_entropy=_entropy(top) / 2,
@@ -203,8 +203,10 @@ class FakeEngine:
         hold_load: bool = False,
         fail_load: str | None = None,
         context_window: int = 8192,
+        unsure: Sequence[int] = (),
     ) -> None:
         self.replies = list(replies)
+        self.unsure = frozenset(unsure)  # step indices given a high entropy (2.5 nats)
         self.vocab = Vocab()
         self.pause_at = pause_at
         self.step_delay = step_delay

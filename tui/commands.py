@@ -140,6 +140,20 @@ COMMANDS: tuple[PaletteCommand, ...] = (
         "view", "Last token", "Move the token cursor to the end", "token_jump(-1)", "end"
     ),
     PaletteCommand(
+        "view",
+        "Next unsure step",
+        "The next step with entropy ≥ 2 nats (bright in the entropy line): where it could fork",
+        "next_fork(1)",
+        "e",
+    ),
+    PaletteCommand(
+        "view",
+        "Previous unsure step",
+        "The previous step with entropy ≥ 2 nats",
+        "next_fork(-1)",
+        "E",
+    ),
+    PaletteCommand(
         "copy", "Copy last reply", "To the clipboard (terminals with OSC 52)", "copy_reply", "f8"
     ),
     PaletteCommand("copy", "Copy selected token", "The selected token's text", "copy_token", "y"),

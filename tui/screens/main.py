@@ -48,6 +48,7 @@ from tui.screens.lens_actions import LensActions
 from tui.screens.session_actions import SessionActions
 from tui.settings import UISettings
 from tui.widgets.chat_pane import ChatPane
+from tui.widgets.entropy_line import EntropyLine
 from tui.widgets.inspector import Inspector
 from tui.widgets.model_view import ModelView
 from tui.widgets.prompt_input import PromptInput
@@ -127,7 +128,9 @@ class MainScreen(CrashGuard, Screen[None]):
                 yield ChatPane(id="chat")
                 yield PromptInput(id="prompt")
             with Vertical(id="right"):
-                yield TokenStream(id="tokens")
+                stream = TokenStream(id="tokens")
+                yield EntropyLine(stream, id="entropy")
+                yield stream
                 yield Inspector(id="inspector")
         yield StatusBar(id="status")
         yield Footer()
@@ -508,6 +511,9 @@ class MainScreen(CrashGuard, Screen[None]):
 
     def action_token_jump(self, index: int) -> None:
         self.query_one(TokenStream).action_jump(index)
+
+    def action_next_fork(self, direction: int) -> None:
+        self.query_one(TokenStream).action_next_fork(direction)
 
     def action_playground(self) -> None:
         from tui.screens.playground import PlaygroundScreen
