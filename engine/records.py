@@ -90,6 +90,47 @@ class Proposal:
 
 
 @dataclass(frozen=True)
+class TokenProbe:
+    """Any token's numbers at one position, recomputed from the full distribution
+    (a token outside the recorded top-N included). Same meanings as a `Step`'s."""
+
+    token_id: int
+    logprob: float  # raw
+    rank: int  # 1-based, raw
+    processed_logprob: float  # -inf when a processor removed it
+    processed_rank: int
+    dropped_by: str | None = None  # as `Candidate.dropped_by`
+
+    @property
+    def prob(self) -> float:
+        return math.exp(self.logprob)
+
+    @property
+    def processed_prob(self) -> float:
+        return math.exp(self.processed_logprob) if self.processed_logprob > -math.inf else 0.0
+
+
+@dataclass(frozen=True)
+class PromptScores:
+    """How the model scored each prompt token in context (teacher-forced, one forward):
+    entry i is token i's raw log-probability and rank given tokens 0..i-1; the first
+    token has no context, so its entries are None."""
+
+    ids: tuple[int, ...]
+    logprobs: tuple[float | None, ...]
+    ranks: tuple[int | None, ...]
+
+    def prob(self, position: int) -> float | None:
+        logprob = self.logprobs[position]
+        return None if logprob is None else math.exp(logprob)
+
+    def surprisal_bits(self, position: int) -> float | None:
+        """-log2 p: how surprised the model was by the token, in bits."""
+        logprob = self.logprobs[position]
+        return None if logprob is None else -logprob / math.log(2)
+
+
+@dataclass(frozen=True)
 class GenerationSummary:
     """What a finished generation reports: the JSONL summary object's data."""
 
