@@ -14,8 +14,9 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from engine.records import Candidate, Proposal, Step
+from engine.records import Candidate, Proposal, Step, TokenProbe
 from engine.tokens import display_text
+from tui.widgets.token_lookup import TokenLookupInput
 
 BAR_WIDTH = 5
 EIGHTHS = " ▏▎▍▌▋▊▉█"
@@ -86,6 +87,7 @@ class StepView(Vertical):
     StepView { height: 1fr; }
     StepView > #step-facts { height: auto; }
     StepView > #candidates { height: 1fr; }
+    StepView > #lookup-result { height: auto; display: none; }
     """
 
     def __init__(self, **kwargs: object) -> None:
@@ -99,6 +101,8 @@ class StepView(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("Select a token in the stream (←/→) to inspect it.", id="step-facts")
         yield Static(id="candidates")
+        yield Static(id="lookup-result", markup=False)
+        yield TokenLookupInput(id="lookup")
 
     def show_step(self, step: Step | None) -> None:
         self.shown = step
@@ -192,3 +196,46 @@ class StepView(Vertical):
     @property
     def candidate_count(self) -> int:
         return self._rows
+
+    # --- any token, beyond the top-N (the screen computes, this draws) ----------------
+
+    def open_lookup(self) -> None:
+        box = self.query_one(TokenLookupInput)
+        box.display = True
+        box.focus()
+
+    def close_lookup(self) -> None:
+        self.query_one(TokenLookupInput).display = False
+
+    @property
+    def lookup_open(self) -> bool:
+        return bool(self.query_one(TokenLookupInput).display)
+
+    def show_lookup_message(self, line: str | None) -> None:
+        """One line where the look-up's numbers go (pending, unavailable, failed);
+        None hides it."""
+        result = self.query_one("#lookup-result", Static)
+        result.display = line is not None
+        result.update(Text(line or "", self.get_component_rich_style("step-view--dim")))
+
+    def show_probe(self, label: str, index: int, probe: TokenProbe) -> None:
+        """A looked-up token's numbers at step `index`, recomputed from the full
+        distribution: raw and processed probability and rank, and why it was dropped."""
+        text = Text()
+        text.append(f"look-up {label} at step {index}\n", style="bold")
+        text.append(f"{self.logprob_label:<10}p {fmt_prob(probe.prob)}  rank {probe.rank}")
+        text.append(
+            f"\nprocessed  p {fmt_processed(probe.processed_logprob)}  rank {probe.processed_rank}"
+        )
+        if probe.dropped_by == "greedy":
+            text.append(
+                "  greedy: not the most likely", self.get_component_rich_style("step-view--dim")
+            )
+        elif probe.dropped_by is not None:
+            text.append(
+                f"  dropped by {probe.dropped_by}",
+                self.get_component_rich_style("step-view--sampled"),
+            )
+        result = self.query_one("#lookup-result", Static)
+        result.display = True
+        result.update(text)

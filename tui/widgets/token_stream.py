@@ -81,6 +81,7 @@ class TokenStream(CrashGuard, Widget, can_focus=True):
         Binding("y", "screen.copy_token", "Copy token", id="token.copy"),
         Binding("e", "screen.next_fork(1)", "Next unsure step", id="token.next_fork"),
         Binding("E", "screen.next_fork(-1)", "Prev unsure step", show=False, id="token.prev_fork"),
+        Binding("slash", "screen.lookup_token", "Look up token", id="token.lookup"),
     ]
     DEFAULT_CSS = """
     TokenStream { height: auto; min-height: 3; max-height: 10; overflow-y: auto; }
