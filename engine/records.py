@@ -17,6 +17,9 @@ from typing import Literal
 
 FinishReason = Literal["stop", "length", "cancelled", "context"]
 FINISH_REASONS: tuple[str, ...] = ("stop", "length", "cancelled", "context")
+# why a candidate could not be picked: the processor that removed it (in the order
+# they run), or "greedy" (temperature 0 picks only the argmax)
+DROP_REASONS: tuple[str, ...] = ("top-k", "top-p", "min-p", "greedy")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,9 @@ class Candidate:
     logprob: float  # raw
     processed_logprob: float  # -inf when a filter removed it
     text: str = ""  # what this token would add to the text, decoded in context
+    # why the sampler could not pick it: the processor that removed it ("top-k",
+    # "top-p", "min-p"), "greedy" (not the argmax), None when it survived (or unknown)
+    dropped_by: str | None = None
 
     @property
     def prob(self) -> float:
@@ -81,6 +87,47 @@ class Proposal:
     top: tuple[Candidate, ...]
     entropy: float
     processed_entropy: float
+
+
+@dataclass(frozen=True)
+class TokenProbe:
+    """Any token's numbers at one position, recomputed from the full distribution
+    (a token outside the recorded top-N included). Same meanings as a `Step`'s."""
+
+    token_id: int
+    logprob: float  # raw
+    rank: int  # 1-based, raw
+    processed_logprob: float  # -inf when a processor removed it
+    processed_rank: int
+    dropped_by: str | None = None  # as `Candidate.dropped_by`
+
+    @property
+    def prob(self) -> float:
+        return math.exp(self.logprob)
+
+    @property
+    def processed_prob(self) -> float:
+        return math.exp(self.processed_logprob) if self.processed_logprob > -math.inf else 0.0
+
+
+@dataclass(frozen=True)
+class PromptScores:
+    """How the model scored each prompt token in context (teacher-forced, one forward):
+    entry i is token i's raw log-probability and rank given tokens 0..i-1; the first
+    token has no context, so its entries are None."""
+
+    ids: tuple[int, ...]
+    logprobs: tuple[float | None, ...]
+    ranks: tuple[int | None, ...]
+
+    def prob(self, position: int) -> float | None:
+        logprob = self.logprobs[position]
+        return None if logprob is None else math.exp(logprob)
+
+    def surprisal_bits(self, position: int) -> float | None:
+        """-log2 p: how surprised the model was by the token, in bits."""
+        logprob = self.logprobs[position]
+        return None if logprob is None else -logprob / math.log(2)
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,7 @@ class FakeReply:
             forced=force is not None,
             logprob=logprob,
             rank=rank,
-            entropy=_entropy(top),
+            entropy=2.5 if index in self.backend.unsure else _entropy(top),
             processed_logprob=processed,
             processed_rank=rank,
             processed_entropy=_entropy(top) / 2,
@@ -185,6 +185,7 @@ class FakeReply:
                     logprob=math.log(prob),
                     processed_logprob=math.log(processed) if processed > 0 else -math.inf,
                     text=text,
+                    dropped_by=None if processed > 0 else "top-p",
                 )
             )
         return tuple(out)
@@ -202,8 +203,10 @@ class FakeEngine:
         hold_load: bool = False,
         fail_load: str | None = None,
         context_window: int = 8192,
+        unsure: Sequence[int] = (),
     ) -> None:
         self.replies = list(replies)
+        self.unsure = frozenset(unsure)  # step indices given a high entropy (2.5 nats)
         self.vocab = Vocab()
         self.pause_at = pause_at
         self.step_delay = step_delay

@@ -37,7 +37,7 @@ def make_step(index: int, token_id: int = 504, text: str = "The", **changes: obj
         processed_entropy=0.05,
         top=(
             Candidate(token_id, "Ġ" + text, -0.03, -0.01, text),
-            Candidate(token_id + 1, "Ġx", -4.5, -math.inf, "x"),
+            Candidate(token_id + 1, "Ġx", -4.5, -math.inf, "x", dropped_by="top-p"),
         ),
         elapsed_ms=41.25,
         special=False,

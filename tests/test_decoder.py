@@ -157,6 +157,23 @@ def test_steps_carry_consistent_records(tiny_model: Any) -> None:
     assert steps[-1].finish_reason == decoder.finish_reason
 
 
+def test_candidates_say_which_processor_dropped_them(tiny_model: Any) -> None:
+    decoder = _tiny(tiny_model, temperature=1.0, top_k=3, top_p=0.95, seed=3, top_logprobs=8)
+    for step in list(decoder)[:5]:
+        for candidate in step.top:
+            filtered = candidate.processed_logprob == -math.inf
+            assert (candidate.dropped_by is not None) == filtered
+        assert [c.dropped_by for c in step.top[3:]] == ["top-k"] * 5  # ranks 4.. by raw
+        assert all(c.dropped_by in (None, "top-p") for c in step.top[:3])
+
+
+def test_greedy_candidates_other_than_the_argmax_are_marked_greedy(tiny_model: Any) -> None:
+    decoder = _tiny(tiny_model, temperature=0.0, top_logprobs=4, max_new_tokens=3)
+    for step in decoder:
+        assert step.top[0].token_id == step.token_id and step.top[0].dropped_by is None
+        assert [c.dropped_by for c in step.top[1:]] == ["greedy"] * 3
+
+
 def test_same_seed_same_tokens_and_propose_then_step_uses_the_same_draw(tiny_model: Any) -> None:
     first = _tiny(tiny_model, temperature=1.0, seed=11)
     list(first)

@@ -331,6 +331,10 @@ BAD_TREES = [
         r"messages\[1\].logprobs.content\[0\].bytes\[1\]: expected a byte",
     ),
     (
+        changed("messages.1.logprobs.content.0.top_logprobs.1.dropped_by", "top-q"),
+        r"messages\[1\].logprobs.content\[0\].top_logprobs\[1\].dropped_by: must be one of",
+    ),
+    (
         changed("messages.1.logprobs.content.0.top_logprobs.1.logprob", None),
         r"messages\[1\].logprobs.content\[0\].top_logprobs\[1\].logprob: expected a number, got null",
     ),

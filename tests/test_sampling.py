@@ -21,6 +21,7 @@ from engine.decode.sampling import (
     apply_top_k,
     apply_top_p,
     choose,
+    dropped_by,
     make_generator,
     process,
     summarize,
@@ -187,3 +188,53 @@ def test_resolve_sampling_precedence_and_sources() -> None:
     greedy, sources = resolve_sampling({}, {})
     assert greedy.greedy
     assert sources["temperature"] == "transformers"
+
+
+# --- why a candidate was dropped -----------------------------------------------------
+
+
+def _scores(*logits: float) -> torch.Tensor:
+    return torch.tensor(logits, dtype=torch.float32)  # [vocab]
+
+
+NOTHING_SEEN = torch.zeros(6, dtype=torch.bool)
+
+
+def test_dropped_by_names_the_first_processor_that_removed_each_token() -> None:
+    # probabilities ~ .63 .23 .086 .032 .012 .004: top-k 4 drops 4 and 5; top-p 0.8
+    # then keeps 0 and 1 (renormalised .64 + .24 >= 0.8) and drops 2 and 3; min-p 0.4
+    # drops 1 (.24 < 0.4 x .64)
+    logits = _scores(5.0, 4.0, 3.0, 2.0, 1.0, 0.0)
+    params = SamplingParams(temperature=1.0, top_k=4, top_p=0.8, min_p=0.4)
+    got = dropped_by(logits, params, NOTHING_SEEN, [0, 1, 2, 3, 4, 5])
+    assert got == (None, "min-p", "top-p", "top-p", "top-k", "top-k")
+    processed = process(logits, params, NOTHING_SEEN)
+    # exactly the removed tokens are named, and each by a processor that ran
+    assert [g is not None for g in got] == torch.isinf(processed).tolist()
+
+
+def test_dropped_by_each_processor_alone() -> None:
+    logits = _scores(5.0, 4.0, 3.0, 2.0, 1.0, 0.0)
+    ids = [0, 1, 2, 5]
+    top_k = SamplingParams(temperature=1.0, top_k=2)
+    top_p = SamplingParams(temperature=1.0, top_p=0.5)
+    min_p = SamplingParams(temperature=1.0, min_p=0.2)  # keeps p >= 0.2 x .63
+    assert dropped_by(logits, top_k, NOTHING_SEEN, ids) == (None, None, "top-k", "top-k")
+    assert dropped_by(logits, top_p, NOTHING_SEEN, ids) == (None, "top-p", "top-p", "top-p")
+    assert dropped_by(logits, min_p, NOTHING_SEEN, ids) == (None, None, "min-p", "min-p")
+
+
+def test_temperature_and_repetition_penalty_drop_nothing_and_greedy_filters_nothing() -> None:
+    logits = _scores(5.0, 4.0, 3.0, 2.0, 1.0, 0.0)
+    seen = torch.tensor([True, False, True, False, False, False])
+    sampled = SamplingParams(temperature=0.3, repetition_penalty=2.0)
+    assert dropped_by(logits, sampled, seen, range(6)) == (None,) * 6
+    greedy = SamplingParams(temperature=0.0, top_k=1, repetition_penalty=2.0)
+    assert dropped_by(logits, greedy, seen, range(6)) == (None,) * 6
+
+
+def test_the_repetition_penalty_can_push_a_token_out_of_the_top_k() -> None:
+    logits = _scores(5.0, 4.9, 0.0, 0.0, 0.0, 0.0)
+    seen = torch.tensor([True, False, False, False, False, False])
+    params = SamplingParams(temperature=1.0, top_k=1, repetition_penalty=1.5)
+    assert dropped_by(logits, params, seen, [0, 1]) == ("top-k", None)

@@ -88,3 +88,22 @@ def test_no_match_empty_query_and_bad_mode(index: VocabIndex) -> None:
     assert index.search("") == []
     with pytest.raises(InvalidParameterError, match="mode"):
         index.search("a", mode="fuzzy")  # type: ignore[arg-type]
+
+
+def test_resolve_takes_an_id_a_quoted_piece_or_text(real_model: Any, index: VocabIndex) -> None:
+    tok = real_model.tokenizer
+    hello = tok.convert_tokens_to_ids("Ġhello")
+
+    def encode(text: str) -> list[int]:
+        return list(tok(text, add_special_tokens=False)["input_ids"])
+
+    assert index.resolve(str(hello), encode) == (index.lookup_id(hello), "")
+    assert index.resolve("'Ġhello'", encode)[0].id == hello
+    assert index.resolve('" hello"', encode)[0].id == hello
+    assert index.resolve(" hello", encode)[0].id == hello
+    entry, note = index.resolve(" hello world", encode)
+    assert entry.id == hello and "2 tokens" in note
+    with pytest.raises(InvalidParameterError, match="no token is exactly"):
+        index.resolve("'Ġhello world'", encode)
+    with pytest.raises(InvalidParameterError, match="type an id"):
+        index.resolve("  ", encode)

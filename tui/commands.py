@@ -140,6 +140,34 @@ COMMANDS: tuple[PaletteCommand, ...] = (
         "view", "Last token", "Move the token cursor to the end", "token_jump(-1)", "end"
     ),
     PaletteCommand(
+        "view",
+        "Next unsure step",
+        "The next step with entropy ≥ 2 nats (bright in the entropy line): where it could fork",
+        "next_fork(1)",
+        "e",
+    ),
+    PaletteCommand(
+        "view",
+        "Previous unsure step",
+        "The previous step with entropy ≥ 2 nats",
+        "next_fork(-1)",
+        "E",
+    ),
+    PaletteCommand(
+        "view",
+        "Look up any token at this step…",
+        "Type an id, 'piece' or text: its raw and processed p and rank at the selected step",
+        "lookup_token",
+        "/",
+    ),
+    PaletteCommand(
+        "view",
+        "Prompt tab: colour by surprisal",
+        "How likely the model found each prompt token in context (one forward, on demand)",
+        "toggle_surprisal",
+        "s",
+    ),
+    PaletteCommand(
         "copy", "Copy last reply", "To the clipboard (terminals with OSC 52)", "copy_reply", "f8"
     ),
     PaletteCommand("copy", "Copy selected token", "The selected token's text", "copy_token", "y"),

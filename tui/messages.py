@@ -6,7 +6,7 @@ from textual.message import Message
 
 from engine.decode import PromptView
 from engine.model import LensResult, ModelDescription
-from engine.records import GenerationSummary, Proposal, Step
+from engine.records import GenerationSummary, PromptScores, Proposal, Step, TokenProbe
 from engine.sessions import Session, SessionSummary
 
 
@@ -173,3 +173,28 @@ class ContextCounted(Message):
     def __init__(self, tokens: int) -> None:
         self.tokens = tokens
         super().__init__()
+
+
+class TokenProbed(Message):
+    """A looked-up token's numbers at the step `key` names (ids, token) are ready."""
+
+    def __init__(self, key: tuple[object, ...], label: str, probe: TokenProbe) -> None:
+        super().__init__()
+        self.key, self.label, self.probe = key, label, probe
+
+
+class PromptScored(Message):
+    """The prompt's surprisal (teacher-forced scores) is ready."""
+
+    def __init__(self, scores: PromptScores) -> None:
+        super().__init__()
+        self.scores = scores
+
+
+class ProbeFailed(Message):
+    """A token look-up or the prompt's scoring could not be done (one line);
+    `what` is "lookup" or "surprisal", `key` the request it answers."""
+
+    def __init__(self, what: str, key: tuple[object, ...], error: str) -> None:
+        super().__init__()
+        self.what, self.key, self.error = what, key, error

@@ -22,6 +22,7 @@ rewind needs only one forward of the last kept token, never the prefix.
 from __future__ import annotations
 
 import inspect
+import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -30,7 +31,15 @@ from typing import Any, Protocol
 
 import torch
 
-from engine.decode.sampling import StepStats, choose, make_generator, process, summarize
+from engine.decode.sampling import (
+    GREEDY,
+    StepStats,
+    choose,
+    dropped_by,
+    make_generator,
+    process,
+    summarize,
+)
 from engine.decode.textstream import TextStream, TokenTable
 from engine.errors import GenerationError, InvalidParameterError, PromptTooLongError
 from engine.model.loading import LoadedModel
@@ -378,14 +387,14 @@ class Decoder:
         proposal = Proposal(
             index=len(self.generated_ids),
             sampled=stats.token_id,
-            top=self._candidates(stats),
+            top=self._candidates(stats, raw),
             entropy=stats.entropy,
             processed_entropy=stats.processed_entropy,
         )
         self._draw_cache = _Draw(raw, processed, stats, proposal, time.perf_counter() - started)
         return self._draw_cache
 
-    def _candidates(self, stats: StepStats) -> tuple[Candidate, ...]:
+    def _candidates(self, stats: StepStats, raw: torch.Tensor) -> tuple[Candidate, ...]:
         return tuple(
             Candidate(
                 token_id=token,
@@ -393,11 +402,26 @@ class Decoder:
                 logprob=lp,
                 processed_logprob=plp,
                 text=self._stream.peek(token),
+                dropped_by=why,
             )
-            for token, lp, plp in zip(
-                stats.top_ids, stats.top_logprobs, stats.top_processed_logprobs, strict=True
+            for token, lp, plp, why in zip(
+                stats.top_ids,
+                stats.top_logprobs,
+                stats.top_processed_logprobs,
+                self._dropped_by(stats, raw),
+                strict=True,
             )
         )
+
+    def _dropped_by(self, stats: StepStats, raw: torch.Tensor) -> tuple[str | None, ...]:
+        """Why each top candidate could not be picked (see `Candidate.dropped_by`).
+        The processors re-run only when one of the candidates was removed."""
+        if self.params.greedy:
+            return tuple(None if t == stats.token_id else GREEDY for t in stats.top_ids)
+        if all(plp > -math.inf for plp in stats.top_processed_logprobs):
+            return tuple(None for _ in stats.top_ids)
+        assert self._seen is not None
+        return dropped_by(raw, self.params, self._seen, stats.top_ids)
 
     def _commit(self, token: int) -> None:
         self.generated_ids.append(token)

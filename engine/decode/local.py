@@ -19,7 +19,14 @@ from engine.model.description import ModelDescription
 from engine.model.spec import ModelSpec
 from engine.model.thread import EngineThread
 from engine.params import SamplingParams
-from engine.records import FinishReason, GenerationSummary, Proposal, Step
+from engine.records import (
+    FinishReason,
+    GenerationSummary,
+    PromptScores,
+    Proposal,
+    Step,
+    TokenProbe,
+)
 from engine.tokens.chat import ChatMessage, chat_prompt_ids, render_chat
 from engine.tokens.views import TokenInfo, encode_text, special_tokens_summary, token_view
 from engine.tokens.vocab import VocabIndex, vocab_index
@@ -92,6 +99,30 @@ class TokenizerEngine:
 
     def vocabulary(self) -> VocabIndex:
         return vocab_index(self.loaded.tokenizer)
+
+    # --- TokenLookup ---------------------------------------------------------------------
+
+    def token_probabilities(
+        self, ids: Sequence[int], params: SamplingParams, tokens: Sequence[int]
+    ) -> tuple[TokenProbe, ...]:
+        """One forward of `ids` on a runner of its own (the live reply's cache is kept)."""
+        return self._thread.call(
+            self._token_probabilities, [int(i) for i in ids], params, [int(t) for t in tokens]
+        )
+
+    def _token_probabilities(
+        self, ids: list[int], params: SamplingParams, tokens: list[int]
+    ) -> tuple[TokenProbe, ...]:
+        from engine.decode.probe import next_token_probes
+
+        factory = self._runner_factory()
+        if factory is not None:
+            runner = factory()
+        else:
+            from engine.decode.decoder import TransformersRunner
+
+            runner = TransformersRunner(self.loaded.model, self.loaded.device)
+        return next_token_probes(runner, ids, params, tokens)
 
     def chat_ids(
         self, messages: Sequence[ChatMessage], *, allow_special: bool = False
@@ -189,6 +220,13 @@ class LocalEngine(TokenizerEngine):
         from engine.model.embeddings import ties_embeddings
 
         return ties_embeddings(self.loaded.model)
+
+    # --- PromptScoring -----------------------------------------------------------------
+
+    def prompt_scores(self, ids: Sequence[int]) -> PromptScores:
+        from engine.decode.probe import prompt_scores
+
+        return self._thread.call(prompt_scores, self.loaded, [int(i) for i in ids])
 
 
 class LocalReply:

@@ -21,7 +21,14 @@ from engine.errors import FeatureUnavailableError
 from engine.model.description import ModelDescription
 from engine.model.spec import ModelSpec
 from engine.params import SamplingParams
-from engine.records import FinishReason, GenerationSummary, Proposal, Step
+from engine.records import (
+    FinishReason,
+    GenerationSummary,
+    PromptScores,
+    Proposal,
+    Step,
+    TokenProbe,
+)
 from engine.tokens.chat import ChatMessage
 from engine.tokens.views import TokenInfo
 
@@ -178,6 +185,28 @@ class TokenizerAccess(Protocol):
         ...
 
 
+@runtime_checkable
+class TokenLookup(Protocol):
+    """An engine that can recompute a next-token distribution in full: any token's
+    numbers at any position, not only the top-N a step recorded."""
+
+    def token_probabilities(
+        self, ids: Sequence[int], params: SamplingParams, tokens: Sequence[int]
+    ) -> tuple[TokenProbe, ...]:
+        """Raw and processed numbers of each of `tokens` as the token after `ids`,
+        processed with `params` (the repetition penalty counting every id in `ids`)."""
+        ...
+
+
+@runtime_checkable
+class PromptScoring(Protocol):
+    """An engine that can score a prompt against itself (teacher forcing)."""
+
+    def prompt_scores(self, ids: Sequence[int]) -> PromptScores:
+        """Each token's raw log-probability and rank given the ones before it."""
+        ...
+
+
 def model_internals(engine: object) -> ModelInternals:
     """`engine` as a `ModelInternals`, or a FeatureUnavailableError saying why not."""
     if isinstance(engine, ModelInternals):
@@ -193,6 +222,26 @@ def tokenizer_access(engine: object) -> TokenizerAccess:
         return engine
     raise FeatureUnavailableError(
         f"this engine ({_name(engine)}) has no local tokenizer to explore"
+    )
+
+
+def token_lookup(engine: object) -> TokenLookup:
+    """`engine` as a `TokenLookup`, or a FeatureUnavailableError saying why not."""
+    if isinstance(engine, TokenLookup):
+        return engine
+    raise FeatureUnavailableError(
+        f"this engine ({_name(engine)}) cannot recompute a distribution: "
+        "only the top candidates it reported are known"
+    )
+
+
+def prompt_scoring(engine: object) -> PromptScoring:
+    """`engine` as a `PromptScoring`, or a FeatureUnavailableError saying why not."""
+    if isinstance(engine, PromptScoring):
+        return engine
+    raise FeatureUnavailableError(
+        f"this engine ({_name(engine)}) cannot score the prompt: it returns logits "
+        "for the last position only"
     )
 
 

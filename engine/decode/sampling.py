@@ -13,6 +13,7 @@ with one device -> host transfer, so recording stays cheap on a GPU too.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -79,6 +80,24 @@ def apply_min_p(logits: torch.Tensor, min_p: float) -> torch.Tensor:
     return logits.masked_fill(remove, FILTERED)
 
 
+GREEDY = "greedy"  # a candidate greedy decoding cannot pick: only the argmax can be chosen
+
+
+def _filters(
+    params: SamplingParams,
+) -> tuple[tuple[str, Callable[[torch.Tensor], torch.Tensor]], ...]:
+    """The processors after the repetition penalty, named, in transformers' order
+    (none when greedy). Temperature cannot remove a token; the others can."""
+    if params.greedy:
+        return ()
+    return (
+        ("temperature", lambda s: apply_temperature(s, params.temperature)),
+        ("top-k", lambda s: apply_top_k(s, params.top_k)),
+        ("top-p", lambda s: apply_top_p(s, params.top_p)),
+        ("min-p", lambda s: apply_min_p(s, params.min_p)),
+    )
+
+
 def process(logits: torch.Tensor, params: SamplingParams, seen: torch.Tensor) -> torch.Tensor:
     """The distribution actually sampled from, as logits: every processor in order.
 
@@ -87,12 +106,36 @@ def process(logits: torch.Tensor, params: SamplingParams, seen: torch.Tensor) ->
     """
     scores = logits.float()
     scores = apply_repetition_penalty(scores, seen, params.repetition_penalty)
-    if params.greedy:
-        return scores
-    scores = apply_temperature(scores, params.temperature)
-    scores = apply_top_k(scores, params.top_k)
-    scores = apply_top_p(scores, params.top_p)
-    return apply_min_p(scores, params.min_p)
+    for _name, apply in _filters(params):
+        scores = apply(scores)
+    return scores
+
+
+def dropped_by(
+    logits: torch.Tensor, params: SamplingParams, seen: torch.Tensor, ids: Sequence[int]
+) -> tuple[str | None, ...]:
+    """For each of `ids`, the processor that first removed it (set its logit to -inf),
+    or None where it survived every one: "top-k", "top-p" or "min-p".
+
+    logits: [vocab] raw; seen: [vocab] bool. Re-runs the processors, so call it only
+    when some candidate was removed; one host transfer. The repetition penalty and
+    the temperature scale logits and never remove one. Greedy removes nothing.
+    """
+    filters = [(name, apply) for name, apply in _filters(params)]
+    if not ids or not filters:
+        return tuple(None for _ in ids)
+    index = torch.tensor(list(ids), dtype=torch.long, device=logits.device)  # [n]
+    scores = apply_repetition_penalty(logits.float(), seen, params.repetition_penalty)
+    alive = [torch.isfinite(scores.index_select(0, index))]  # [n]: -inf from the model itself
+    for _name, apply in filters:
+        scores = apply(scores)
+        alive.append(torch.isfinite(scores.index_select(0, index)))
+    table = torch.stack(alive).tolist()  # [1 + stages][n] bool
+    names: list[str | None] = [None, *(name for name, _ in filters)]
+    return tuple(
+        next((names[row] for row in range(len(names)) if not table[row][column]), None)
+        for column in range(len(ids))
+    )
 
 
 def choose(

@@ -19,7 +19,9 @@ empty/absent; TOML has no null, so nothing is ever written as null/"None"):
   token's position in the list: alternatives start at their branch point),
   ``finish_reason`` (on the step that ended generation).
 - per top_logprobs entry: ``piece`` and ``processed_logprob`` (omitted when
-  -inf). Its ``bytes`` are the UTF-8 bytes of ``token``.
+  -inf), and ``dropped_by`` (omitted when the sampler could pick it): why it
+  could not be, ``top-k``/``top-p``/``min-p`` (the processor that removed it) or
+  ``greedy`` (not the argmax). Its ``bytes`` are the UTF-8 bytes of ``token``.
 - per message: ``finish_reason`` and ``logprobs`` on any message that has them
   (in practice assistant replies), and ``branches``: the reply's other paths
   (the reply tree; the current path is ``content`` / ``logprobs.content``),
@@ -209,6 +211,8 @@ def _candidate(c: Candidate) -> dict[str, Any]:
     }
     if c.processed_logprob != -math.inf:
         _known(out, "processed_logprob", c.processed_logprob)
+    if c.dropped_by is not None:
+        out["dropped_by"] = c.dropped_by
     return out
 
 

@@ -24,7 +24,7 @@ from typing import Any, TypeVar, cast
 
 from engine.errors import InvalidParameterError, SessionImportError
 from engine.params import FIELD_NAMES
-from engine.records import FINISH_REASONS, Candidate, FinishReason, Step
+from engine.records import DROP_REASONS, FINISH_REASONS, Candidate, FinishReason, Step
 from engine.sessions.files import FORMAT, MAX_IMPORT_BYTES, VERSION
 from engine.sessions.records import (
     ROLES,
@@ -368,4 +368,5 @@ def _candidate(d: dict[str, Any], path: str) -> Candidate:
         logprob=_get(d, "logprob", path, _float),
         processed_logprob=_get(d, "processed_logprob", path, _float, -math.inf),
         text=text,
+        dropped_by=_get(d, "dropped_by", path, _one_of(DROP_REASONS), None),
     )

@@ -15,7 +15,7 @@ import json
 from engine.errors import InvalidParameterError, StoreError
 from engine.sessions.records import SessionSettings, settings_from_dict, settings_to_dict
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -97,6 +97,9 @@ MIGRATIONS: dict[int, list[str]] = {
     ],
     # the unsent text of the message box: a crash or a quit never loses what was typed
     3: ["ALTER TABLE sessions ADD COLUMN draft TEXT NOT NULL DEFAULT ''"],
+    # why the sampler could not pick a candidate ("top-p", "greedy"; NULL: it could,
+    # or the row is older than this column)
+    4: ["ALTER TABLE candidates ADD COLUMN dropped_by TEXT"],
 }
 
 

@@ -519,7 +519,7 @@ def _insert_steps(
         step_id = cur.lastrowid
         conn.executemany(
             "INSERT INTO candidates (step_id, position, token_id, piece, text, logprob,"
-            " processed_logprob) VALUES (?,?,?,?,?,?,?)",
+            " processed_logprob, dropped_by) VALUES (?,?,?,?,?,?,?,?)",
             [
                 (
                     step_id,
@@ -529,6 +529,7 @@ def _insert_steps(
                     c.text,
                     _neg_inf_to_null(c.logprob),
                     _neg_inf_to_null(c.processed_logprob),
+                    c.dropped_by,
                 )
                 for i, c in enumerate(st.top)
             ],
@@ -579,12 +580,13 @@ def _load_steps(conn: sqlite3.Connection, owner: str, owner_id: int) -> tuple[St
         return ()
     candidates: dict[int, list[Candidate]] = {r[0]: [] for r in rows}
     cand_rows = conn.execute(
-        "SELECT c.step_id, c.token_id, c.piece, c.text, c.logprob, c.processed_logprob"
+        "SELECT c.step_id, c.token_id, c.piece, c.text, c.logprob, c.processed_logprob,"
+        " c.dropped_by"
         f" FROM candidates c JOIN steps s ON s.id = c.step_id WHERE s.{owner} = ?"
         " ORDER BY c.step_id, c.position",
         (owner_id,),
     ).fetchall()
-    for step_id, token_id, piece, text, logprob, processed in cand_rows:
+    for step_id, token_id, piece, text, logprob, processed, dropped in cand_rows:
         candidates[step_id].append(
             Candidate(
                 token_id=token_id,
@@ -592,6 +594,7 @@ def _load_steps(conn: sqlite3.Connection, owner: str, owner_id: int) -> tuple[St
                 logprob=_null_to_neg_inf(logprob),
                 processed_logprob=_null_to_neg_inf(processed),
                 text=text,
+                dropped_by=dropped,
             )
         )
     return tuple(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -108,6 +109,28 @@ class VocabIndex:
                 "token_id", f"{token_id} is not in the vocabulary (ids 0..{self.size - 1})"
             )
         return entry
+
+    def resolve(self, query: str, encode: Callable[[str], list[int]]) -> tuple[VocabEntry, str]:
+        """The one token a person means by `query`, and a note when it was a guess.
+
+        Digits are an id; a quoted ``'Ġthe'`` or ``" the"`` must match a piece,
+        display form or text exactly; anything else is tried the same way, then
+        tokenized with `encode` (text of several tokens gives the first, noted)."""
+        if not query.strip():
+            raise InvalidParameterError("token", "type an id, a 'piece' or some text")
+        if query.strip().isdigit():
+            return self.lookup_id(int(query.strip())), ""
+        quoted = len(query) >= 2 and query[0] == query[-1] and query[0] in "'\""
+        wanted = query[1:-1] if quoted else query
+        if exact := self.search(wanted, "exact", 1):
+            return exact[0], ""
+        if quoted:
+            raise InvalidParameterError("token", f"no token is exactly {wanted!r}")
+        ids = encode(query)
+        if not ids:
+            raise InvalidParameterError("token", f"{query!r} has no tokens")
+        note = "" if len(ids) == 1 else f"{query!r} is {len(ids)} tokens; the first"
+        return self.lookup_id(ids[0]), note
 
     def search(
         self, query: str, mode: SearchMode = "substring", limit: int = 50

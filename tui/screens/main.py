@@ -33,27 +33,33 @@ from tui.messages import (
     GenerationStarted,
     LensComputed,
     LensFailed,
+    ProbeFailed,
     PromptRendered,
+    PromptScored,
     ProposalReady,
     SessionActionFailed,
     SessionLoaded,
     SessionSaved,
     SessionSaveFailed,
     StepsDecoded,
+    TokenProbed,
 )
 from tui.pacing import FramePacer
 from tui.recorder import NullRecorder, Recorder
 from tui.screens.branch_actions import STREAM_TITLE, BranchActions
 from tui.screens.lens_actions import LensActions
+from tui.screens.probe_actions import ProbeActions
 from tui.screens.session_actions import SessionActions
 from tui.settings import UISettings
 from tui.widgets.chat_pane import ChatPane
+from tui.widgets.entropy_line import EntropyLine
 from tui.widgets.inspector import Inspector
 from tui.widgets.model_view import ModelView
 from tui.widgets.prompt_input import PromptInput
-from tui.widgets.prompt_tokens import PromptTokens
+from tui.widgets.prompt_tokens import PROMPT_SURPRISAL, PromptTokens
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.step_view import StepView
+from tui.widgets.token_lookup import TokenLookupInput
 from tui.widgets.token_stream import TokenStream
 
 INSPECT_WHILE_STREAMING = 0.25  # seconds between inspector refreshes while a reply streams
@@ -119,6 +125,7 @@ class MainScreen(CrashGuard, Screen[None]):
         self._pacer = FramePacer()
         self.sessions = SessionActions(self)
         self.lens = LensActions(self)
+        self.probes = ProbeActions(self)
         self.branches = BranchActions(self)
 
     def compose(self) -> ComposeResult:
@@ -127,7 +134,9 @@ class MainScreen(CrashGuard, Screen[None]):
                 yield ChatPane(id="chat")
                 yield PromptInput(id="prompt")
             with Vertical(id="right"):
-                yield TokenStream(id="tokens")
+                stream = TokenStream(id="tokens")
+                yield EntropyLine(stream, id="entropy")
+                yield stream
                 yield Inspector(id="inspector")
         yield StatusBar(id="status")
         yield Footer()
@@ -165,6 +174,7 @@ class MainScreen(CrashGuard, Screen[None]):
         self.facts, self.spec = facts, facts.spec
         self.gen_run = None
         self.lens.clear()
+        self.probes.clear()
         status = self.query_one(StatusBar)
         status.model, status.device, status.dtype = facts.model_id, facts.device, facts.dtype
         status.quantize, status.context_window = facts.quantize, facts.context_window
@@ -306,6 +316,7 @@ class MainScreen(CrashGuard, Screen[None]):
 
     def on_prompt_rendered(self, event: PromptRendered) -> None:
         self.query_one(PromptTokens).show(event.view)
+        self.probes.refresh_surprisal()
 
     def on_generation_started(self, event: GenerationStarted) -> None:
         self._prompt_tokens, self._prefill_ms = event.prompt_tokens, event.prefill_ms
@@ -332,6 +343,7 @@ class MainScreen(CrashGuard, Screen[None]):
     def on_proposal_ready(self, event: ProposalReady) -> None:
         self.proposal = event.proposal
         self.query_one(StepView).show_proposal(event.proposal)
+        self.probes.refresh_lookup()
         self.query_one(Inspector).show_tab("tab-step")
         self.query_one(StatusBar).state = "your pick: Space accept · 1-9 · c · Esc"
         self.query_one(TokenStream).focus()
@@ -391,6 +403,7 @@ class MainScreen(CrashGuard, Screen[None]):
         if self.proposal is None:
             self.query_one(StepView).show_step(self.query_one(TokenStream).selected)
         self.lens.refresh()
+        self.probes.refresh_lookup()
 
     # --- the layer lens (LensActions does the work) --------------------------------------
 
@@ -408,6 +421,40 @@ class MainScreen(CrashGuard, Screen[None]):
 
     def on_lens_failed(self, event: LensFailed) -> None:
         self.lens.failed(event)
+
+    # --- any token at a step, prompt surprisal (ProbeActions does the work) -------------
+
+    def reply_params(self) -> SamplingParams | None:
+        """The sampling params of the reply shown: those it was generated with, else
+        (a reopened session) the settings', which the session restored."""
+        if self._params is not None:
+            return self._params
+        resolved = self.resolved(tell=False)
+        return resolved[0] if resolved is not None else None
+
+    def action_lookup_token(self) -> None:
+        self.probes.open_lookup()
+
+    def action_toggle_surprisal(self) -> None:
+        self.probes.toggle_surprisal()
+
+    @on(TokenLookupInput.Submitted)
+    def _lookup_submitted(self, event: TokenLookupInput.Submitted) -> None:
+        event.stop()
+        self.probes.submit(event.value)
+
+    @on(TokenLookupInput.Closed)
+    def _lookup_closed(self) -> None:
+        self.probes.close_lookup()
+
+    def on_token_probed(self, event: TokenProbed) -> None:
+        self.probes.probed(event)
+
+    def on_prompt_scored(self, event: PromptScored) -> None:
+        self.probes.scored(event)
+
+    def on_probe_failed(self, event: ProbeFailed) -> None:
+        self.probes.failed(event)
 
     # --- actions ------------------------------------------------------------------------
 
@@ -509,6 +556,9 @@ class MainScreen(CrashGuard, Screen[None]):
     def action_token_jump(self, index: int) -> None:
         self.query_one(TokenStream).action_jump(index)
 
+    def action_next_fork(self, direction: int) -> None:
+        self.query_one(TokenStream).action_next_fork(direction)
+
     def action_playground(self) -> None:
         from tui.screens.playground import PlaygroundScreen
 
@@ -583,4 +633,5 @@ class MainScreen(CrashGuard, Screen[None]):
             ("app", list(self.app.BINDINGS)),
             ("workbench", list(self.BINDINGS)),
             ("token stream", list(TokenStream.BINDINGS)),
+            ("prompt tab", [PROMPT_SURPRISAL]),
         ]

@@ -4,16 +4,30 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import Static
 
 from engine.decode import PromptView
+from engine.records import PromptScores
 
 ORIGINS = ("template", "system", "user", "assistant", "text")
+# surprisal colours: the probability the model gave a prompt token in context
+SURPRISAL_BANDS = ("high", "mid", "low")
+SURPRISAL_HIGH, SURPRISAL_MID = 0.5, 0.05
+
+
+def surprisal_band(p: float) -> str:
+    return "high" if p >= SURPRISAL_HIGH else "mid" if p >= SURPRISAL_MID else "low"
+
+
 # shown elsewhere or too long for the map: the template itself is the token view above
 _NOT_LISTED = frozenset({"chat_template", "added_tokens", "eos_tokens"})
+
+
+PROMPT_SURPRISAL = Binding("s", "screen.toggle_surprisal", "Surprisal", id="prompt_token.surprisal")
 
 
 class PromptTokens(Static, can_focus=True):
@@ -25,6 +39,7 @@ class PromptTokens(Static, can_focus=True):
         Binding("right,l", "move(1)", "Next prompt token", id="prompt_token.next"),
         Binding("home", "jump(0)", "First prompt token", show=False, id="prompt_token.first"),
         Binding("end", "jump(-1)", "Last prompt token", show=False, id="prompt_token.last"),
+        PROMPT_SURPRISAL,
     ]
 
     class Selected(Message):
@@ -40,6 +55,7 @@ class PromptTokens(Static, can_focus=True):
         "prompt-tokens--warning",
         "prompt-tokens--dim",
         "prompt-tokens--cursor",
+        *(f"prompt-tokens--p-{band}" for band in SURPRISAL_BANDS),
     }
     DEFAULT_CSS = "PromptTokens { height: auto; }"
 
@@ -47,6 +63,16 @@ class PromptTokens(Static, can_focus=True):
         super().__init__("The prompt appears here when you send a message.", **kwargs)
         self.view: PromptView | None = None
         self.cursor: int | None = None
+        # the prompt's surprisal when it is shown (`s`): scores of `view`'s ids, or
+        # a line saying it is being computed or why it is not there
+        self.scores: PromptScores | None = None
+        self.scores_note: str | None = None
+
+    def show_scores(self, scores: PromptScores | None, note: str | None = None) -> None:
+        """Colour by surprisal (`scores`), or plain again (None, with `note` saying why)."""
+        self.scores, self.scores_note = scores, note
+        if self.view is not None:
+            self.show(self.view, keep_cursor=True)
 
     def action_move(self, delta: int) -> None:
         if self.view is None or not self.view.tokens:
@@ -65,6 +91,32 @@ class PromptTokens(Static, can_focus=True):
             self.show(self.view, keep_cursor=True)
         self.post_message(self.Selected(position))
 
+    def _band(self, p: float) -> Style:
+        return self.get_component_rich_style(f"prompt-tokens--p-{surprisal_band(p)}")
+
+    def _surprisal_header(self, out: Text, scores: PromptScores | None) -> None:
+        """The surprisal legend and the selected token's numbers (or the note)."""
+        dim = self.get_component_rich_style("prompt-tokens--dim")
+        if scores is None:
+            if self.scores_note:
+                out.append(f"{self.scores_note}\n", dim)
+            return
+        out.append("surprisal (s): p the model gave each token in context  ", dim)
+        out.append(f"≥{SURPRISAL_HIGH:.0%}", self._band(1.0))
+        out.append(" · ", dim)
+        out.append(f"≥{SURPRISAL_MID:.0%}", self._band(SURPRISAL_MID))
+        out.append(" · ", dim)
+        out.append(f"<{SURPRISAL_MID:.0%}", self._band(0.0))
+        out.append("\n")
+        if self.cursor is None or not 0 <= self.cursor < len(scores.ids):
+            return
+        p, rank = scores.prob(self.cursor), scores.ranks[self.cursor]
+        bits = scores.surprisal_bits(self.cursor)
+        if p is None or bits is None:
+            out.append(f"token {self.cursor}: the first token has no context\n", dim)
+        else:
+            out.append(f"token {self.cursor}: p {p:.2%}  rank {rank}  {bits:.1f} bits\n")
+
     def show(self, view: PromptView, *, keep_cursor: bool = False) -> None:
         self.view = view
         if not keep_cursor:
@@ -76,6 +128,8 @@ class PromptTokens(Static, can_focus=True):
         out.append(f"  ({view.count / max(view.context_window, 1):.1%})\n", dim)
         for warning in view.warnings:
             out.append(f"⚠ {warning}\n", self.get_component_rich_style("prompt-tokens--warning"))
+        scores = self.scores if self.scores and self.scores.ids == tuple(view.ids) else None
+        self._surprisal_header(out, scores)
         out.append("\n")
         cursor = self.get_component_rich_style("prompt-tokens--cursor")
         for token in view.tokens:
@@ -84,6 +138,9 @@ class PromptTokens(Static, can_focus=True):
                 if token.origin in ORIGINS
                 else dim
             )
+            if scores is not None:
+                p = scores.prob(token.position)
+                style = dim if p is None else self._band(p)
             if token.special:
                 style = style + special
             if token.position == self.cursor:

@@ -7,14 +7,16 @@ from typing import ClassVar
 
 from rich.box import SIMPLE_HEAD
 from rich.console import Group
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from engine.records import Candidate, Proposal, Step
+from engine.records import Candidate, Proposal, Step, TokenProbe
 from engine.tokens import display_text
+from tui.widgets.token_lookup import TokenLookupInput
 
 BAR_WIDTH = 5
 EIGHTHS = " ▏▎▍▌▋▊▉█"
@@ -30,6 +32,27 @@ def bar(fraction: float, width: int = BAR_WIDTH) -> str:
 
 FILTERED = "  —  "  # a candidate the sampling filters removed: not a probability
 FILTERED_LEGEND = "— filtered out by top-k/top-p/min-p"
+# why the sampler could not pick a candidate (`Candidate.dropped_by`), for the legend
+DROP_MEANINGS = {
+    "top-k": "not among the k most likely",
+    "top-p": "outside the nucleus",
+    "min-p": "below min-p × the best",
+}
+GREEDY_LEGEND = "dim: greedy (temperature 0) picks only the most likely token"
+
+
+def drop_legend(top: tuple[Candidate, ...] | list[Candidate]) -> list[str]:
+    """The legend lines for the reasons `top` shows: each processor that removed a
+    candidate, filtered ones of an older record (no reason kept), greedy."""
+    reasons = {c.dropped_by for c in top}
+    lines = []
+    if named := [f"{name}: {DROP_MEANINGS[name]}" for name in DROP_MEANINGS if name in reasons]:
+        lines.append("— dropped by " + " · ".join(named) + "; the rest could be sampled")
+    if any(c.processed_logprob == -math.inf and c.dropped_by is None for c in top):
+        lines.append(FILTERED_LEGEND)
+    if "greedy" in reasons:
+        lines.append(GREEDY_LEGEND)
+    return lines
 
 
 def fmt_prob(p: float) -> str:
@@ -64,6 +87,7 @@ class StepView(Vertical):
     StepView { height: 1fr; }
     StepView > #step-facts { height: auto; }
     StepView > #candidates { height: 1fr; }
+    StepView > #lookup-result { height: auto; display: none; }
     """
 
     def __init__(self, **kwargs: object) -> None:
@@ -77,6 +101,8 @@ class StepView(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("Select a token in the stream (←/→) to inspect it.", id="step-facts")
         yield Static(id="candidates")
+        yield Static(id="lookup-result", markup=False)
+        yield TokenLookupInput(id="lookup")
 
     def show_step(self, step: Step | None) -> None:
         self.shown = step
@@ -104,6 +130,9 @@ class StepView(Vertical):
             text.append(
                 f"\nprocessed  p {fmt_processed(step.processed_logprob)}  rank {step.processed_rank or '?':<4} H {fmt_h(step.processed_entropy)}"
             )
+            why = next((c.dropped_by for c in step.top if c.token_id == step.token_id), None)
+            if step.processed_logprob == -math.inf and why is not None:
+                text.append(f"\n  forced past {why}: the sampler could not have picked it")
         if step.finish_reason:
             text.append(f"\nfinished: {step.finish_reason}")
         facts.update(text)
@@ -135,6 +164,7 @@ class StepView(Vertical):
         raw_style = self.get_component_rich_style("step-view--raw")
         processed_style = self.get_component_rich_style("step-view--processed")
         mark_style = self.get_component_rich_style("step-view--sampled")
+        dim = self.get_component_rich_style("step-view--dim")
         for i, cand in enumerate(top):
             mark = Text("›", mark_style) if cand.token_id == chosen else Text(" ")
             label = f"{i + 1}"
@@ -143,15 +173,69 @@ class StepView(Vertical):
                 Text(display_text(cand.text or cand.piece)[:12]),  # Text: a token is never markup
                 Text(str(cand.token_id)),
                 Text(f"{fmt_prob(cand.prob)} ") + Text(bar(cand.prob), raw_style),
-                Text(f"{fmt_processed(cand.processed_logprob)} ")
-                + Text(bar(cand.processed_prob), processed_style),
+                self._processed_cell(cand, processed_style, dim),
             )
         self._rows = len(top)
-        filtered = any(cand.processed_logprob == -math.inf for cand in top)
-        dim = self.get_component_rich_style("step-view--dim")
-        shown = Group(table, Text(FILTERED_LEGEND, dim)) if filtered else table
+        legend = [Text(line, dim) for line in drop_legend(top)]
+        shown = Group(table, *legend) if legend else table
         self.query_one("#candidates", Static).update(shown if top else "")
+
+    @staticmethod
+    def _processed_cell(cand: Candidate, bar_style: Style, dim: Style) -> Text:
+        """The processed probability and its bar; a removed candidate shows "—" and,
+        where the bar would be, the processor that removed it; one greedy decoding
+        could not pick is dimmed."""
+        if cand.processed_logprob == -math.inf:
+            return Text(f"{FILTERED} ") + Text(cand.dropped_by or "", dim)
+        cell = Text(f"{fmt_processed(cand.processed_logprob)} ")
+        cell.append(bar(cand.processed_prob), bar_style)
+        if cand.dropped_by == "greedy":
+            cell.stylize(dim)
+        return cell
 
     @property
     def candidate_count(self) -> int:
         return self._rows
+
+    # --- any token, beyond the top-N (the screen computes, this draws) ----------------
+
+    def open_lookup(self) -> None:
+        box = self.query_one(TokenLookupInput)
+        box.display = True
+        box.focus()
+
+    def close_lookup(self) -> None:
+        self.query_one(TokenLookupInput).display = False
+
+    @property
+    def lookup_open(self) -> bool:
+        return bool(self.query_one(TokenLookupInput).display)
+
+    def show_lookup_message(self, line: str | None) -> None:
+        """One line where the look-up's numbers go (pending, unavailable, failed);
+        None hides it."""
+        result = self.query_one("#lookup-result", Static)
+        result.display = line is not None
+        result.update(Text(line or "", self.get_component_rich_style("step-view--dim")))
+
+    def show_probe(self, label: str, index: int, probe: TokenProbe) -> None:
+        """A looked-up token's numbers at step `index`, recomputed from the full
+        distribution: raw and processed probability and rank, and why it was dropped."""
+        text = Text()
+        text.append(f"look-up {label} at step {index}\n", style="bold")
+        text.append(f"{self.logprob_label:<10}p {fmt_prob(probe.prob)}  rank {probe.rank}")
+        text.append(
+            f"\nprocessed  p {fmt_processed(probe.processed_logprob)}  rank {probe.processed_rank}"
+        )
+        if probe.dropped_by == "greedy":
+            text.append(
+                "  greedy: not the most likely", self.get_component_rich_style("step-view--dim")
+            )
+        elif probe.dropped_by is not None:
+            text.append(
+                f"  dropped by {probe.dropped_by}",
+                self.get_component_rich_style("step-view--sampled"),
+            )
+        result = self.query_one("#lookup-result", Static)
+        result.display = True
+        result.update(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from rich.cells import cell_len
@@ -9,6 +10,7 @@ from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.reactive import reactive
+from textual.signal import Signal
 from textual.widget import Widget
 
 from engine.records import Step
@@ -28,6 +30,31 @@ def prob_class(step: Step) -> str:
 
 def chip_text(step: Step) -> str:
     return step.piece if step.special else display_text(step.text or step.piece)
+
+
+# A step is "unsure" (where the reply could most likely fork) at an entropy of 2 nats
+# or more: as unsure as a fair choice among e² ≈ 7.4 tokens. A fixed bar, not a
+# share of the reply, so a confident reply has none and replies compare.
+FORK_NATS = 2.0
+
+
+def is_fork(step: Step) -> bool:
+    """Whether `step` is a high-entropy step (an unknown entropy, NaN, is not)."""
+    return step.entropy >= FORK_NATS
+
+
+def next_fork(steps: Sequence[Step], after: int | None, direction: int = 1) -> int | None:
+    """The index of the next high-entropy step after `after` (before it when
+    `direction` is -1), wrapping around the reply; None when there is none."""
+    count = len(steps)
+    if not count:
+        return None
+    start = (-1 if direction > 0 else count) if after is None else after
+    for offset in range(1, count + 1):
+        index = (start + direction * offset) % count
+        if is_fork(steps[index]):
+            return index
+    return None
 
 
 class TokenStream(CrashGuard, Widget, can_focus=True):
@@ -52,6 +79,9 @@ class TokenStream(CrashGuard, Widget, can_focus=True):
         Binding("p", "screen.reply_move(-1)", "Prev reply", show=False, id="token.prev_reply"),
         Binding("n", "screen.reply_move(1)", "Next reply", show=False, id="token.next_reply"),
         Binding("y", "screen.copy_token", "Copy token", id="token.copy"),
+        Binding("e", "screen.next_fork(1)", "Next unsure step", id="token.next_fork"),
+        Binding("E", "screen.next_fork(-1)", "Prev unsure step", show=False, id="token.prev_fork"),
+        Binding("slash", "screen.lookup_token", "Look up token", id="token.lookup"),
     ]
     DEFAULT_CSS = """
     TokenStream { height: auto; min-height: 3; max-height: 10; overflow-y: auto; }
@@ -66,6 +96,8 @@ class TokenStream(CrashGuard, Widget, can_focus=True):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
+        # published when the steps or the cursor change (the entropy line follows it)
+        self.changed: Signal[TokenStream] = Signal(self, "changed")
         self.steps: list[Step] = []
         self.follow = True  # the cursor rides the newest token until the user moves it
         self._wrap = _Wrap()
@@ -92,12 +124,14 @@ class TokenStream(CrashGuard, Widget, can_focus=True):
         # a layout pass (the whole screen) only when the stream grows a line:
         # per batch it cost more CPU than the decode could spare (bench/ui.py)
         self.refresh(layout=self._wrap.lines != lines)
+        self.changed.publish(self)
 
     def truncate(self, count: int) -> None:
         del self.steps[count:]
         self._forget_chips()
         self.cursor = min(self.cursor or 0, count - 1) if count else None
         self._rewrap()
+        self.changed.publish(self)
 
     def clear(self) -> None:
         self.steps.clear()
@@ -105,6 +139,7 @@ class TokenStream(CrashGuard, Widget, can_focus=True):
         self.follow = True
         self.cursor = None
         self._rewrap()
+        self.changed.publish(self)
 
     def on_resize(self) -> None:
         self._rewrap()
@@ -123,6 +158,7 @@ class TokenStream(CrashGuard, Widget, can_focus=True):
 
     def watch_cursor(self, cursor: int | None) -> None:
         self.post_message(self.Selected(cursor))
+        self.changed.publish(self)
 
     def action_move(self, delta: int) -> None:
         if not self.steps:
@@ -135,6 +171,18 @@ class TokenStream(CrashGuard, Widget, can_focus=True):
         if self.steps:
             self.cursor = index % len(self.steps)
             self.follow = self.cursor == len(self.steps) - 1
+
+    def action_next_fork(self, direction: int) -> None:
+        """Move to the next (or previous) high-entropy step: where the reply was most
+        likely to fork (entropy of `FORK_NATS` or more)."""
+        found = next_fork(self.steps, self.cursor, direction)
+        if found is None:
+            self.notify(
+                f"No step of this reply has an entropy of {FORK_NATS:g} nats or more.",
+                markup=False,
+            )
+            return
+        self.action_jump(found)
 
     def render(self) -> Text:
         if not self.steps:
