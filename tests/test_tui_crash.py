@@ -249,6 +249,24 @@ async def test_paging_the_palette_before_it_has_a_list(monkeypatch: pytest.Monke
         await until(pilot, lambda: isinstance(app.screen, MainScreen))
 
 
+async def test_the_theme_palette_is_ours_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The palette's "Change theme" opens a second palette; Textual's own crashed on an
+    early PageUp (soak seed 20250117): it must be ours, with the fix above."""
+
+    def unlaid(self: CommandList) -> None:
+        raise KeyError(0)
+
+    monkeypatch.setattr(CommandList, "action_page_up", unlaid)
+    app = fake_app(FakeEngine())
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        app.search_themes()
+        await until(pilot, lambda: isinstance(app.screen, Palette))
+        await pilot.press("pageup", "d", "pageup")
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+
+
 async def test_a_second_dismiss_leaves_the_screen_below_alone() -> None:
     """Enter then Esc in one burst closed the palette twice: the workbench went too."""
     app = fake_app(FakeEngine())

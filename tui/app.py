@@ -11,7 +11,7 @@ from rich.console import RenderableType
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.command import CommandPalette
-from textual.theme import Theme
+from textual.theme import Theme, ThemeProvider
 
 from engine.decode import Engine
 from engine.errors import ConfigError
@@ -101,6 +101,11 @@ class LogitlabApp(ResilientApp):
             isinstance(s, CommandPalette) for s in self.screen_stack
         ):
             self.push_screen(Palette(id="--command-palette"))
+
+    def search_themes(self) -> None:
+        # the palette's "Change theme" opens a second palette: ours, so it has the same
+        # fixes (a bare CommandPalette crashed on PageUp: the soak, seed 20250117)
+        self.push_screen(Palette(providers=[ThemeProvider], placeholder="Search for themes…"))
 
     def salvage(self) -> None:
         """The message box's text goes to the session before the app ends."""
