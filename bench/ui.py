@@ -44,6 +44,7 @@ from tui.app import make_app
 from tui.screens.main import MainScreen
 from tui.settings import UISettings
 from tui.widgets.chat_pane import ChatPane
+from tui.widgets.entropy_line import EntropyLine
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.token_stream import TokenStream
 
@@ -120,6 +121,7 @@ OFF: dict[str, tuple[type, str, Any]] = {
     "off-chat": (ChatPane, "append", _no_append),
     "off-stream": (TokenStream, "render", lambda _self: Text("tokens")),
     "off-status": (StatusBar, "render", lambda _self: Text("status")),
+    "off-entropy": (EntropyLine, "render", lambda _self: Text("H")),
 }
 
 
