@@ -273,3 +273,21 @@ def test_served_equals_in_process(llama: LlamaEngine) -> None:
     assert reply.choices[0].message.content == local.summary.text == streamed
     for entry, step in zip(content, local.steps, strict=True):
         assert entry.logprob == step.logprob
+
+
+def test_a_looked_up_token_equals_what_the_step_recorded(llama: LlamaEngine) -> None:
+    """The Step tab's look-up (`/`) on llama.cpp: one forward of its own over the shared
+    context, equal to the recorded numbers of the chosen token and every candidate,
+    with the reply's sampling settings (the same check as on transformers)."""
+    from tests.test_probe import CHAT, SAMPLED, _check_steps_match
+
+    result = run_reply(llama.start(CHAT, SAMPLED))
+    _check_steps_match(llama, SAMPLED, list(result.steps))  # type: ignore[arg-type]
+
+
+def test_prompt_surprisal_is_refused_in_one_line(llama: LlamaEngine) -> None:
+    from engine.decode import prompt_scoring
+    from engine.errors import FeatureUnavailableError
+
+    with pytest.raises(FeatureUnavailableError, match=r"llama\.cpp.*last position"):
+        prompt_scoring(llama)

@@ -127,6 +127,8 @@ class LlamaEngine(TokenizerEngine):
     """A GGUF file in llama.cpp, behind the `Engine` protocol. Offers the tokenizer
     playground and vocabulary (`TokenizerAccess`); not hidden states or embeddings."""
 
+    backend = "llama.cpp"  # what a refusal names (`protocol._name`)
+
     def __init__(self, *, thread: EngineThread | None = None) -> None:
         self._loaded: LlamaModel | None = None
         self._shared: SharedContext | None = None
