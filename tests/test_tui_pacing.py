@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+import tui.screens.main as main_module
 from engine.records import Step
 from tests.fake_engine import FakeEngine
 from tests.tui_helpers import SIZE, fake_app, ready, send, until
@@ -59,7 +60,12 @@ def test_pacer_spaces_batches_by_the_main_threads_cost(monkeypatch: pytest.Monke
     assert pacer.interval_after_update() == 0.25  # an expensive paint: capped
 
 
-async def test_moving_the_cursor_mid_reply_shows_that_step_at_once() -> None:
+async def test_moving_the_cursor_mid_reply_shows_that_step_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the streaming refresh timer is made far longer than the wait below, so the step
+    # can only have been shown by the key (a fixed 50 ms pause flaked on a busy CI)
+    monkeypatch.setattr(main_module, "INSPECT_WHILE_STREAMING", 60.0)
     backend = FakeEngine(pause_at=6, step_delay=0.02)
     app = fake_app(backend)
     try:
@@ -71,9 +77,9 @@ async def test_moving_the_cursor_mid_reply_shows_that_step_at_once() -> None:
             assert screen.gen_run is not None and screen.gen_run.active  # still streaming
             stream.focus()
             app.simulate_key("home")  # not pilot.press: it waits out the refresh timer too
-            await pilot.pause(0.05)
-            # shown when the key is handled, not by the streaming refresh timer (0.25 s)
-            assert screen.query_one(StepView).shown is stream.steps[0]
+            # shown when the key is handled, not by the streaming refresh timer
+            view = screen.query_one(StepView)
+            await until(pilot, lambda: view.shown is stream.steps[0], timeout=10)
             assert screen._inspect_timer is None
     finally:
         backend.close()
