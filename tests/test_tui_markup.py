@@ -119,7 +119,8 @@ async def test_tokens_and_messages_show_literally(recorder: StoreRecorder) -> No
         screen = await ready(pilot)
         await send(pilot, "Is [/] a [bold]tag[/bold]?")
         await until(pilot, lambda: finished(screen))
-        await pilot.pause(0.1)
+        # the reply's Markdown lands a frame after the finish: wait for it, do not guess
+        await until(pilot, lambda: "Look: [bold]x[/] and [/] here" in screen_text(app))
         text = screen_text(app)
         assert "Is [/] a [bold]tag[/bold]?" in text  # the user's message
         assert "Look: [bold]x[/] and [/] here" in text  # the reply (Markdown)
