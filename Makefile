@@ -1,12 +1,12 @@
 # Two commands do all set-up on a fresh machine: `make run` and `make test`.
 # Both create .venv, install the project (with its dev tools) at the versions
-# locked in constraints.txt and the bundled default model, then run.
+# locked in requirements.lock and the bundled default model, then run.
 # Override TORCH for a CUDA/MPS build of your choice (torch is not in the lock).
 # `make lock` re-resolves the newest versions the pyproject ranges allow.
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
-LOCK   ?= constraints.txt
+LOCK   ?= requirements.lock
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.logitlab-installed
 
@@ -54,7 +54,8 @@ lock:
 	.venv-lock/bin/python -m pip install --quiet --upgrade pip
 	.venv-lock/bin/python -m pip install --quiet "$(TORCH)"
 	.venv-lock/bin/python -m pip install --quiet -e '.[dev,llamacpp]'
-	.venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^torch==' > $(LOCK)
+	{ echo '# The lock: every dependency but torch, pinned (make lock rewrites it; pip install -c).'; \
+	  .venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^torch=='; } > $(LOCK)
 	rm -rf .venv-lock
 
 clean:
