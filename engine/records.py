@@ -22,18 +22,11 @@ FINISH_REASONS: tuple[str, ...] = ("stop", "length", "cancelled", "context")
 DROP_REASONS: tuple[str, ...] = ("top-k", "top-p", "min-p", "greedy")
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """One entry of a step's top-N: a token the model could have chosen."""
+class _Probabilities:
+    """`prob` and `processed_prob` from a record's `logprob` and `processed_logprob`."""
 
-    token_id: int
-    piece: str  # the raw vocabulary piece ("Ġthe", "<|im_end|>")
-    logprob: float  # raw
-    processed_logprob: float  # -inf when a filter removed it
-    text: str = ""  # what this token would add to the text, decoded in context
-    # why the sampler could not pick it: the processor that removed it ("top-k",
-    # "top-p", "min-p"), "greedy" (not the argmax), None when it survived (or unknown)
-    dropped_by: str | None = None
+    logprob: float
+    processed_logprob: float
 
     @property
     def prob(self) -> float:
@@ -45,7 +38,21 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class Step:
+class Candidate(_Probabilities):
+    """One entry of a step's top-N: a token the model could have chosen."""
+
+    token_id: int
+    piece: str  # the raw vocabulary piece ("Ġthe", "<|im_end|>")
+    logprob: float  # raw
+    processed_logprob: float  # -inf when a filter removed it
+    text: str = ""  # what this token would add to the text, decoded in context
+    # why the sampler could not pick it: the processor that removed it ("top-k",
+    # "top-p", "min-p"), "greedy" (not the argmax), None when it survived (or unknown)
+    dropped_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Step(_Probabilities):
     """One generated token with everything the inspector shows about it."""
 
     index: int
@@ -65,14 +72,6 @@ class Step:
     token_bytes: bytes = b""
     finish_reason: FinishReason | None = None  # set on the step that ended generation
 
-    @property
-    def prob(self) -> float:
-        return math.exp(self.logprob)
-
-    @property
-    def processed_prob(self) -> float:
-        return math.exp(self.processed_logprob) if self.processed_logprob > -math.inf else 0.0
-
 
 @dataclass(frozen=True)
 class Proposal:
@@ -90,7 +89,7 @@ class Proposal:
 
 
 @dataclass(frozen=True)
-class TokenProbe:
+class TokenProbe(_Probabilities):
     """Any token's numbers at one position, recomputed from the full distribution
     (a token outside the recorded top-N included). Same meanings as a `Step`'s."""
 
@@ -100,14 +99,6 @@ class TokenProbe:
     processed_logprob: float  # -inf when a processor removed it
     processed_rank: int
     dropped_by: str | None = None  # as `Candidate.dropped_by`
-
-    @property
-    def prob(self) -> float:
-        return math.exp(self.logprob)
-
-    @property
-    def processed_prob(self) -> float:
-        return math.exp(self.processed_logprob) if self.processed_logprob > -math.inf else 0.0
 
 
 @dataclass(frozen=True)
