@@ -33,11 +33,12 @@ import torch
 
 from engine.decode.sampling import (
     GREEDY,
+    Stages,
     StepStats,
     choose,
-    dropped_by,
     make_generator,
     process,
+    removed_by,
     summarize,
 )
 from engine.decode.textstream import TextStream, TokenTable
@@ -381,20 +382,21 @@ class Decoder:
         started = time.perf_counter()
         raw = self._next_logits()
         assert self._seen is not None
-        processed = process(raw, self.params, self._seen)
+        stages: Stages = []  # kept for `dropped_by`: no second run of the processors
+        processed = process(raw, self.params, self._seen, stages=stages)
         sampled = choose(processed, self.params, self._generator)  # 0-d, on device
         stats = summarize(raw, processed, sampled, self.params.top_logprobs)
         proposal = Proposal(
             index=len(self.generated_ids),
             sampled=stats.token_id,
-            top=self._candidates(stats, raw),
+            top=self._candidates(stats, stages),
             entropy=stats.entropy,
             processed_entropy=stats.processed_entropy,
         )
         self._draw_cache = _Draw(raw, processed, stats, proposal, time.perf_counter() - started)
         return self._draw_cache
 
-    def _candidates(self, stats: StepStats, raw: torch.Tensor) -> tuple[Candidate, ...]:
+    def _candidates(self, stats: StepStats, stages: Stages) -> tuple[Candidate, ...]:
         return tuple(
             Candidate(
                 token_id=token,
@@ -408,20 +410,19 @@ class Decoder:
                 stats.top_ids,
                 stats.top_logprobs,
                 stats.top_processed_logprobs,
-                self._dropped_by(stats, raw),
+                self._dropped_by(stats, stages),
                 strict=True,
             )
         )
 
-    def _dropped_by(self, stats: StepStats, raw: torch.Tensor) -> tuple[str | None, ...]:
-        """Why each top candidate could not be picked (see `Candidate.dropped_by`).
-        The processors re-run only when one of the candidates was removed."""
+    def _dropped_by(self, stats: StepStats, stages: Stages) -> tuple[str | None, ...]:
+        """Why each top candidate could not be picked (see `Candidate.dropped_by`),
+        read from the processors' stages only when one of them was removed."""
         if self.params.greedy:
             return tuple(None if t == stats.token_id else GREEDY for t in stats.top_ids)
         if all(plp > -math.inf for plp in stats.top_processed_logprobs):
             return tuple(None for _ in stats.top_ids)
-        assert self._seen is not None
-        return dropped_by(raw, self.params, self._seen, stats.top_ids)
+        return removed_by(stages, stats.top_ids)
 
     def _commit(self, token: int) -> None:
         self.generated_ids.append(token)

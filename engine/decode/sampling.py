@@ -98,17 +98,33 @@ def _filters(
     )
 
 
-def process(logits: torch.Tensor, params: SamplingParams, seen: torch.Tensor) -> torch.Tensor:
+def process(
+    logits: torch.Tensor,
+    params: SamplingParams,
+    seen: torch.Tensor,
+    *,
+    stages: Stages | None = None,
+) -> torch.Tensor:
     """The distribution actually sampled from, as logits: every processor in order.
 
     logits: [vocab] (any float dtype); seen: [vocab] bool. Greedy applies only the
     repetition penalty, as transformers does when ``do_sample`` is false.
+    `stages`, when given, receives the scores after the penalty (named None) and
+    after each later processor: references to rows the processors make anyway, so
+    `removed_by` can say which one dropped a token without running them again.
     """
     scores = logits.float()
     scores = apply_repetition_penalty(scores, seen, params.repetition_penalty)
-    for _name, apply in _filters(params):
+    if stages is not None:
+        stages.append((None, scores))
+    for name, apply in _filters(params):
         scores = apply(scores)
+        if stages is not None:
+            stages.append((name, scores))
     return scores
+
+
+Stages = list[tuple[str | None, torch.Tensor]]
 
 
 def dropped_by(
@@ -117,21 +133,26 @@ def dropped_by(
     """For each of `ids`, the processor that first removed it (set its logit to -inf),
     or None where it survived every one: "top-k", "top-p" or "min-p".
 
-    logits: [vocab] raw; seen: [vocab] bool. Re-runs the processors, so call it only
-    when some candidate was removed; one host transfer. The repetition penalty and
-    the temperature scale logits and never remove one. Greedy removes nothing.
+    logits: [vocab] raw; seen: [vocab] bool. Runs the processors; a caller that has
+    just run them keeps their stages instead (`process(..., stages=)`, `removed_by`).
     """
-    filters = [(name, apply) for name, apply in _filters(params)]
-    if not ids or not filters:
+    stages: Stages = []
+    process(logits, params, seen, stages=stages)
+    return removed_by(stages, ids)
+
+
+def removed_by(stages: Stages, ids: Sequence[int]) -> tuple[str | None, ...]:
+    """`dropped_by` from the stages one `process` call kept: for each of `ids`, the
+    first stage after which its score is -inf (None: it survived, or the model itself
+    gave it -inf). One small gather per stage and one host transfer. The repetition
+    penalty and the temperature scale logits and never remove one."""
+    if not ids or len(stages) < 2:
         return tuple(None for _ in ids)
-    index = torch.tensor(list(ids), dtype=torch.long, device=logits.device)  # [n]
-    scores = apply_repetition_penalty(logits.float(), seen, params.repetition_penalty)
-    alive = [torch.isfinite(scores.index_select(0, index))]  # [n]: -inf from the model itself
-    for _name, apply in filters:
-        scores = apply(scores)
-        alive.append(torch.isfinite(scores.index_select(0, index)))
-    table = torch.stack(alive).tolist()  # [1 + stages][n] bool
-    names: list[str | None] = [None, *(name for name, _ in filters)]
+    index = torch.tensor(list(ids), dtype=torch.long, device=stages[0][1].device)  # [n]
+    table = torch.stack(
+        [torch.isfinite(scores.index_select(0, index)) for _, scores in stages]
+    ).tolist()  # [stages][n] bool
+    names = [name for name, _ in stages]
     return tuple(
         next((names[row] for row in range(len(names)) if not table[row][column]), None)
         for column in range(len(ids))
