@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.fake_engine import FakeEngine
-from tests.tui_helpers import SIZE, fake_app, finished, ready, send, until
+from tests.tui_helpers import SIZE, fake_app, finished, ready, replied, send, until
 from tui.conversation import tree_of
 from tui.screens.branches import BranchesScreen
 from tui.screens.confirm import ConfirmScreen
@@ -38,9 +38,7 @@ async def branch_at(pilot, screen: MainScreen, at: int, candidate: str) -> None:
 async def test_branch_twice_open_switch_and_delete(backend: FakeEngine) -> None:
     app = fake_app(backend)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await ready(pilot)
-        await send(pilot, "hi")
-        await until(pilot, lambda: finished(screen))
+        screen = await replied(pilot, "hi")
         reply = screen.conversation.last_reply
         assert reply is not None
         first = list(reply.steps)

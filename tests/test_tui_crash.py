@@ -29,6 +29,7 @@ from tests.tui_helpers import (
     finished,
     palette_entries,
     ready,
+    replied,
     screen_text,
     send,
     until,
@@ -109,9 +110,7 @@ async def test_a_fatal_fault_exits_nonzero_with_a_crash_log(recorder: StoreRecor
     app = fake_app(FakeEngine(), recorder=recorder)
     with pytest.raises(InjectedFault):  # run_test re-raises what ended the app
         async with app.run_test(size=SIZE) as pilot:
-            screen = await ready(pilot)
-            await send(pilot, "first")
-            await until(pilot, lambda: finished(screen))
+            screen = await replied(pilot, "first")
             screen.query_one("#prompt").insert("half a thought, [/] not sent")  # type: ignore[attr-defined]
             app.inject_fault("fatal")
             await pilot.pause(1.0)
@@ -306,9 +305,7 @@ async def test_a_model_that_loads_under_a_dialog_closes_its_screen_afterwards() 
 async def test_export_twice_in_a_burst_opens_one_dialog(recorder: StoreRecorder) -> None:
     app = fake_app(FakeEngine(), recorder=recorder)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await ready(pilot)
-        await send(pilot, "hello")
-        await until(pilot, lambda: finished(screen))
+        screen = await replied(pilot, "hello")
         await until(pilot, lambda: screen.session_id is not None)
         assert recorder.store is not None and screen.session_id is not None
         session = recorder.store.get(screen.session_id)

@@ -17,7 +17,17 @@ from engine.sessions.schema import MIGRATIONS
 from engine.sessions.store import SessionStore
 from tests.fake_engine import FakeEngine
 from tests.session_factories import MODEL, SETTINGS, reply, user
-from tests.tui_helpers import SIZE, fake_app, finished, main_screen, ready, send, stored, until
+from tests.tui_helpers import (
+    SIZE,
+    fake_app,
+    finished,
+    main_screen,
+    ready,
+    replied,
+    send,
+    stored,
+    until,
+)
 from tui.crash import InjectedFault
 from tui.store_recorder import StoreRecorder
 from tui.widgets.prompt_input import DRAFT_SECONDS, PromptInput
@@ -83,9 +93,7 @@ async def test_a_settled_draft_starts_a_session_and_sending_clears_it(
 async def test_quitting_keeps_the_draft_at_once(recorder: StoreRecorder) -> None:
     app = fake_app(FakeEngine(), recorder=recorder)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await ready(pilot)
-        await send(pilot, "hello")
-        await until(pilot, lambda: finished(screen))
+        screen = await replied(pilot, "hello")
         screen.query_one(PromptInput).insert("typed just before Ctrl+Q")
         await pilot.press("ctrl+q")  # well inside DRAFT_SECONDS
     assert only_draft(recorder) == "typed just before Ctrl+Q"
@@ -96,9 +104,7 @@ async def test_a_draft_survives_a_crash_and_comes_back(recorder: StoreRecorder) 
     app = fake_app(FakeEngine(), recorder=recorder)
     with pytest.raises(InjectedFault):
         async with app.run_test(size=SIZE) as pilot:
-            screen = await ready(pilot)
-            await send(pilot, "hello")
-            await until(pilot, lambda: finished(screen))
+            screen = await replied(pilot, "hello")
             screen.query_one(PromptInput).insert("the thought I was typing")
             app.inject_fault("fatal")
             await pilot.pause(1.0)

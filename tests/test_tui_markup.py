@@ -26,11 +26,10 @@ from tests.session_factories import MODEL, SETTINGS, reply, user
 from tests.tui_helpers import (
     SIZE,
     fake_app,
-    finished,
     palette_entries,
     ready,
+    replied,
     screen_text,
-    send,
     until,
 )
 from tui.app import LogitlabApp
@@ -116,9 +115,7 @@ async def test_tokens_and_messages_show_literally(recorder: StoreRecorder) -> No
     backend = FakeEngine(replies=["Look: [bold]x[/] and [/] here [link=x]y[/link]."])
     app = fake_app(backend, recorder=recorder)
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await ready(pilot)
-        await send(pilot, "Is [/] a [bold]tag[/bold]?")
-        await until(pilot, lambda: finished(screen))
+        screen = await replied(pilot, "Is [/] a [bold]tag[/bold]?")
         # the reply's Markdown lands a frame after the finish: wait for it, do not guess
         await until(pilot, lambda: "Look: [bold]x[/] and [/] here" in screen_text(app))
         text = screen_text(app)

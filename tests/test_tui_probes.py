@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from rich.text import Text
-from textual.pilot import Pilot
 from textual.widgets import Static
 
 from engine.errors import InvalidParameterError
@@ -18,20 +17,13 @@ from engine.params import SamplingParams
 from engine.records import PromptScores, TokenProbe
 from engine.tokens.vocab import VocabEntry
 from tests.fake_engine import FakeEngine
-from tests.tui_helpers import fake_app, finished, ready, screen_text, send, until
+from tests.tui_helpers import fake_app, replied, screen_text, until
 from tui.screens.main import MainScreen
 from tui.widgets.entropy_line import BARS, EntropyLine, spark
 from tui.widgets.inspector import Inspector
 from tui.widgets.prompt_tokens import PromptTokens
 from tui.widgets.token_lookup import TokenLookupInput
 from tui.widgets.token_stream import TokenStream, next_fork
-
-
-async def replied(pilot: Pilot[None], text: str = "What is the capital of France?") -> MainScreen:
-    screen = await ready(pilot)
-    await send(pilot, text)
-    await until(pilot, lambda: finished(screen))
-    return screen
 
 
 def test_spark_scale_and_unknown_entropy() -> None:

@@ -21,7 +21,7 @@ from engine.sessions.records import SessionSettings
 from engine.sessions.store import SessionStore
 from tests.fake_engine import DEFAULT_REPLY, FakeEngine
 from tests.session_factories import MODEL, reply, user
-from tests.tui_helpers import SIZE, fake_app, finished, ready, send, stored, until
+from tests.tui_helpers import SIZE, fake_app, finished, ready, replied, send, stored, until
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.export import ExportScreen, default_path
 from tui.screens.import_session import ImportScreen
@@ -209,9 +209,7 @@ async def test_branch_a_reopened_reply_rebuilds_the_decoder(
 ) -> None:
     app = fake_app(backend, recorder=recorder)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await ready(pilot)
-        await send(pilot, "hi")
-        await until(pilot, lambda: finished(screen))
+        screen = await replied(pilot, "hi")
         session = stored(recorder).get(stored(recorder).list()[0].id)
     app = fake_app(backend, recorder=recorder, session=session)
     async with app.run_test(size=SIZE) as pilot:
@@ -244,9 +242,7 @@ async def test_export_writes_a_file_import_accepts(
 ) -> None:
     app = fake_app(backend, recorder=recorder)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await ready(pilot)
-        await send(pilot, "Export me")
-        await until(pilot, lambda: finished(screen))
+        await replied(pilot, "Export me")
         await pilot.press("ctrl+e")
         await until(pilot, lambda: isinstance(app.screen, ExportScreen))
         dialog = app.screen
@@ -394,9 +390,7 @@ async def test_export_dialog_refuses_in_place_and_sets_markdown_low_prob_count(
 ) -> None:
     app = fake_app(backend, recorder=recorder)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await ready(pilot)
-        await send(pilot, "Export me")
-        await until(pilot, lambda: finished(screen))
+        screen = await replied(pilot, "Export me")
         await pilot.press("ctrl+e")
         await until(pilot, lambda: isinstance(app.screen, ExportScreen) and app.screen.is_mounted)
         dialog = app.screen

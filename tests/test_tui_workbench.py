@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.fake_engine import DEFAULT_REPLY, FakeEngine
-from tests.tui_helpers import SIZE, fake_app, finished, ready, send, until
+from tests.tui_helpers import SIZE, fake_app, finished, ready, replied, send, until
 from tui.conversation import tree_of
 from tui.screens.loading import LoadingScreen
 from tui.widgets.chat_pane import ChatPane
@@ -27,9 +27,7 @@ def backend():
 async def test_send_streams_reply_tokens_and_inspector(backend: FakeEngine) -> None:
     app = fake_app(backend)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await ready(pilot)
-        await send(pilot, "What is the capital of France?")
-        await until(pilot, lambda: finished(screen))
+        screen = await replied(pilot, "What is the capital of France?")
         await pilot.pause(0.1)
         assert "Paris" in screen.query_one(ChatPane).reply_text
         stream = screen.query_one(TokenStream)
@@ -108,9 +106,7 @@ async def test_step_mode_escape_stops(backend: FakeEngine) -> None:
 async def test_branch_keeps_old_tail_as_alternative(backend: FakeEngine) -> None:
     app = fake_app(backend)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await ready(pilot)
-        await send(pilot, "hi")
-        await until(pilot, lambda: finished(screen))
+        screen = await replied(pilot, "hi")
         reply = screen.conversation.last_reply
         assert reply is not None
         original = list(reply.steps)
@@ -240,9 +236,7 @@ async def test_model_picker_reload_keeps_conversation(backend: FakeEngine) -> No
 
     app = fake_app(backend)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await ready(pilot)
-        await send(pilot, "hi")
-        await until(pilot, lambda: finished(screen))
+        screen = await replied(pilot, "hi")
         await pilot.press("f3")
         await until(pilot, lambda: isinstance(app.screen, ModelPickerScreen))
         app.screen.query_one("#device", Input).value = "tpu"
@@ -259,9 +253,7 @@ async def test_model_picker_reload_keeps_conversation(backend: FakeEngine) -> No
 async def test_copy_token_and_reply(backend: FakeEngine) -> None:
     app = fake_app(backend)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await ready(pilot)
-        await send(pilot, "hi")
-        await until(pilot, lambda: finished(screen))
+        screen = await replied(pilot, "hi")
         await pilot.press("f8")
         assert app.clipboard == screen.conversation.last_reply.content  # type: ignore[union-attr]
         await pilot.press("f4", "home", "y")
@@ -277,9 +269,7 @@ async def test_chat_keeps_the_models_line_breaks() -> None:
     try:
         app = fake_app(backend)
         async with app.run_test(size=SIZE) as pilot:
-            screen = await ready(pilot)
-            await send(pilot, "two lines please")
-            await until(pilot, lambda: finished(screen))
+            screen = await replied(pilot, "two lines please")
             await pilot.pause(0.1)
             reply = screen.query_one(ChatPane).query_one(".chat-reply", Markdown)
             paragraph = reply.query_one(MarkdownParagraph)

@@ -50,6 +50,14 @@ async def send(pilot: Pilot[None], text: str) -> None:
     await pilot.press("enter")
 
 
+async def replied(pilot: Pilot[None], text: str = "What is the capital of France?") -> MainScreen:
+    """The workbench once `text` is sent and its reply has finished."""
+    screen = await ready(pilot)
+    await send(pilot, text)
+    await until(pilot, lambda: finished(screen))
+    return screen
+
+
 def finished(screen: MainScreen) -> bool:
     reply = screen.conversation.last_reply
     return (
