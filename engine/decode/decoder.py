@@ -32,14 +32,13 @@ from typing import Any, Protocol
 import torch
 
 from engine.decode.sampling import (
-    GREEDY,
     Stages,
     StepStats,
     choose,
     make_generator,
     process,
-    removed_by,
     summarize,
+    why_dropped,
 )
 from engine.decode.textstream import TextStream, TokenTable
 from engine.errors import GenerationError, InvalidParameterError, PromptTooLongError
@@ -418,11 +417,9 @@ class Decoder:
     def _dropped_by(self, stats: StepStats, stages: Stages) -> tuple[str | None, ...]:
         """Why each top candidate could not be picked (see `Candidate.dropped_by`),
         read from the processors' stages only when one of them was removed."""
-        if self.params.greedy:
-            return tuple(None if t == stats.token_id else GREEDY for t in stats.top_ids)
-        if all(plp > -math.inf for plp in stats.top_processed_logprobs):
+        if not self.params.greedy and all(p > -math.inf for p in stats.top_processed_logprobs):
             return tuple(None for _ in stats.top_ids)
-        return removed_by(stages, stats.top_ids)
+        return why_dropped(self.params, stages, stats.top_ids, stats.token_id)
 
     def _commit(self, token: int) -> None:
         self.generated_ids.append(token)

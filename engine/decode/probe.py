@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from engine.decode.sampling import GREEDY, dropped_by, process
+from engine.decode.sampling import Stages, process, why_dropped
 from engine.errors import InvalidParameterError
 from engine.params import SamplingParams
 from engine.records import PromptScores, TokenProbe
@@ -62,7 +62,8 @@ def token_probes(
     for token in tokens:
         if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < vocab:
             raise InvalidParameterError("token", f"{token!r} is not a token id (0..{vocab - 1})")
-    processed = process(raw, params, seen)  # [vocab]
+    stages: Stages = []
+    processed = process(raw, params, seen, stages=stages)  # [vocab]
     raw_lp = torch.log_softmax(raw.float(), dim=-1)  # [vocab]
     proc_lp = torch.log_softmax(processed, dim=-1)  # [vocab]
     index = torch.tensor(list(tokens), dtype=torch.long, device=raw.device)  # [n]
@@ -74,11 +75,7 @@ def token_probes(
     best = processed.argmax().reshape(1).double()  # [1]: greedy's pick
     values = torch.cat([*rows, best]).tolist()
     n = len(tokens)
-    why: tuple[str | None, ...]
-    if params.greedy:
-        why = tuple(None if t == int(values[-1]) else GREEDY for t in tokens)
-    else:
-        why = dropped_by(raw, params, seen, tokens)
+    why = why_dropped(params, stages, tokens, int(values[-1]))
     return tuple(
         TokenProbe(
             token_id=int(token),

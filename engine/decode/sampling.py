@@ -141,6 +141,16 @@ def dropped_by(
     return removed_by(stages, ids)
 
 
+def why_dropped(
+    params: SamplingParams, stages: Stages, ids: Sequence[int], best: int
+) -> tuple[str | None, ...]:
+    """Why each of `ids` could not be picked: `removed_by` when sampling; when greedy,
+    `GREEDY` for all but `best` (the processed row's argmax, the only pick)."""
+    if params.greedy:
+        return tuple(None if t == best else GREEDY for t in ids)
+    return removed_by(stages, ids)
+
+
 def removed_by(stages: Stages, ids: Sequence[int]) -> tuple[str | None, ...]:
     """`dropped_by` from the stages one `process` call kept: for each of `ids`, the
     first stage after which its score is -inf (None: it survived, or the model itself
