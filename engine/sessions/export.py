@@ -232,10 +232,12 @@ def export_markdown(session: Session, *, low_prob_tokens: int = 0) -> str:
         for k, v in settings.items()
         if k != "system_prompt"
     )
+    # a GGUF on llama.cpp records its file type as both (Q4_1): say it once
+    quantize = "" if m.quantize == m.dtype else f" · quantize {m.quantize}"
     lines = [
         f"# {session.title or 'Untitled session'}",
         "",
-        f"- **Model:** `{m.id}` ({m.source}) · {m.device} · {m.dtype} · quantize {m.quantize}",
+        f"- **Model:** `{m.id}` ({m.source}) · {m.device} · {m.dtype}{quantize}",
         f"- **Sampling:** {sampling}",
         f"- **Created:** {_when(session.created_at)} · **Updated:** {_when(session.updated_at)}",
         f"- **Session:** `{session.id}`",
