@@ -26,6 +26,7 @@ import torch
 from engine.decode.decoder import ModelRunner
 from engine.decode.local import TokenizerEngine
 from engine.errors import GenerationError, ModelLoadError
+from engine.model import heap
 from engine.model.description import ModelDescription
 from engine.model.llama import LlamaModel, load_llama
 from engine.model.spec import ModelSpec
@@ -139,11 +140,13 @@ class LlamaEngine(TokenizerEngine):
 
     def _load(self, spec: ModelSpec, progress: ProgressFn | None) -> ModelDescription:
         report = progress or (lambda _stage, _fraction, _detail: None)
+        heap.release()
         if self._shared is not None:
             self._shared.close()
         self._loaded, self._shared = None, None  # free the old model first
         loaded = load_llama(spec, progress=lambda p: report(p.stage, p.fraction, p.detail))
         self._loaded, self._shared = loaded, SharedContext(loaded.llm)
+        heap.settle()
         from engine.model.info import llama_description
 
         return llama_description(loaded)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.decode.textstream import TokenTable
 from engine.errors import GenerationError, ModelLoadError
+from engine.model import heap
 from engine.model.description import ModelDescription
 from engine.model.spec import ModelSpec
 from engine.model.thread import EngineThread
@@ -187,9 +188,11 @@ class LocalEngine(TokenizerEngine):
         else:
             from engine.model.loading import load
 
+            heap.release()
             self._loaded = None  # let the old model go before the new one arrives
             loaded = load(spec, progress=lambda p: report(p.stage, p.fraction, p.detail))
         self._loaded = loaded
+        heap.settle()
         from engine.model.info import description
 
         return description(loaded)
