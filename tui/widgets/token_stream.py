@@ -1,16 +1,30 @@
-"""The reply's tokens as chips, coloured by probability, with a step cursor."""
+"""The reply's tokens as chips, coloured by probability, with a step cursor.
+
+A Line API widget of a fixed height that scrolls itself: the chips are laid out
+in lines as they arrive (a batch touches the last line or two), each line's strip
+is kept until its chips or the cursor on it change, and the window of lines in
+view moves with the cursor. So a batch repaints the lines that changed, never
+the reply, and never makes the screen lay itself out again (bench/ui.py: as one
+wrapped Text, and then as a ScrollView whose growing virtual size asked for a
+layout of the whole screen, it was the UI's largest per-batch cost). A column at
+the right edge shows where the window lies when the reply is taller than it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
-from rich.cells import cell_len
-from rich.text import Text
+from rich.cells import cell_len, chop_cells
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
 from textual.binding import Binding, BindingType
+from textual.geometry import Region
 from textual.message import Message
 from textual.reactive import reactive
 from textual.signal import Signal
+from textual.strip import Strip
 from textual.widget import Widget
 
 from engine.records import Step
@@ -58,7 +72,8 @@ def next_fork(steps: Sequence[Step], after: int | None, direction: int = 1) -> i
 
 
 class TokenStream(CrashGuard, Widget, can_focus=True):
-    """Steps are appended in batches; the cursor selects the step the inspector shows."""
+    """Steps are appended in batches; the cursor selects the step the inspector
+    shows, and the view scrolls to keep it in sight."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "token-stream--high",
@@ -68,6 +83,7 @@ class TokenStream(CrashGuard, Widget, can_focus=True):
         "token-stream--forced",
         "token-stream--cursor",
         "token-stream--empty",
+        "token-stream--track",
     }
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("left,h", "screen.token_move(-1)", "Prev token", id="token.prev"),
@@ -84,10 +100,11 @@ class TokenStream(CrashGuard, Widget, can_focus=True):
         Binding("slash", "screen.lookup_token", "Look up token", id="token.lookup"),
     ]
     DEFAULT_CSS = """
-    TokenStream { height: auto; min-height: 3; max-height: 10; overflow-y: auto; }
+    TokenStream { height: 30%; min-height: 5; }
     """
+    TRACK, THUMB = "│", "┃"  # the position column: the reply, and the lines in view
 
-    cursor: reactive[int | None] = reactive(None)
+    cursor: reactive[int | None] = reactive(None, repaint=False)  # watch_cursor repaints its lines
 
     class Selected(Message):
         def __init__(self, index: int | None) -> None:
@@ -100,55 +117,43 @@ class TokenStream(CrashGuard, Widget, can_focus=True):
         self.changed: Signal[TokenStream] = Signal(self, "changed")
         self.steps: list[Step] = []
         self.follow = True  # the cursor rides the newest token until the user moves it
-        self._wrap = _Wrap()
-        # the chips as one Text that grows as steps arrive (the cursor is laid over a
-        # copy in render): rebuilding it every batch was the UI's largest per-batch
-        # cost while streaming (bench/ui.py, variant off-stream)
-        self._forget_chips()
+        self.top = 0  # the first line in view
+        self._layout = _Lines(1)
+        self._strips: dict[int, Strip] = {}  # painted lines by index, until they change
+        self._styles: dict[str, Style] | None = None
 
-    def _forget_chips(self) -> None:
-        self._chips, self._chips_count = Text(), 0
-        self._starts: list[int] = []  # each chip's offset in _chips
-
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self._forget_chips()  # the theme changed: restyle all
+    # --- the steps ------------------------------------------------------------------
 
     def append(self, steps: tuple[Step, ...] | list[Step]) -> None:
+        first = len(self.steps)
         self.steps.extend(steps)
+        touched = self._layout.add([chip_text(step) for step in steps])
+        for line in touched:
+            self._strips.pop(line, None)
+        if not first:
+            self._strips.clear()  # the empty-stream message goes
         if self.follow and self.steps:
             self.cursor = len(self.steps) - 1
-        lines = self._wrap.lines
-        for step in steps:
-            self._wrap.add(cell_len(chip_text(step)))
-        # a layout pass (the whole screen) only when the stream grows a line:
-        # per batch it cost more CPU than the decode could spare (bench/ui.py)
-        self.refresh(layout=self._wrap.lines != lines)
+        self._repaint(touched)
         self.changed.publish(self)
 
     def truncate(self, count: int) -> None:
         del self.steps[count:]
-        self._forget_chips()
         self.cursor = min(self.cursor or 0, count - 1) if count else None
-        self._rewrap()
+        self._relayout()
         self.changed.publish(self)
 
     def clear(self) -> None:
         self.steps.clear()
-        self._forget_chips()
         self.follow = True
         self.cursor = None
-        self._rewrap()
+        self._relayout()
         self.changed.publish(self)
 
-    def on_resize(self) -> None:
-        self._rewrap()
-
-    def _rewrap(self) -> None:
-        self._wrap = _Wrap(self.content_region.width)
-        for step in self.steps:
-            self._wrap.add(cell_len(chip_text(step)))
-        self.refresh(layout=True)
+    @property
+    def line_count(self) -> int:
+        """Lines the chips fill at the current width (the window shows some of them)."""
+        return len(self._layout.lines)
 
     @property
     def selected(self) -> Step | None:
@@ -156,7 +161,16 @@ class TokenStream(CrashGuard, Widget, can_focus=True):
             return None
         return self.steps[self.cursor]
 
-    def watch_cursor(self, cursor: int | None) -> None:
+    # --- the cursor and the window ----------------------------------------------------
+
+    def watch_cursor(self, old: int | None, cursor: int | None) -> None:
+        lines: set[int] = set()
+        for index in (old, cursor):
+            if index is not None and index < len(self.steps):
+                lines.update(self._layout.lines_of(index))
+        for line in lines:
+            self._strips.pop(line, None)
+        self._repaint(lines)
         self.post_message(self.Selected(cursor))
         self.changed.publish(self)
 
@@ -184,49 +198,157 @@ class TokenStream(CrashGuard, Widget, can_focus=True):
             return
         self.action_jump(found)
 
-    def render(self) -> Text:
-        if not self.steps:
-            return Text(
-                "no tokens yet — send a message",
-                style=self.get_component_rich_style("token-stream--empty"),
-            )
-        if self._chips_count < len(self.steps):
-            self._extend(self.steps[self._chips_count :])
-        out = self._chips.copy()
-        if self.cursor is not None and 0 <= self.cursor < len(self._starts):
-            start = self._starts[self.cursor]
-            end = start + len(chip_text(self.steps[self.cursor]))
-            out.stylize(self.get_component_rich_style("token-stream--cursor"), start, end)
-        return out
+    def scroll_lines(self, delta: int) -> None:
+        """Move the window without moving the cursor (the mouse wheel)."""
+        self._set_top(self.top + delta)
 
-    def _extend(self, steps: list[Step]) -> None:
-        styles = {
-            name: self.get_component_rich_style(f"token-stream--{name}")
-            for name in ("high", "mid", "low", "special")
-        }
-        forced = self.get_component_rich_style("token-stream--forced")
-        for step in steps:
-            style = styles[prob_class(step)]
-            if step.forced:
-                style = style + forced
-            self._starts.append(len(self._chips))
-            self._chips.append(chip_text(step), style)
-            self._chips.append(" ")
-        self._chips_count += len(steps)
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        event.stop()
+        self.scroll_lines(-1)
 
+    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        event.stop()
+        self.scroll_lines(1)
 
-class _Wrap:
-    """Lines the chips fill at a width: greedy, like Rich wrapping words at spaces
-    (chips hold no spaces: `display_text()` shows them as ·)."""
+    def _set_top(self, top: int) -> bool:
+        top = max(0, min(top, len(self._layout.lines) - self.content_size.height))
+        if top == self.top:
+            return False
+        self.top = top
+        self.refresh()
+        return True
 
-    def __init__(self, width: int = 0) -> None:
-        self.width = max(width, 1)
-        self.lines = 0
-        self._fill = 0
+    def _reveal(self) -> bool:
+        """Move the window as little as it takes to show the cursor's first line;
+        whether it moved."""
+        if self.cursor is None or self.cursor >= len(self.steps):
+            return False
+        line = self._layout.lines_of(self.cursor).start
+        height = self.content_size.height
+        if line < self.top:
+            return self._set_top(line)
+        if height and line >= self.top + height:
+            return self._set_top(line - height + 1)
+        return False
 
-    def add(self, chip: int) -> None:
-        if self.lines and self._fill + 1 + chip <= self.width:
-            self._fill += 1 + chip
+    def _repaint(self, lines: range | set[int]) -> None:
+        """Repaint these lines where they are in view (the whole view if it moved)."""
+        if self._reveal():
             return
-        self.lines += 1 + max(chip - 1, 0) // self.width  # a chip wider than a line folds
-        self._fill = chip % self.width or min(chip, self.width)
+        width, height = self.content_size
+        for line in lines:
+            if self.top <= line < self.top + height:
+                self.refresh(Region(0, line - self.top, width, 1))
+        if len(self._layout.lines) > height:
+            self.refresh(Region(width - 1, 0, 1, height))  # the position column
+
+    # --- painting -------------------------------------------------------------------
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._styles = None  # the theme changed: restyle all
+        self._strips.clear()
+
+    def on_resize(self) -> None:
+        self._relayout()
+
+    def _relayout(self) -> None:
+        """Lay all the chips out again (a new width, a shorter reply)."""
+        self._layout = _Lines(self.content_size.width - 1)  # the position column
+        self._layout.add([chip_text(step) for step in self.steps])
+        self._strips.clear()
+        self.top = max(0, min(self.top, len(self._layout.lines) - self.content_size.height))
+        self._reveal()
+        self.refresh()
+
+    def _style(self, name: str) -> Style:
+        if self._styles is None:
+            base = self.rich_style
+            self._styles = {
+                name: base + self.get_component_rich_style(f"token-stream--{name}")
+                for name in ("high", "mid", "low", "special", "forced", "cursor", "empty", "track")
+            }
+            self._styles[""] = base
+        return self._styles[name]
+
+    def render_line(self, y: int) -> Strip:
+        line = self.top + y
+        strip = self._strips.get(line)
+        if strip is None:
+            strip = self._strips[line] = self._paint(line)
+        width = self.content_size.width
+        return Strip.join([strip.crop_extend(0, width - 1, self._style("")), self._position(y)])
+
+    def _position(self, y: int) -> Strip:
+        """The position column's cell on row `y`: a thumb over the lines in view."""
+        total, height = len(self._layout.lines), self.content_size.height
+        if total <= height:
+            return Strip([Segment(" ", self._style(""))])
+        start = self.top * height // total
+        end = max(start + 1, -(-(self.top + height) * height // total))
+        mark = self.THUMB if start <= y < end else self.TRACK
+        return Strip([Segment(mark, self._style("track"))])
+
+    def _paint(self, line: int) -> Strip:
+        if not self.steps:
+            if line:
+                return Strip([])
+            return Strip([Segment("no tokens yet — send a message", self._style("empty"))])
+        if line >= len(self._layout.lines):
+            return Strip([])
+        segments: list[Segment] = []
+        gap = Segment(" ", self._style(""))
+        for piece in self._layout.lines[line]:
+            if segments:
+                segments.append(gap)
+            step = self.steps[piece.step]
+            style = self._style(prob_class(step))
+            if step.forced:
+                style += self._style("forced")
+            if piece.step == self.cursor:
+                style += self._style("cursor")
+            segments.append(Segment(piece.text, style))
+        return Strip(segments)
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    step: int
+    text: str  # the chip, or the part of a chip wider than a line that falls on this one
+
+
+class _Lines:
+    """Chips laid out in lines of `width` cells, greedy like Rich wrapping words
+    at spaces (chips hold no spaces: `display_text()` shows them as ·), one space
+    between chips; a chip wider than a line folds over as many as it needs."""
+
+    def __init__(self, width: int) -> None:
+        self.width = max(width, 1)
+        self.lines: list[list[_Piece]] = []
+        self._first: list[int] = []  # each step's first line
+        self._fill = 0  # cells used on the last line
+
+    def add(self, chips: list[str]) -> range:
+        """Lay out the next chips; returns the lines they touched."""
+        start = max(len(self.lines) - 1, 0)
+        for chip in chips:
+            step, cells = len(self._first), cell_len(chip)
+            if self.lines and self._fill + 1 + cells <= self.width:
+                self._first.append(len(self.lines) - 1)
+                self.lines[-1].append(_Piece(step, chip))
+                self._fill += 1 + cells
+                continue
+            self._first.append(len(self.lines))
+            parts = chop_cells(chip, self.width) if cells > self.width else [chip]
+            for part in parts:
+                self.lines.append([_Piece(step, part)])
+            self._fill = cell_len(parts[-1])
+        return range(start, len(self.lines))
+
+    def lines_of(self, step: int) -> range:
+        """The lines a step's chip lies on (more than one only where it folds)."""
+        first = self._first[step]
+        last = self._first[step + 1] if step + 1 < len(self._first) else len(self.lines) - 1
+        if last > first and self.lines[last][0].step != step:
+            last -= 1  # the next step starts a line of its own
+        return range(first, max(last, first) + 1)
