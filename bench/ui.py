@@ -10,11 +10,14 @@ into the prompt box: from the key sent to its character being on the screen.
 Targets (issue 5): u/h decode rate >= 0.90, key latency < 100 ms.
 
     .venv/bin/python bench/ui.py [--rounds 3] [--new 128] [--threads 2]
-        [--variants app,threads1,switch1ms]
+        [--variants app,threads1,switch1ms,budget8]
 
 Variants (alternating with the headless run in every round): ``app`` the UI as
 the app runs it; ``threadsN`` torch's intra-op threads set to N for the UI run
-only; ``switchXms`` the GIL switch interval set to X ms for the UI run only.
+only; ``switchXms`` the GIL switch interval set to X ms for the UI run only;
+``budgetN`` the frame pacer's budget set to N% of the main thread
+(tui/pacing.py); ``off-chat``, ``off-stream``, ``off-status``, ``off-entropy``
+that part of the UI not painted (where the UI's cost goes).
 """
 
 from __future__ import annotations
@@ -35,11 +38,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 from rich.text import Text
+from textual.strip import Strip
 
 from engine.decode import Decoder, LocalEngine
 from engine.model import EngineThread, ModelSpec, load
 from engine.params import SamplingParams
 from engine.tokens import ChatMessage, chat_prompt_ids
+from tui import pacing
 from tui.app import make_app
 from tui.screens.main import MainScreen
 from tui.settings import UISettings
@@ -119,7 +124,7 @@ async def _no_append(_pane: Any, _delta: str) -> None:
 # variant -> (class, attribute, stand-in): that part of the UI turned off
 OFF: dict[str, tuple[type, str, Any]] = {
     "off-chat": (ChatPane, "append", _no_append),
-    "off-stream": (TokenStream, "render", lambda _self: Text("tokens")),
+    "off-stream": (TokenStream, "render_line", lambda _self, _y: Strip([])),
     "off-status": (StatusBar, "render", lambda _self: Text("status")),
     "off-entropy": (EntropyLine, "render", lambda _self: Text("H")),
 }
@@ -133,15 +138,19 @@ def configured(variant: str, thread: EngineThread, threads: int) -> Iterator[Non
         thread.call(torch.set_num_threads, int(variant.removeprefix("threads")))
     elif variant.startswith("switch"):
         sys.setswitchinterval(float(variant.removeprefix("switch").removesuffix("ms")) / 1000)
+    elif variant.startswith("budget"):
+        pacing.BUDGET = float(variant.removeprefix("budget")) / 100
     elif variant.startswith("off-"):  # a diagnosis: where does the UI's cost go
         owner, name, stub = OFF[variant]
         real = owner.__dict__[name]
         setattr(owner, name, stub)
     elif variant != "app":
         raise SystemExit(f"unknown variant {variant!r}")
+    budget = pacing.BUDGET
     try:
         yield
     finally:
+        pacing.BUDGET = budget
         if variant.startswith("off-"):
             setattr(owner, name, real)
         thread.call(torch.set_num_threads, threads)

@@ -265,7 +265,8 @@ class StepBatcher:
         with self._cond:
             self._batch.append(step)
             first, self._first = self._first, False
-            self._cond.notify()
+            if len(self._batch) == 1:  # the flusher waits for a batch to start, not
+                self._cond.notify()  # for each step: a wake-up per token costs the GIL
         if first:
             self.flush()
 

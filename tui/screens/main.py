@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 
 from textual import on, work
@@ -62,7 +63,8 @@ from tui.widgets.step_view import StepView
 from tui.widgets.token_lookup import TokenLookupInput
 from tui.widgets.token_stream import TokenStream
 
-INSPECT_WHILE_STREAMING = 0.25  # seconds between inspector refreshes while a reply streams
+INSPECT_WHILE_STREAMING = 1.0  # seconds between inspector refreshes while a reply streams
+PROGRESS_EVERY = 1.0  # seconds between the status bar's tok/s and context updates, the same
 
 STEP_KEYS = [
     Binding(str(n), f"choose({n})", f"Candidate {n}", show=False, id=f"step.choose{n}")
@@ -121,6 +123,7 @@ class MainScreen(CrashGuard, Screen[None]):
         self._prompt_tokens = 0
         self._prefill_ms = 0.0
         self._step_ms: list[float] = []  # compute time of the reply's steps (tok/s)
+        self._progress_shown = 0.0  # time.monotonic() of the status bar's last numbers
         self._inspect_timer: Timer | None = None
         self._pacer = FramePacer()
         self.sessions = SessionActions(self)
@@ -328,17 +331,28 @@ class MainScreen(CrashGuard, Screen[None]):
     async def on_steps_decoded(self, event: StepsDecoded) -> None:
         if self.gen_run is not None:
             self.gen_run.batch_seconds = self._pacer.interval_after_update()
-        delta = self.conversation.add_steps(event.steps)
-        await self.query_one(ChatPane).append(delta)
-        stream = self.query_one(TokenStream)
-        first = not stream.steps
-        stream.append(event.steps)
+        # one paint for the whole batch: the chat's append awaits, and a frame drawn
+        # in between would cost a second layout and paint per batch (bench/ui.py)
+        with self.app.batch_update():
+            delta = self.conversation.add_steps(event.steps)
+            stream = self.query_one(TokenStream)
+            first = not stream.steps
+            stream.append(event.steps)
+            self._step_ms.extend(s.elapsed_ms for s in event.steps)
+            if first:
+                self.query_one(StatusBar).ttft_ms = self._prefill_ms + event.steps[0].elapsed_ms
+            # the status bar spans the screen: painting it with the token stream makes
+            # the frame visit every widget, so the numbers follow once a second
+            if first or time.monotonic() - self._progress_shown >= PROGRESS_EVERY:
+                self._show_progress()
+            await self.query_one(ChatPane).append(delta)
+
+    def _show_progress(self) -> None:
+        """The reply's decode rate and the context it fills, in the status bar."""
+        self._progress_shown = time.monotonic()
         status = self.query_one(StatusBar)
-        if first:
-            status.ttft_ms = self._prefill_ms + event.steps[0].elapsed_ms
-        self._step_ms.extend(s.elapsed_ms for s in event.steps)
         status.tokens_per_second = decode_rate(self._step_ms, self._prefill_ms)
-        status.context_used = self._prompt_tokens + len(stream.steps)
+        status.context_used = self._prompt_tokens + len(self.query_one(TokenStream).steps)
 
     def on_proposal_ready(self, event: ProposalReady) -> None:
         self.proposal = event.proposal
@@ -353,6 +367,7 @@ class MainScreen(CrashGuard, Screen[None]):
         self.proposal = None
         reply = self.conversation.finish(event.finish_reason)
         await self.query_one(ChatPane).finish_reply(event.finish_reason)
+        self._show_progress()
         status = self.query_one(StatusBar)
         status.state = event.finish_reason
         if event.summary is not None and event.summary.completion_tokens:
@@ -376,6 +391,7 @@ class MainScreen(CrashGuard, Screen[None]):
             await self.query_one(ChatPane).finish_reply("error")
             if reply is not None and self._params is not None:
                 self.recorder.message_completed(reply, self.settings, self._params)
+        self._show_progress()
         self.query_one(StatusBar).state = "failed"
         self.refresh_bindings()
 

@@ -178,7 +178,8 @@ class StepView(Vertical):
         self._rows = len(top)
         legend = [Text(line, dim) for line in drop_legend(top)]
         shown = Group(table, *legend) if legend else table
-        self.query_one("#candidates", Static).update(shown if top else "")
+        # its height is the view's (1fr), whatever it holds: no layout pass
+        self.query_one("#candidates", Static).update(shown if top else "", layout=False)
 
     @staticmethod
     def _processed_cell(cand: Candidate, bar_style: Style, dim: Style) -> Text:
