@@ -23,7 +23,7 @@ from engine.decode import ReplyTree, branch_stats
 from engine.records import Step
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.guard import ScreenGuard
-from tui.widgets.step_view import fmt_prob
+from tui.widgets.candidate_table import fmt_prob
 
 PREVIEW = 60
 PIECE = 10  # a branch point's token in the table, quotes included
