@@ -10,7 +10,10 @@ into the prompt box: from the key sent to its character being on the screen.
 Targets (issue 5): u/h decode rate >= 0.90, key latency < 100 ms.
 
     .venv/bin/python bench/ui.py [--rounds 3] [--new 128] [--threads 2]
-        [--variants app,threads1,switch1ms,budget8]
+        [--variants app,threads1,switch1ms,budget8] [--backend llama.cpp]
+
+``--backend llama.cpp`` (needs ``make llamacpp``) runs both sides on the bundled
+GGUF file in llama.cpp, the headless side through the engine's protocol.
 
 Variants (alternating with the headless run in every round): ``app`` the UI as
 the app runs it; ``threadsN`` torch's intra-op threads set to N for the UI run
@@ -29,7 +32,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +43,7 @@ import torch
 from rich.text import Text
 from textual.strip import Strip
 
-from engine.decode import Decoder, LocalEngine
+from engine.decode import Decoder, Engine, LocalEngine
 from engine.model import EngineThread, ModelSpec, load
 from engine.params import SamplingParams
 from engine.tokens import ChatMessage, chat_prompt_ids
@@ -74,12 +77,42 @@ def headless(loaded: Any, new: int) -> tuple[float, float]:
     return rate(len(decoder.steps), first, last), (first - started) * 1000
 
 
+def headless_protocol(engine: Engine, new: int) -> tuple[float, float]:
+    """(decode tok/s, TTFT ms) of an engine alone, through its protocol."""
+    started = time.perf_counter()
+    params = SamplingParams(max_new_tokens=new, top_logprobs=10, temperature=0.0)
+    reply = engine.start([ChatMessage("user", PROMPT)], params)
+    reply.prefill()
+    first = last = 0.0
+    count = 0
+    while not reply.done:
+        reply.step()
+        last = time.perf_counter()
+        first = first or last
+        count += 1
+    return rate(count, first, last), (first - started) * 1000
+
+
+def sides(backend: str, thread: EngineThread) -> tuple[Callable[[int], Any], Callable[[], Engine]]:
+    """(the headless run for N new tokens, the engine an app is given) on `backend`."""
+    if backend == "llama.cpp":
+        from engine.decode.llama import LlamaEngine
+
+        engine = LlamaEngine(thread=thread)
+        engine.load(ModelSpec(device="cpu", backend="llama.cpp"))
+        return (lambda new: headless_protocol(engine, new)), (lambda: engine)
+    loaded = thread.call(load, ModelSpec(device="cpu"))
+    return (lambda new: thread.call(headless, loaded, new)), (
+        lambda: LocalEngine(loaded, thread=thread)
+    )
+
+
 async def in_the_ui(
-    loaded: Any, thread: EngineThread, new: int, *, type_keys: bool
+    engine: Engine, new: int, *, type_keys: bool
 ) -> tuple[float, float, list[float]]:
     """(decode tok/s on the screen, TTFT ms from Enter, key latencies ms) for one reply."""
     settings = UISettings(overrides={"temperature": 0.0, "max_new_tokens": new, "top_logprobs": 10})
-    app = make_app(LocalEngine(loaded, thread=thread), settings=settings, persist_theme=False)
+    app = make_app(engine, settings=settings, persist_theme=False)
     latencies: list[float] = []
     async with app.run_test(size=SIZE) as pilot:
         while not (isinstance(app.screen, MainScreen) and app.screen.facts is not None):
@@ -163,23 +196,24 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--variants", default="app", help="comma-separated, see above")
+    parser.add_argument("--backend", default="transformers", choices=("transformers", "llama.cpp"))
     args = parser.parse_args()
     variants = args.variants.split(",")
     # all torch work on one thread, as the app does it (engine/model/thread.py says why)
     thread = EngineThread()
     thread.call(torch.set_num_threads, args.threads)
-    loaded = thread.call(load, ModelSpec(device="cpu"))
-    thread.call(headless, loaded, 8)  # warm-up
-    asyncio.run(in_the_ui(loaded, thread, 8, type_keys=False))
+    run_headless, app_engine = sides(args.backend, thread)
+    run_headless(8)  # warm-up
+    asyncio.run(in_the_ui(app_engine(), 8, type_keys=False))
     h: list[tuple[float, float]] = []
     u: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
     load_before = os.getloadavg()[0]
     for round_ in range(args.rounds):
-        h.append(thread.call(headless, loaded, args.new))
+        h.append(run_headless(args.new))
         for variant in variants:
             with configured(variant, thread, args.threads):
                 u[variant].append(
-                    asyncio.run(in_the_ui(loaded, thread, args.new, type_keys=False))[:2]
+                    asyncio.run(in_the_ui(app_engine(), args.new, type_keys=False))[:2]
                 )
         latest = {"h": h[-1][0], **{v: u[v][-1][0] for v in variants}}
         print(
@@ -187,9 +221,10 @@ def main() -> None:
             flush=True,
         )
     with configured(variants[0], thread, args.threads):
-        *_, latencies = asyncio.run(in_the_ui(loaded, thread, args.new, type_keys=True))
+        *_, latencies = asyncio.run(in_the_ui(app_engine(), args.new, type_keys=True))
     print(
-        f"bundled model, greedy, {args.new} new tokens, {args.rounds} rounds, {args.threads} threads"
+        f"bundled model on {args.backend}, greedy, {args.new} new tokens, {args.rounds} rounds,"
+        f" {args.threads} threads"
         f" (headless); load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}"
         f" on {os.cpu_count()} CPUs"
     )
