@@ -10,7 +10,7 @@ import pytest
 import tui.screens.main as main_module
 from engine.records import Step
 from tests.fake_engine import FakeEngine
-from tests.tui_helpers import SIZE, fake_app, ready, send, until
+from tests.tui_helpers import driving, ready, send, until
 from tui import pacing
 from tui.driver import StepBatcher
 from tui.messages import StepsDecoded
@@ -66,20 +66,15 @@ async def test_moving_the_cursor_mid_reply_shows_that_step_at_once(
     # the streaming refresh timer is made far longer than the wait below, so the step
     # can only have been shown by the key (a fixed 50 ms pause flaked on a busy CI)
     monkeypatch.setattr(main_module, "INSPECT_WHILE_STREAMING", 60.0)
-    backend = FakeEngine(pause_at=6, step_delay=0.02)
-    app = fake_app(backend)
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            screen = await ready(pilot)
-            await send(pilot, "What is the capital of France?")
-            stream = screen.query_one(TokenStream)
-            await until(pilot, lambda: len(stream.steps) == 6)
-            assert screen.gen_run is not None and screen.gen_run.active  # still streaming
-            stream.focus()
-            app.simulate_key("home")  # not pilot.press: it waits out the refresh timer too
-            # shown when the key is handled, not by the streaming refresh timer
-            view = screen.query_one(StepView)
-            await until(pilot, lambda: view.shown is stream.steps[0], timeout=10)
-            assert screen._inspect_timer is None
-    finally:
-        backend.close()
+    async with driving(FakeEngine(pause_at=6, step_delay=0.02)) as pilot:
+        screen = await ready(pilot)
+        await send(pilot, "What is the capital of France?")
+        stream = screen.query_one(TokenStream)
+        await until(pilot, lambda: len(stream.steps) == 6)
+        assert screen.gen_run is not None and screen.gen_run.active  # still streaming
+        stream.focus()
+        pilot.app.simulate_key("home")  # not pilot.press: it waits out the refresh timer too
+        # shown when the key is handled, not by the streaming refresh timer
+        view = screen.query_one(StepView)
+        await until(pilot, lambda: view.shown is stream.steps[0], timeout=10)
+        assert screen._inspect_timer is None

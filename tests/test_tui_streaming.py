@@ -8,7 +8,7 @@ import pytest
 
 import tui.widgets.chat_pane as chat_module
 from tests.fake_engine import FakeEngine
-from tests.tui_helpers import SIZE, fake_app, ready, replied, send, until
+from tests.tui_helpers import driving, ready, replied, send, until
 from tui.widgets.chat_pane import ChatPane
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.token_stream import TokenStream, _Lines
@@ -46,46 +46,36 @@ def test_wide_characters_count_as_two_cells() -> None:
 
 
 async def test_the_window_follows_a_long_reply_and_the_cursor_brings_it_back() -> None:
-    backend = FakeEngine([LONG_REPLY])
-    app = fake_app(backend)
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            screen = await replied(pilot, "Count.")
-            stream = screen.query_one(TokenStream)
-            height = stream.content_size.height
-            assert stream.line_count > height  # taller than the window
-            assert stream.top == stream.line_count - height  # riding the newest line
-            assert "<|im_end|>" in shown(stream) and "w0 " not in shown(stream)
-            stream.focus()
-            await pilot.press("home")
-            assert stream.cursor == 0 and stream.top == 0
-            assert shown(stream).startswith("w0 ")
-            stream.scroll_lines(3)  # the mouse wheel moves the window, not the cursor
-            assert stream.top == 3 and stream.cursor == 0
-            await pilot.press("right")  # a key shows the cursor again
-            assert stream.top == 0
-            await pilot.press("end")
-            assert stream.top == stream.line_count - height
-    finally:
-        backend.close()
+    async with driving(FakeEngine([LONG_REPLY])) as pilot:
+        screen = await replied(pilot, "Count.")
+        stream = screen.query_one(TokenStream)
+        height = stream.content_size.height
+        assert stream.line_count > height  # taller than the window
+        assert stream.top == stream.line_count - height  # riding the newest line
+        assert "<|im_end|>" in shown(stream) and "w0 " not in shown(stream)
+        stream.focus()
+        await pilot.press("home")
+        assert stream.cursor == 0 and stream.top == 0
+        assert shown(stream).startswith("w0 ")
+        stream.scroll_lines(3)  # the mouse wheel moves the window, not the cursor
+        assert stream.top == 3 and stream.cursor == 0
+        await pilot.press("right")  # a key shows the cursor again
+        assert stream.top == 0
+        await pilot.press("end")
+        assert stream.top == stream.line_count - height
 
 
 async def test_the_window_fits_the_terminal_and_rewraps_on_resize() -> None:
-    backend = FakeEngine([LONG_REPLY])
-    app = fake_app(backend)
-    try:
-        async with app.run_test(size=(80, 24)) as pilot:
-            screen = await replied(pilot, "Count.")
-            stream = screen.query_one(TokenStream)
-            small = stream.content_size.height
-            narrow_lines = stream.line_count
-            await pilot.resize_terminal(160, 45)
-            await until(pilot, lambda: stream.content_size.height > small)
-            assert stream.line_count < narrow_lines  # wider lines hold more chips
-            assert stream.top == max(0, stream.line_count - stream.content_size.height)
-            assert "<|im_end|>" in shown(stream)
-    finally:
-        backend.close()
+    async with driving(FakeEngine([LONG_REPLY]), size=(80, 24)) as pilot:
+        screen = await replied(pilot, "Count.")
+        stream = screen.query_one(TokenStream)
+        small = stream.content_size.height
+        narrow_lines = stream.line_count
+        await pilot.resize_terminal(160, 45)
+        await until(pilot, lambda: stream.content_size.height > small)
+        assert stream.line_count < narrow_lines  # wider lines hold more chips
+        assert stream.top == max(0, stream.line_count - stream.content_size.height)
+        assert "<|im_end|>" in shown(stream)
 
 
 async def test_the_chat_takes_the_text_in_chunks_and_all_of_it_at_the_end(
@@ -93,52 +83,39 @@ async def test_the_chat_takes_the_text_in_chunks_and_all_of_it_at_the_end(
 ) -> None:
     monkeypatch.setattr(chat_module, "APPEND_EVERY", 60.0)  # no chunk but the first
     backend = FakeEngine(pause_at=5)
-    app = fake_app(backend)
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            screen = await ready(pilot)
-            await send(pilot, "What is the capital of France?")
-            stream = screen.query_one(TokenStream)
-            chat = screen.query_one(ChatPane)
-            await until(pilot, lambda: len(stream.steps) == 5)
-            assert chat._reply is not None
-            assert chat._reply.source == "The"  # the first batch, at once
-            assert chat.reply_text == "The capital of **France** is"  # the rest waits
-            backend.release.set()
-            await until(pilot, lambda: stream.steps[-1].finish_reason is not None)
-            await until(pilot, lambda: "Eiffel" in chat._reply.source)
-    finally:
-        backend.close()
+    async with driving(backend) as pilot:
+        screen = await ready(pilot)
+        await send(pilot, "What is the capital of France?")
+        stream = screen.query_one(TokenStream)
+        chat = screen.query_one(ChatPane)
+        await until(pilot, lambda: len(stream.steps) == 5)
+        assert chat._reply is not None
+        assert chat._reply.source == "The"  # the first batch, at once
+        assert chat.reply_text == "The capital of **France** is"  # the rest waits
+        backend.release.set()
+        await until(pilot, lambda: stream.steps[-1].finish_reason is not None)
+        await until(pilot, lambda: "Eiffel" in chat._reply.source)
 
 
 async def test_a_paused_reply_shows_its_text_without_waiting_for_more(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(chat_module, "APPEND_EVERY", 0.3)
-    backend = FakeEngine(pause_at=5)  # like step mode: nothing comes for a while
-    app = fake_app(backend)
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            screen = await ready(pilot)
-            await send(pilot, "What is the capital of France?")
-            chat = screen.query_one(ChatPane)
-            await until(pilot, lambda: chat._reply is not None and "is" in chat._reply.source)
-            assert chat._reply is not None
-            assert chat._reply.source == "The capital of **France** is"
-            assert screen.gen_run is not None and screen.gen_run.active  # still paused
-    finally:
-        backend.close()
+    # pause_at: like step mode, nothing comes for a while
+    async with driving(FakeEngine(pause_at=5)) as pilot:
+        screen = await ready(pilot)
+        await send(pilot, "What is the capital of France?")
+        chat = screen.query_one(ChatPane)
+        await until(pilot, lambda: chat._reply is not None and "is" in chat._reply.source)
+        assert chat._reply is not None
+        assert chat._reply.source == "The capital of **France** is"
+        assert screen.gen_run is not None and screen.gen_run.active  # still paused
 
 
 async def test_the_status_bar_shows_the_final_numbers_when_the_reply_ends() -> None:
-    backend = FakeEngine([LONG_REPLY])
-    app = fake_app(backend)
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            screen = await replied(pilot, "Count.")
-            status = screen.query_one(StatusBar)
-            stream = screen.query_one(TokenStream)
-            assert status.context_used == screen._prompt_tokens + len(stream.steps)
-            assert status.tokens_per_second is not None
-    finally:
-        backend.close()
+    async with driving(FakeEngine([LONG_REPLY])) as pilot:
+        screen = await replied(pilot, "Count.")
+        status = screen.query_one(StatusBar)
+        stream = screen.query_one(TokenStream)
+        assert status.context_used == screen._prompt_tokens + len(stream.steps)
+        assert status.tokens_per_second is not None

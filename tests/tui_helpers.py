@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
@@ -20,6 +21,20 @@ SIZE = (100, 30)
 
 def fake_app(backend: FakeEngine | None = None, **kwargs: object) -> LogitlabApp:
     return make_app(backend or FakeEngine(), persist_theme=False, **kwargs)  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def driving(
+    backend: FakeEngine, size: tuple[int, int] = SIZE, **kwargs: object
+) -> AsyncIterator[Pilot[None]]:
+    """The app over `backend`, headless at `size`; the backend's gates are opened
+    at the end so no worker is left waiting."""
+    app = fake_app(backend, **kwargs)
+    try:
+        async with app.run_test(size=size) as pilot:
+            yield pilot  # type: ignore[misc]
+    finally:
+        backend.close()
 
 
 def main_screen(app: LogitlabApp) -> MainScreen:
