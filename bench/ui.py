@@ -19,7 +19,8 @@ Variants (alternating with the headless run in every round): ``app`` the UI as
 the app runs it; ``threadsN`` torch's intra-op threads set to N for the UI run
 only; ``switchXms`` the GIL switch interval set to X ms for the UI run only;
 ``budgetN`` the frame pacer's budget set to N% of the main thread
-(tui/pacing.py); ``off-chat``, ``off-stream``, ``off-status``, ``off-entropy``
+(tui/pacing.py); ``chatXs`` the chat appended every X seconds, ``inspectXs``
+the inspector following the reply every X seconds; ``off-chat``, ``off-stream``, ``off-status``, ``off-entropy``
 that part of the UI not painted (where the UI's cost goes).
 """
 
@@ -43,6 +44,8 @@ import torch
 from rich.text import Text
 from textual.strip import Strip
 
+import tui.screens.main as main_screen
+import tui.widgets.chat_pane as chat_pane
 from engine.decode import Decoder, Engine, LocalEngine
 from engine.model import EngineThread, ModelSpec, load
 from engine.params import SamplingParams
@@ -173,17 +176,23 @@ def configured(variant: str, thread: EngineThread, threads: int) -> Iterator[Non
         sys.setswitchinterval(float(variant.removeprefix("switch").removesuffix("ms")) / 1000)
     elif variant.startswith("budget"):
         pacing.BUDGET = float(variant.removeprefix("budget")) / 100
+    elif variant.startswith("chat"):
+        chat_pane.APPEND_EVERY = float(variant.removeprefix("chat").removesuffix("s"))
+    elif variant.startswith("inspect"):
+        main_screen.INSPECT_WHILE_STREAMING = float(
+            variant.removeprefix("inspect").removesuffix("s")
+        )
     elif variant.startswith("off-"):  # a diagnosis: where does the UI's cost go
         owner, name, stub = OFF[variant]
         real = owner.__dict__[name]
         setattr(owner, name, stub)
     elif variant != "app":
         raise SystemExit(f"unknown variant {variant!r}")
-    budget = pacing.BUDGET
+    kept = pacing.BUDGET, chat_pane.APPEND_EVERY, main_screen.INSPECT_WHILE_STREAMING
     try:
         yield
     finally:
-        pacing.BUDGET = budget
+        pacing.BUDGET, chat_pane.APPEND_EVERY, main_screen.INSPECT_WHILE_STREAMING = kept
         if variant.startswith("off-"):
             setattr(owner, name, real)
         thread.call(torch.set_num_threads, threads)
