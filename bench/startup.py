@@ -54,6 +54,13 @@ COMMANDS: dict[str, list[str]] = {
     ],
     "logitlab info": [LOGITLAB, "info"],
     "workbench": [PYTHON, str(Path(__file__).resolve()), "--probe"],
+    "workbench --backend transformers": [
+        PYTHON,
+        str(Path(__file__).resolve()),
+        "--probe",
+        "--backend",
+        "transformers",
+    ],
 }
 
 
@@ -74,7 +81,7 @@ def timed(argv: list[str], tree: Path = ROOT) -> tuple[float, dict[str, float]]:
     return wall, moments
 
 
-def probe() -> None:
+def probe(extra: list[str]) -> None:
     """Run `logitlab chat` as the CLI does, its App headless, and report when it paints
     and when it is ready to type; then quit. Moments go to stderr as epoch seconds.
 
@@ -131,7 +138,7 @@ def probe() -> None:
     sys.meta_path.insert(0, Hook())
     from tui.cli.main import main
 
-    main(["chat"])
+    main(["chat", *extra])
 
 
 def main() -> None:
@@ -146,10 +153,12 @@ def main() -> None:
         "of main), alternating with this one",
     )
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()
     if args.probe:
-        probe()
+        probe(extra)  # `logitlab chat` options
         return
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     names = [n for n in COMMANDS if not args.only or any(o in n for o in args.only.split(","))]
     trees = {"": ROOT}
     if args.baseline:
@@ -165,8 +174,14 @@ def main() -> None:
                 wall, seen = timed(COMMANDS[name], tree)
                 walls.setdefault(label + name, []).append(wall)
                 for moment, seconds in seen.items():
-                    walls.setdefault(f"{label}workbench {moment}", []).append(seconds)
-    rows = {n: v for n, v in walls.items() if not n.endswith("workbench")}
+                    walls.setdefault(f"{label}{name} {moment}", []).append(seconds)
+    # a probe's own wall time is not a row: its moments are
+    rows = {
+        n: v
+        for n, v in walls.items()
+        if not n.removeprefix("(before) ").startswith("workbench")
+        or n.endswith(("paints", "ready"))
+    }
     print(f"load average at end: {os.getloadavg()[0]:.2f}; {args.runs} runs, median [min-max] s")
     width = max(len(n) for n in rows)
     for name, values in rows.items():
