@@ -119,3 +119,18 @@ async def test_the_status_bar_shows_the_final_numbers_when_the_reply_ends() -> N
         stream = screen.query_one(TokenStream)
         assert status.context_used == screen._prompt_tokens + len(stream.steps)
         assert status.tokens_per_second is not None
+
+
+async def test_a_reply_waiting_in_step_mode_shows_exact_numbers() -> None:
+    async with driving(FakeEngine()) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("ctrl+t")
+        await send(pilot, "hi")
+        stream = screen.query_one(TokenStream)
+        for index in range(1, 4):  # picks faster than the once-a-second numbers
+            await until(pilot, lambda: screen.proposal is not None)
+            await pilot.press("space")
+            await until(pilot, lambda i=index: len(stream.steps) == i)
+        await until(pilot, lambda: screen.proposal is not None and screen.proposal.index == 3)
+        status = screen.query_one(StatusBar)
+        assert status.context_used == screen._prompt_tokens + 3

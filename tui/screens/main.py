@@ -356,6 +356,7 @@ class MainScreen(CrashGuard, Screen[None]):
 
     def on_proposal_ready(self, event: ProposalReady) -> None:
         self.proposal = event.proposal
+        self._show_progress()  # exact while the reply waits for a pick
         self.query_one(StepView).show_proposal(event.proposal)
         self.probes.refresh_lookup()
         self.query_one(Inspector).show_tab("tab-step")
