@@ -121,7 +121,10 @@ async def test_the_status_bar_shows_the_final_numbers_when_the_reply_ends() -> N
         assert status.tokens_per_second is not None
 
 
-async def test_a_reply_waiting_in_step_mode_shows_exact_numbers() -> None:
+async def test_a_reply_waiting_in_step_mode_shows_all_of_it_and_exact_numbers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(chat_module, "APPEND_EVERY", 60.0)  # only the wait can show the text
     async with driving(FakeEngine()) as pilot:
         screen = await ready(pilot)
         await pilot.press("ctrl+t")
@@ -134,3 +137,5 @@ async def test_a_reply_waiting_in_step_mode_shows_exact_numbers() -> None:
         await until(pilot, lambda: screen.proposal is not None and screen.proposal.index == 3)
         status = screen.query_one(StatusBar)
         assert status.context_used == screen._prompt_tokens + 3
+        chat = screen.query_one(ChatPane)
+        assert chat._reply is not None and chat._reply.source == "The capital of"

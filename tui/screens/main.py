@@ -354,9 +354,11 @@ class MainScreen(CrashGuard, Screen[None]):
         status.tokens_per_second = decode_rate(self._step_ms, self._prefill_ms)
         status.context_used = self._prompt_tokens + len(self.query_one(TokenStream).steps)
 
-    def on_proposal_ready(self, event: ProposalReady) -> None:
+    async def on_proposal_ready(self, event: ProposalReady) -> None:
         self.proposal = event.proposal
-        self._show_progress()  # exact while the reply waits for a pick
+        # while the reply waits for a pick, everything so far is on the screen
+        self._show_progress()
+        await self.query_one(ChatPane).flush()
         self.query_one(StepView).show_proposal(event.proposal)
         self.probes.refresh_lookup()
         self.query_one(Inspector).show_tab("tab-step")
