@@ -11,6 +11,7 @@ from textual.pilot import Pilot
 from tests.fake_engine import FakeEngine
 from tests.tui_helpers import fake_app, main_screen, ready, send, until
 from tui.screens.loading import LoadingScreen
+from tui.widgets.chat_pane import ChatPane
 from tui.widgets.step_view import StepView
 from tui.widgets.token_stream import TokenStream
 
@@ -37,8 +38,9 @@ async def mid_reply(pilot: Pilot[None]) -> None:
     await send(pilot, "What is the capital of France?")
     stream = screen.query_one(TokenStream)
     await until(pilot, lambda: len(stream.steps) == 6)
-    # while a reply streams the inspector catches up on a timer: wait for it
+    # while a reply streams the inspector and the chat catch up on timers: wait for them
     await until(pilot, lambda: screen.query_one(StepView).shown is stream.steps[-1])
+    await until(pilot, lambda: not screen.query_one(ChatPane).behind)
     await pilot.pause(0.1)
 
 

@@ -91,7 +91,7 @@ async def test_the_chat_takes_the_text_in_chunks_and_all_of_it_at_the_end(
         await until(pilot, lambda: len(stream.steps) == 5)
         assert chat._reply is not None
         assert chat._reply.source == "The"  # the first batch, at once
-        assert chat.reply_text == "The capital of **France** is"  # the rest waits
+        assert chat.behind and chat.reply_text == "The capital of **France** is"  # the rest waits
         backend.release.set()
         await until(pilot, lambda: stream.steps[-1].finish_reason is not None)
         await until(pilot, lambda: "Eiffel" in chat._reply.source)

@@ -148,6 +148,11 @@ class ChatPane(CrashGuard, VerticalScroll):
             await self._reply.update(content)
 
     @property
+    def behind(self) -> bool:
+        """Whether the streaming reply has text not shown yet (a chunk due soon)."""
+        return bool(self._pending)
+
+    @property
     def reply_text(self) -> str:
         return self._reply.source + "".join(self._pending) if self._reply is not None else ""
 
