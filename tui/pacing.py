@@ -9,8 +9,8 @@ for batches spaced so that updates use at most `budget` of the wall clock:
 30 ms apart where painting is cheap, up to a quarter second where it is not.
 
 The UI loses a little more decode rate than the share of a core it takes (GIL
-hand-offs), so 5% keeps the workbench at >= 0.9 of the headless rate on a 2-core
-CPU (bench/ui.py: 0.91 at 5%, 0.85-0.88 at 8%, with the same paints). What a
+hand-offs), so 5% keeps the workbench at >= 0.9 of the headless rate on a quiet
+2-core CPU (bench/ui.py --variants app,budget8: 8% gives about 0.01 less). What a
 batch costs decides how often the stream moves within it: about 10 ms on that
 machine, so about four batches a second.
 """

@@ -83,6 +83,10 @@ class ChatPane(CrashGuard, VerticalScroll):
         self._drop_pending()
         self._streaming, self._appended_at = True, 0.0
 
+    def _stop_streaming(self) -> None:
+        self._streaming = False
+        self._drop_pending()
+
     def _drop_pending(self) -> None:
         self._pending.clear()
         if self._timer is not None:
@@ -94,8 +98,7 @@ class ChatPane(CrashGuard, VerticalScroll):
         if alternatives:
             kept = f"⎇ {alternatives} alternative{'s' if alternatives > 1 else ''} kept"
             await self.mount(Static(kept, classes="chat-note chat-branch", markup=False))
-        self._streaming = False
-        self._drop_pending()
+        self._stop_streaming()
         self._reply = Markdown(content, classes="chat-reply", parser_factory=reply_parser)
         await self.mount(self._reply)
         note = FINISH_NOTES.get(reason or "")
@@ -122,7 +125,7 @@ class ChatPane(CrashGuard, VerticalScroll):
 
     async def finish_reply(self, reason: str) -> None:
         await self.flush()
-        self._streaming = False
+        self._stop_streaming()
         note = FINISH_NOTES.get(reason)
         # a reply that ends as the app quits has no pane to show its note in
         # (the recorder has saved it already); mounting then would raise
@@ -142,8 +145,7 @@ class ChatPane(CrashGuard, VerticalScroll):
 
     async def replace_reply(self, content: str) -> None:
         """The last reply shows another branch of itself, whole (not streaming)."""
-        self._streaming = False
-        self._drop_pending()
+        self._stop_streaming()
         if self._reply is not None:
             await self._reply.update(content)
 
@@ -157,7 +159,6 @@ class ChatPane(CrashGuard, VerticalScroll):
         return self._reply.source + "".join(self._pending) if self._reply is not None else ""
 
     async def clear(self) -> None:
-        self._streaming = False
-        self._drop_pending()
+        self._stop_streaming()
         self._reply = None
         await self.remove_children()
