@@ -114,3 +114,16 @@ def tiny_model(tiny_model_dir: Path) -> Any:
     from engine.model.spec import ModelSpec
 
     return load(ModelSpec(model=str(tiny_model_dir), device="cpu", dtype="float32"))
+
+
+@pytest.fixture(scope="module")
+def tiny_engine(tiny_model_dir: Path) -> Iterator[tuple[Any, Any]]:
+    """A `LocalEngine` with the tiny Llama loaded, and its description (one per module:
+    the serve and remote tests run servers over it)."""
+    from engine.decode import LocalEngine
+    from engine.model.spec import ModelSpec
+
+    engine = LocalEngine()
+    model = engine.load(ModelSpec(model=str(tiny_model_dir), device="cpu", dtype="float32"))
+    yield engine, model
+    engine.thread.close()

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from engine.decode import LocalEngine, RemoteEngine, run_reply
+from engine.decode import RemoteEngine, run_reply
 from engine.errors import (
     EngineAuthError,
     EngineModelNotFoundError,
@@ -37,14 +37,6 @@ from tui.cli.main import main
 pytestmark = pytest.mark.timeout(180)
 MESSAGES = [ChatMessage("user", "Hello there")]
 GREEDY = SamplingParams(temperature=0.0, max_new_tokens=8, top_logprobs=5)
-
-
-@pytest.fixture(scope="module")
-def tiny_engine(tiny_model_dir: Path) -> Iterator[tuple[LocalEngine, Any]]:
-    engine = LocalEngine()
-    model = engine.load(ModelSpec(model=str(tiny_model_dir), device="cpu", dtype="float32"))
-    yield engine, model
-    engine.thread.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,27 +7,16 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from engine.decode import LocalEngine
-from engine.model.spec import ModelSpec
 from engine.serve import SERVED_PREFIX, ServeOptions, ServerThread, create_app
 from engine.sessions import SessionStore
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-def tiny_engine(tiny_model_dir: Path) -> Iterator[tuple[LocalEngine, Any]]:
-    engine = LocalEngine()
-    model = engine.load(ModelSpec(model=str(tiny_model_dir), device="cpu", dtype="float32"))
-    yield engine, model
-    engine.thread.close()
 
 
 def _server(tiny_engine: Any, **options: Any) -> ServerThread:
