@@ -58,6 +58,10 @@ class LoadOutOfMemoryError(ModelLoadError):
     """The model does not fit in the memory of the chosen device."""
 
 
+class NativeCrashError(ModelLoadError):
+    """llama.cpp's native code crashed in a self-test child: it must not run in process."""
+
+
 # --- generation -----------------------------------------------------------------
 
 

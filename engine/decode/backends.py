@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
-from engine.errors import LogitlabError, ModelLoadError
+from engine.errors import LogitlabError, ModelLoadError, NativeCrashError
 from engine.model.backend import Backend, gguf_without_binding, resolve_backend
 from engine.model.description import ModelDescription
 from engine.model.spec import ModelSpec
@@ -84,7 +85,22 @@ class BackendEngine:
         return backend, gguf_without_binding(spec) or ""
 
     def load(self, spec: ModelSpec, progress: ProgressFn | None = None) -> ModelDescription:
+        """Load `spec` on its backend. On `auto`, a GGUF file whose llama.cpp crashed in
+        its self-test (`engine.model.llama_safety`) runs on transformers instead, and the
+        description's notices say why."""
         backend = resolve_backend(spec)
+        try:
+            return self._load_on(backend, spec, progress)
+        except NativeCrashError as exc:
+            if spec.backend != "auto":
+                raise
+            model = self._load_on("transformers", spec, progress)
+            notice = f"running on transformers: {exc}"
+            return replace(model, notices=(*model.notices, notice))
+
+    def _load_on(
+        self, backend: Backend, spec: ModelSpec, progress: ProgressFn | None
+    ) -> ModelDescription:
         if backend != self._backend or self._engine is None:
             self._engine = new_engine(backend, self._thread)  # the old model goes with it
             self._backend = backend

@@ -31,3 +31,5 @@ class ModelDescription:
     config: Mapping[str, Any] = field(default_factory=dict)  # config_essentials()
     generation_config: Mapping[str, Any] = field(default_factory=dict)  # what the model file set
     backend: str = "transformers"  # "transformers" | "llama.cpp" | "remote"
+    # one line each that front ends show once (a backend fallen back from, and why)
+    notices: tuple[str, ...] = ()

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from engine.errors import CorruptModelError, ModelLoadError, ModelNotFoundError
-from engine.model import default_model, gguf_cache
+from engine.model import default_model, gguf_cache, llama_safety
 from engine.model.backend import INSTALL_HINT
 from engine.model.checkpoint import (
     LoadProgress,
@@ -31,6 +31,7 @@ from engine.model.checkpoint import (
     short_error,
 )
 from engine.model.gguf_info import GGUFFile, read_gguf
+from engine.model.llama_selftest import model_params
 from engine.model.spec import ModelSpec
 
 # llama.cpp allocates its KV cache for the whole context up front: cap it
@@ -57,6 +58,7 @@ class LlamaModel:
     tokenizer_agrees: bool  # our ids == llama.cpp's ids on the probe text
     generation_config_file: dict[str, Any] = field(default_factory=dict)
     load_seconds: float = 0.0
+    native: llama_safety.NativeChoice | None = None  # the self-tested native configuration
     # the loop samples on the host: llama.cpp's logits are copied to a CPU tensor
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
@@ -101,11 +103,14 @@ def load_llama(spec: ModelSpec, progress: ProgressCallback | None = None) -> Lla
     layers, offload = _offload(spec, header, llama_cpp)
     trained = header.arch("context_length")
     n_ctx = min(int(trained) if isinstance(trained, int) else 2048, MAX_CONTEXT)
+    report(LoadProgress("resolving", 0.2, f"checking llama.cpp on this CPU ({header.file_type})"))
+    native = llama_safety.choose(llama_cpp, path, header.file_type)  # or NativeCrashError
     report(LoadProgress("loading weights", 0.3, f"{path.name} ({offload})"))
     try:
-        llm = llama_cpp.Llama(
-            model_path=str(path), n_ctx=n_ctx, n_gpu_layers=layers, verbose=False, seed=0
-        )
+        with model_params(native.config.extra_bufts):
+            llm = llama_cpp.Llama(
+                model_path=str(path), n_ctx=n_ctx, n_gpu_layers=layers, verbose=False, seed=0
+            )
     except (ValueError, RuntimeError, OSError) as exc:
         raise CorruptModelError(
             f"llama.cpp cannot load {path.name}: it is truncated, corrupt, or of an "
@@ -136,6 +141,7 @@ def load_llama(spec: ModelSpec, progress: ProgressCallback | None = None) -> Lla
         tokenizer_source=tokenizer_source,
         tokenizer_agrees=list(ours) == list(theirs),
         generation_config_file=generation,
+        native=native,
     )
     loaded.load_seconds = time.perf_counter() - started
     report(LoadProgress("ready", 1.0, f"{model_id} on llama.cpp ({offload})"))
