@@ -37,9 +37,32 @@ def test_front_ends_import_engine_packages_not_their_modules() -> None:
 
 
 def test_every_public_name_of_a_package_resolves() -> None:
+    """Each name in a package's ``__all__`` is what its name says: a class or function
+    of that name from the engine (a submodule of the same name can shadow a lazy
+    export: then the package hands out the module), and every name a front end
+    imports from a package is one of its public names."""
     import importlib
+    import inspect
+    import types
 
+    wrong = []
     for name in sorted(PACKAGES):
         package = importlib.import_module(name)
+        assert len(set(package.__all__)) == len(package.__all__), name
         for public in package.__all__:
-            assert getattr(package, public) is not None, f"{name}.{public}"
+            value = getattr(package, public)
+            if isinstance(value, types.ModuleType):
+                wrong.append(f"{name}.{public} is the module {value.__name__}")
+            elif inspect.isclass(value) or inspect.isfunction(value):
+                if value.__name__ != public or not value.__module__.startswith("engine."):
+                    wrong.append(f"{name}.{public} is {value.__module__}.{value.__name__}")
+    for path in sorted((ROOT / "tui").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module in PACKAGES:
+                public_names = importlib.import_module(node.module).__all__
+                wrong += [
+                    f"{path.relative_to(ROOT)}:{node.lineno}: {node.module}.{alias.name} is not public"
+                    for alias in node.names
+                    if alias.name not in public_names
+                ]
+    assert wrong == []

@@ -23,7 +23,7 @@ from engine.model.thread import EngineThread
 if TYPE_CHECKING:
     from engine.model.checkpoint import LoadProgress
     from engine.model.embeddings import Neighbour, nearest_tokens, ties_embeddings
-    from engine.model.info import ModelInfo, describe, describe_llama, description
+    from engine.model.info import ModelInfo, describe, describe_llama
     from engine.model.lens import LensResult, LensRow, LensToken, logit_lens
     from engine.model.llama import LlamaModel, load_llama
     from engine.model.loading import LoadedModel, load
@@ -42,7 +42,6 @@ __getattr__ = lazy_exports(
         "describe_llama": "info",
         "LlamaModel": "llama",
         "load_llama": "llama",
-        "description": "info",
         "LensResult": "lens",
         "LensRow": "lens",
         "LensToken": "lens",
@@ -72,7 +71,6 @@ __all__ = [
     "Neighbour",
     "describe",
     "describe_llama",
-    "description",
     "gguf_without_binding",
     "llama_cpp_available",
     "load",
