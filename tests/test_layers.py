@@ -53,9 +53,10 @@ def test_every_public_name_of_a_package_resolves() -> None:
             value = getattr(package, public)
             if isinstance(value, types.ModuleType):
                 wrong.append(f"{name}.{public} is the module {value.__name__}")
-            elif inspect.isclass(value) or inspect.isfunction(value):
-                if value.__name__ != public or not value.__module__.startswith("engine."):
-                    wrong.append(f"{name}.{public} is {value.__module__}.{value.__name__}")
+            elif (inspect.isclass(value) or inspect.isfunction(value)) and (
+                value.__name__ != public or not value.__module__.startswith("engine.")
+            ):
+                wrong.append(f"{name}.{public} is {value.__module__}.{value.__name__}")
     for path in sorted((ROOT / "tui").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.ImportFrom) and node.module in PACKAGES:
