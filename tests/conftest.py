@@ -1,5 +1,10 @@
 """Shared fixtures: an isolated user dir per test, the real bundled model once per
-run, and a tiny randomly initialised Llama for fast tests.
+run, and a tiny randomly initialised Llama (with its own tiny tokenizer) for fast tests.
+
+Only tests marked ``real_model`` may touch the bundled model: ``-m "not real_model"`` is
+the quick inner loop and must run where the bundled model is not even installed. The
+``bundled_model_guard`` fixture fails an unmarked test that asks for the ``real_model``
+fixture or opens the bundled GGUF file or its converted checkpoint.
 
 HF_HUB_OFFLINE is set before anything imports huggingface_hub: tests never
 reach the hub. The model conversion cache stays the user's (or
@@ -13,11 +18,55 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from engine.model.default_model import GGUF_NAME
+
+# The bundled file is <stem>.gguf and its conversion <cache>/converted/<stem>-<key>/:
+# an opened path holding the stem is the bundled model.
+BUNDLED_STEM = Path(GGUF_NAME).stem
+_bundled_opens: list[str] | None = None  # a list while an unmarked test runs
+
+
+def _watch_opens(event: str, args: tuple[Any, ...]) -> None:
+    """An audit hook (they cannot be removed): records files opened from Python code
+    (the hash of the GGUF, transformers reading the converted config.json) while
+    `_bundled_opens` is a list."""
+    if event != "open" or _bundled_opens is None:
+        return
+    path = args[0]
+    if isinstance(path, str | bytes | os.PathLike) and BUNDLED_STEM in os.fsdecode(path):
+        _bundled_opens.append(os.fsdecode(path))
+
+
+sys.addaudithook(_watch_opens)
+
+
+@pytest.fixture(autouse=True)
+def bundled_model_guard(request: pytest.FixtureRequest) -> Iterator[list[str]]:
+    """Fails a test not marked ``real_model`` that uses the bundled model; yields the
+    paths it opened so far (the guard's own test provokes one on purpose)."""
+    global _bundled_opens
+    if request.node.get_closest_marker("real_model") is not None:
+        yield []
+        return
+    if "real_model" in request.fixturenames:
+        pytest.fail("uses the real_model fixture: mark the test real_model", pytrace=False)
+    opened: list[str] = []
+    _bundled_opens = opened
+    try:
+        yield opened
+    finally:
+        _bundled_opens = None
+    if opened:
+        pytest.fail(
+            f"opened the bundled model without the real_model mark: {opened[:3]}", pytrace=False
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -79,13 +128,16 @@ def real_model() -> Any:
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, real_model: Any) -> Path:
-    """A tiny random Llama with the real SmolLM2 tokenizer, saved as a checkpoint dir."""
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama with a tiny byte-level BPE tokenizer shaped like SmolLM2's
+    (tests/tiny_tokenizer.py), saved as a checkpoint dir; nothing of the bundled model."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
+    from tests.tiny_tokenizer import build_tiny_tokenizer
+
     directory = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = real_model.tokenizer
+    tokenizer = build_tiny_tokenizer()
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(tokenizer),

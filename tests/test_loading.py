@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,14 @@ from engine.model.spec import ModelSpec
 # --- the bundled default ------------------------------------------------------------
 
 
+@pytest.mark.real_model
 def test_default_model_is_found_through_distribution_files() -> None:
     path = default_gguf_path()
     assert path.name == GGUF_NAME
     assert path.is_file() and path.stat().st_size > 50_000_000
 
 
+@pytest.mark.real_model
 def test_default_model_loads_with_exact_parameter_count(real_model: Any) -> None:
     assert real_model.source == "gguf"
     assert real_model.model_id == "SmolLM2-135M-Instruct"
@@ -44,6 +45,7 @@ def test_default_model_loads_with_exact_parameter_count(real_model: Any) -> None
     assert 2 in real_model.eos_token_ids
 
 
+@pytest.mark.real_model
 def test_second_load_reuses_the_converted_cache(real_model: Any) -> None:
     converted = gguf_cache.cached_conversion(default_gguf_path())
     assert converted is not None and real_model.checkpoint_dir == converted
@@ -52,10 +54,8 @@ def test_second_load_reuses_the_converted_cache(real_model: Any) -> None:
     config = json.loads((converted / "config.json").read_text())
     assert "quantization_config" not in config  # a plain checkpoint, not GGUF
     stages: list[str] = []
-    started = time.perf_counter()
     again = load(ModelSpec(device="cpu"), progress=lambda p: stages.append(p.stage))
-    assert time.perf_counter() - started < 30  # generous: no conversion (that takes ~20-45 s)
-    assert not again.converted
+    assert not again.converted  # no conversion (the slow part, ~20-45 s), whatever the clock
     assert "converting" not in stages
     assert stages[0] == "resolving" and stages[-1] == "ready"
     ids = torch.tensor([[1, 504, 3458]])
@@ -190,11 +190,21 @@ def test_not_a_causal_lm(tmp_path: Path) -> None:
         load(ModelSpec(model=str(tmp_path), device="cpu"))
 
 
-def test_hub_id_offline_fails_fast() -> None:
-    started = time.perf_counter()
+def test_hub_id_offline_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fast because nothing waits on the network: no connection is even attempted."""
+    import socket
+
+    attempts: list[object] = []
+    real_connect = socket.socket.connect
+
+    def connect(self: socket.socket, address: object) -> None:
+        attempts.append(address)
+        real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
     with pytest.raises(errors.HubUnreachableError, match="HF_HUB_OFFLINE"):
         load(ModelSpec(model="no-such-org/no-such-model-xyz"))
-    assert time.perf_counter() - started < 10
+    assert attempts == []
 
 
 @pytest.mark.parametrize("device", ["cuda", "cuda:1", "mps"])
@@ -232,6 +242,7 @@ def test_corrupt_config_json(tiny_model_dir: Path, tmp_path: Path) -> None:
         load(ModelSpec(model=str(broken), device="cpu"))
 
 
+@pytest.mark.real_model  # reads the bundled file's first 2 MB
 def test_truncated_gguf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOGITLAB_CACHE_DIR", str(tmp_path / "cache"))
     truncated = tmp_path / "cut.gguf"
@@ -312,7 +323,29 @@ def test_cuda_quantized(tiny_model_dir: Path, quantize: str) -> None:
 # --- tokenizer only -------------------------------------------------------------------
 
 
-def test_load_tokenizer_reads_no_weights(real_model: Any) -> None:
+def test_load_tokenizer_reads_no_weights(
+    tiny_model: Any, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """The weights file is garbage of the same size: a tokenizer load that read it
+    would fail (the full load of the same directory does)."""
+    from engine.model.loading import load_tokenizer
+
+    checkpoint = tmp_path / "no-weights"
+    shutil.copytree(tiny_model_dir, checkpoint)
+    weights = checkpoint / "model.safetensors"
+    weights.write_bytes(b"\xff" * weights.stat().st_size)
+    only = load_tokenizer(ModelSpec(model=str(checkpoint), device="cpu"))
+    assert only.checkpoint_dir == checkpoint.resolve()
+    assert only.eos_token_ids == tiny_model.eos_token_ids
+    assert only.context_window == tiny_model.context_window == 256
+    text = "Hello, 世界 👋"
+    assert only.tokenizer(text)["input_ids"] == tiny_model.tokenizer(text)["input_ids"]
+    with pytest.raises(errors.CorruptModelError):
+        load(ModelSpec(model=str(checkpoint), device="cpu"))
+
+
+@pytest.mark.real_model
+def test_load_tokenizer_of_the_bundled_model_matches_the_full_load(real_model: Any) -> None:
     from engine.model.loading import load_tokenizer
 
     only = load_tokenizer(ModelSpec(device="cpu"))

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from engine.decode import RemoteEngine, run_reply
+from engine.decode import RemoteEngine, engine_for, run_reply
 from engine.errors import (
     EngineAuthError,
     EngineModelNotFoundError,
@@ -298,12 +298,23 @@ def test_remote_path_imports_no_torch(server: ServerThread) -> None:
     assert "HEAVY [] 0" in out
 
 
+@pytest.mark.real_model
 @pytest.mark.skipif(
     not os.environ.get("LOGITLAB_LLAMACPP_URL"),
-    reason="no llama.cpp server here (set LOGITLAB_LLAMACPP_URL to test one)",
+    reason="no llama.cpp server here (set LOGITLAB_LLAMACPP_URL to one serving the bundled model)",
 )
-def test_llamacpp_full_reply() -> None:
-    engine = RemoteEngine(os.environ["LOGITLAB_LLAMACPP_URL"])
-    engine.load(ModelSpec())
-    result = run_reply(engine.start(MESSAGES, GREEDY))
-    assert result.steps and result.summary.text
+def test_llamacpp_server_gives_the_ids_of_a_local_run() -> None:
+    """A llama.cpp server on the bundled GGUF, greedy: the same token ids and text as
+    the bundled model run here (on llama.cpp too when its binding is installed)."""
+    remote = RemoteEngine(os.environ["LOGITLAB_LLAMACPP_URL"])
+    remote.load(ModelSpec())
+    theirs = run_reply(remote.start(MESSAGES, GREEDY))
+    local = engine_for(ModelSpec(device="cpu"))
+    try:
+        local.load(ModelSpec(device="cpu"))
+        ours = run_reply(local.start(MESSAGES, GREEDY))
+    finally:
+        local.thread.close()
+    assert len(ours.steps) > 0
+    assert [s.token_id for s in theirs.steps] == [s.token_id for s in ours.steps]
+    assert theirs.summary.text == ours.summary.text
