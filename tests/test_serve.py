@@ -4,14 +4,16 @@ on a free loopback port (no mocked transport); the tiny random model for speed."
 from __future__ import annotations
 
 import json
+import queue
 import threading
-import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
+from transformers import AutoTokenizer
 
 from engine.serve import SERVED_PREFIX, ServeOptions, ServerThread, create_app
 from engine.sessions import SessionStore
@@ -101,21 +103,30 @@ def test_chat_stream_matches_non_stream(server: ServerThread) -> None:
 def test_legacy_completion_with_token_ids(server: ServerThread) -> None:
     client = _client(server)
     reply = client.completions.create(
-        model=_model(server), prompt=[1, 504, 3458], max_tokens=5, temperature=0, logprobs=2
+        model=_model(server), prompt=[1, 382, 611], max_tokens=5, temperature=0, logprobs=2
     )
     lp = reply.choices[0].logprobs
     assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == 5
     assert all(len(top) <= 2 for top in lp.top_logprobs)
     assert lp.text_offset[0] == 0
-    assert "".join(lp.tokens) == reply.choices[0].text or reply.choices[0].text
+    # the tokens spell the text, byte for byte (a partial UTF-8 piece is "bytes:\\xNN")
+    assert b"".join(_token_bytes(t) for t in lp.tokens) == reply.choices[0].text.encode()
+    assert reply.choices[0].text
     streamed = "".join(
         c.choices[0].text
         for c in client.completions.create(
-            model=_model(server), prompt=[1, 504, 3458], max_tokens=5, temperature=0, stream=True
+            model=_model(server), prompt=[1, 382, 611], max_tokens=5, temperature=0, stream=True
         )
         if c.choices
     )
     assert streamed == reply.choices[0].text
+
+
+def _token_bytes(token: str) -> bytes:
+    """A legacy-completions token string back to its bytes."""
+    if token.startswith("bytes:"):
+        return bytes(int(h, 16) for h in token.removeprefix("bytes:").split("\\x")[1:])
+    return token.encode()
 
 
 def test_refused_parameters(server: ServerThread) -> None:
@@ -163,7 +174,7 @@ def test_raw_http_errors_have_the_error_shape(server: ServerThread) -> None:
     assert httpx.get(url + "/health").status_code == 200
 
 
-def test_tokenize_detokenize(server: ServerThread) -> None:
+def test_tokenize_detokenize(server: ServerThread, tiny_model_dir: Path) -> None:
     tok = httpx.post(server.url + "/tokenize", json={"prompt": "Hello world"}).json()
     assert tok["count"] == len(tok["tokens"]) and tok["max_model_len"] == 256
     back = httpx.post(server.url + "/detokenize", json={"tokens": tok["tokens"]}).json()
@@ -171,7 +182,17 @@ def test_tokenize_detokenize(server: ServerThread) -> None:
     chat = httpx.post(
         server.url + "/tokenize", json={"messages": [{"role": "user", "content": "Hi"}]}
     ).json()
-    assert chat["count"] > tok["count"] - 2
+    # the model's own template around "Hi", generation prompt included (vLLM's default)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], add_generation_prompt=True, tokenize=False
+    )
+    expected = tokenizer.encode(rendered, add_special_tokens=False)
+    assert chat["tokens"] == expected and chat["count"] == len(expected)
+    hi = tokenizer.encode("user\nHi", add_special_tokens=False)
+    turn = [1, *hi, 2]  # <|im_start|>user\nHi<|im_end|>
+    ids = chat["tokens"]
+    assert any(ids[i : i + len(turn)] == turn for i in range(len(ids)))
 
 
 def test_api_key(tiny_engine: Any) -> None:
@@ -183,9 +204,45 @@ def test_api_key(tiny_engine: Any) -> None:
         assert httpx.get(server.url + "/health").status_code == 200
 
 
+class _HeldReply:
+    """A reply whose steps past the `free`-th wait until it is cancelled (bounded): the
+    reply cannot run to its end before the server has noticed the client leave."""
+
+    def __init__(self, reply: Any, cancel: threading.Event, free: int) -> None:
+        self._reply, self._cancel, self._free, self.taken = reply, cancel, free, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reply, name)
+
+    def step(self, force: int | None = None) -> Any:
+        if self.taken >= self._free:
+            self._cancel.wait(60)
+        self.taken += 1
+        return self._reply.step(force)
+
+
+class _HoldingEngine:
+    """`engine` with every reply held after `free` steps (see `_HeldReply`)."""
+
+    def __init__(self, engine: Any, free: int) -> None:
+        self._engine, self._free = engine, free
+        self.cancels: list[threading.Event] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def start_ids(self, ids: Any, params: Any, cancel: threading.Event | None = None) -> Any:
+        cancel = cancel or threading.Event()
+        self.cancels.append(cancel)
+        reply = self._engine.start_ids(ids, params, cancel=cancel)
+        return _HeldReply(reply, cancel, self._free)
+
+
 def test_client_disconnect_cancels_the_reply(tiny_engine: Any) -> None:
-    with _server(tiny_engine, record=True) as server:
-        scheduler = server.app.state.server.scheduler
+    engine, model = tiny_engine
+    holding = _HoldingEngine(engine, 5)
+    options = ServeOptions(record=True)
+    with ServerThread(create_app(holding, model, options, SessionStore.open_default())) as server:
         stream = _client(server).chat.completions.create(
             model=_model(server),
             messages=[{"role": "user", "content": "go on"}],
@@ -199,50 +256,50 @@ def test_client_disconnect_cancels_the_reply(tiny_engine: Any) -> None:
             if i == 3:
                 break
         stream.close()
-        deadline = time.monotonic() + 10
-        while scheduler._live and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not scheduler._live
+        # the server notices the client leave and cancels the reply (before shutdown would)
+        assert len(holding.cancels) == 1 and holding.cancels[0].wait(60)
         assert _client(server).models.list().data
     with SessionStore.open_default() as store:
         reply = store.get(store.list()[0].id).messages[-1]
     assert reply.finish_reason == "cancelled"
-    assert len(reply.steps) < 150  # stopped within a few steps of the disconnect
+    assert len(reply.steps) <= 6  # the free steps, and at most the one held at the cancel
 
 
 def test_queue_full_is_503(tiny_engine: Any) -> None:
     engine, _model = tiny_engine
     with _server(tiny_engine, max_queue=1) as server:
-        hold = threading.Event()
-        engine.thread.call(lambda: None)
-        # block the engine thread so requests pile up in the queue
-        blocker = threading.Thread(target=lambda: engine.thread.call(hold.wait, 10))
+        hold, entered = threading.Event(), threading.Event()
+
+        def busy() -> None:
+            entered.set()
+            hold.wait(120)
+
+        # block the engine thread so requests pile up: the worker holds one job, the
+        # queue one more; whatever the order they arrive in, a third is refused
+        blocker = threading.Thread(target=lambda: engine.thread.call(busy))
         blocker.start()
+        assert entered.wait(60)
+        body = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 1}
+        codes: queue.Queue[int] = queue.Queue()
+
+        def post() -> None:
+            codes.put(
+                httpx.post(server.url + "/v1/chat/completions", json=body, timeout=120).status_code
+            )
+
+        posts = [threading.Thread(target=post) for _ in range(3)]
         try:
-            body = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 1}
-            results: list[int] = []
-
-            def post() -> None:
-                results.append(
-                    httpx.post(
-                        server.url + "/v1/chat/completions", json=body, timeout=30
-                    ).status_code
-                )
-
-            posts = [threading.Thread(target=post) for _ in range(3)]
             for p in posts:
                 p.start()
-                time.sleep(0.2)
-            deadline = time.monotonic() + 10
-            while 503 not in results and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert 503 in results
+            # nothing can finish with 200 while the engine is held: the first answer is a 503
+            assert codes.get(timeout=60) == 503
         finally:
             hold.set()
-            blocker.join()
+            blocker.join(120)
             for p in posts:
-                p.join(30)
-        assert results.count(200) >= 1
+                p.join(120)
+        results = [503, *(codes.get_nowait() for _ in range(codes.qsize()))]
+        assert len(results) == 3 and results.count(200) >= 1
 
 
 def test_concurrent_streams_all_complete(server: ServerThread) -> None:
