@@ -117,8 +117,10 @@ async def test_the_status_bar_shows_the_final_numbers_when_the_reply_ends() -> N
         screen = await replied(pilot, "Count.")
         status = screen.query_one(StatusBar)
         stream = screen.query_one(TokenStream)
-        assert status.context_used == screen._prompt_tokens + len(stream.steps)
-        assert status.tokens_per_second is not None
+        assert status.context_used == screen.replies.prompt_tokens + len(stream.steps)
+        # the summary's numbers (the fake's steps take 25 ms each: 40 tok/s; TTFT 37 ms)
+        assert status.tokens_per_second == 40.0
+        assert status.ttft_ms == 37.0
 
 
 async def test_a_reply_waiting_in_step_mode_shows_all_of_it_and_exact_numbers(
@@ -136,6 +138,6 @@ async def test_a_reply_waiting_in_step_mode_shows_all_of_it_and_exact_numbers(
             await until(pilot, lambda i=index: len(stream.steps) == i)
         await until(pilot, lambda: screen.proposal is not None and screen.proposal.index == 3)
         status = screen.query_one(StatusBar)
-        assert status.context_used == screen._prompt_tokens + 3
+        assert status.context_used == screen.replies.prompt_tokens + 3
         chat = screen.query_one(ChatPane)
         assert chat._reply is not None and chat._reply.source == "The capital of"

@@ -19,7 +19,6 @@ from engine.model import ModelSpec
 from engine.sessions import Session
 from tui import theming
 from tui.commands import PROVIDERS, Palette
-from tui.drafts import keep_draft
 from tui.recorder import Recorder
 from tui.resilience import ResilientApp
 from tui.screens.help import HelpScreen
@@ -111,7 +110,7 @@ class LogitlabApp(ResilientApp):
         """The message box's text goes to the session before the app ends."""
         main = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
         if main is not None:
-            keep_draft(main)
+            main.keep_draft()
 
     def exit(
         self, result: None = None, return_code: int = 0, message: RenderableType | None = None

@@ -9,38 +9,25 @@ session puts its draft back in the box.
 
 from __future__ import annotations
 
-import contextlib
-from typing import TYPE_CHECKING
-
-from textual.css.query import NoMatches
-
 from engine.errors import InvalidParameterError
 from tui.widgets.prompt_input import PromptInput
-
-if TYPE_CHECKING:
-    from tui.screens.main import MainScreen
+from tui.workbench import Workbench
 
 
-def keep_draft(screen: MainScreen, text: str | None = None) -> None:
-    """Hand `text` (default: what the message box holds now) to the recorder."""
-    facts = screen.facts
+def keep_draft(workbench: Workbench, text: str) -> None:
+    """Hand `text` (what the message box holds) to the recorder."""
+    facts = workbench.facts
     if facts is None:  # no model yet: no session can be started
         return
-    if text is None:
-        try:
-            text = screen.query_one(PromptInput).text
-        except NoMatches:
-            return
     try:
-        params, _ = screen.settings.resolve(facts.generation_config)
+        params, _ = workbench.settings.resolve(facts.generation_config)
     except InvalidParameterError:
         return
-    screen.recorder.draft_changed(text, screen.settings, params)
+    workbench.recorder.draft_changed(text, workbench.settings, params)
 
 
-def switch_draft(screen: MainScreen, draft: str) -> None:
+def switch_draft(workbench: Workbench, prompt: PromptInput, draft: str) -> None:
     """Another session is opened: the current draft stays with the current session,
     the opened one's comes back into the box. Call before `recorder.resume`."""
-    keep_draft(screen)
-    with contextlib.suppress(NoMatches):
-        screen.query_one(PromptInput).load_draft(draft)
+    keep_draft(workbench, prompt.text)
+    prompt.load_draft(draft)

@@ -1,243 +1,116 @@
-"""`GenerationRun`: one reply driven from a worker thread.
+"""`GenerationRun`: the workbench's reply driver (`engine.decode.driver.ReplyDriver`).
 
-The worker calls `run()` (or `resume_at()`, `fan_out()`); a run built with a `prefix`
-continues a stored reply no live decoder holds (a resumed session, a reply from
-before a model reload): the backend prefills prompt + prefix and the run starts
-in step mode, waiting for the branch pick. The UI thread talks to it only
-through `accept` / `force` / `continue_free` / `stop` / `set_step_mode`, which
-put commands on a queue and set the cancel event. Events go back as messages
-through `post`, batched so the screen keeps up at any token rate.
+The engine's driver owns the decode logic (step mode, branch resume, fan-out, the
+one place a failing reply is handled); this adapter turns its events into the
+screen's messages. Steps are batched (`StepBatcher`) so the screen keeps up at any
+token rate; a step picked at a proposal is posted at once, and every pending step
+is posted before a proposal or the end of the operation.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 
 from textual.message import Message
 
-from engine.decode import Engine, Reply, reposition, reseed
-from engine.errors import LogitlabError
+from engine.decode import Engine
+from engine.decode.driver import (
+    BranchFinished,
+    BranchProgressed,
+    DriverEvent,
+    FanOutFinished,
+    PromptRendered,
+    ProposalMade,
+    ReplyDriver,
+    ReplyFailed,
+    ReplyFinished,
+    ReplyStarted,
+    StepDecoded,
+)
 from engine.params import SamplingParams
 from engine.records import Step
 from engine.tokens import ChatMessage
+from tui import messages as msg
 from tui.crash import logged
-from tui.messages import (
-    BranchDecoded,
-    FanOutFinished,
-    FanOutProgressed,
-    GenerationFailed,
-    GenerationFinished,
-    GenerationStarted,
-    PromptRendered,
-    ProposalReady,
-    StepsDecoded,
-)
 
 BATCH_SECONDS = 0.03
 Post = Callable[[Message], object]
-_ACCEPT, _CONTINUE, _STOP = "accept", "continue", "stop"
 
 
-class GenerationRun:
+class GenerationRun(ReplyDriver):
+    """A `ReplyDriver` whose events are posted to the screen as messages."""
+
     def __init__(
         self,
         backend: Engine,
         messages: Sequence[ChatMessage],
         params: SamplingParams,
         *,
+        post: Post,
         allow_special: bool,
         step_mode: bool,
         prefix: Sequence[int] = (),
     ) -> None:
-        self.backend = backend
-        self.prefix = list(prefix)  # reply tokens kept from before (branching a stored reply)
-        self.messages = list(messages)
-        self.params = params
-        self.allow_special = allow_special
-        self.step_mode = step_mode
-        self.cancel_event = threading.Event()
-        self.generation: Reply | None = None
-        self.live: list[int] = []  # the reply ids the generation's KV cache holds
-        self.active = True  # created to run at once; False when the worker ends
-        self.waiting = False  # step mode: a proposal is shown, waiting for a choice
+        super().__init__(
+            backend,
+            messages,
+            params,
+            on_event=self._posted,
+            allow_special=allow_special,
+            step_mode=step_mode,
+            prefix=prefix,
+        )
+        self.post = post
         # seconds between batches; the screen paces it to what painting costs (tui/pacing.py)
         self.batch_seconds = BATCH_SECONDS
-        self._commands: queue.Queue[str | int] = queue.Queue()
+        self._batcher: StepBatcher | None = None
 
-    # --- called from the UI thread ----------------------------------------------------
-
-    def accept(self) -> None:
-        self._commands.put(_ACCEPT)
-
-    def force(self, token_id: int) -> None:
-        self._commands.put(token_id)
-
-    def continue_free(self) -> None:
-        self.step_mode = False
-        self._commands.put(_CONTINUE)
-
-    def set_step_mode(self, on: bool) -> None:
-        if on:
-            self.step_mode = True
-        elif self.waiting:
-            self.continue_free()
-        else:
-            self.step_mode = False
-
-    def stop(self) -> None:
-        self.cancel_event.set()
-        self._commands.put(_STOP)
-
-    # --- called from the worker thread --------------------------------------------------
-
-    def run(self, post: Post) -> None:
-        """Render, prefill, then decode until done, posting events."""
-        self.active = True
-        try:
-            post(
-                PromptRendered(
-                    self.backend.render_prompt(self.messages, allow_special=self.allow_special)
-                )
-            )
-            gen = self.backend.start(
-                self.messages,
-                self.params,
-                allow_special=self.allow_special,
-                cancel=self.cancel_event,
-                prefix=self.prefix,
-            )
-            self.generation, self.live = gen, list(self.prefix)
-            prefill_ms = gen.prefill()
-            post(GenerationStarted(gen.prompt_tokens, prefill_ms))
-            self._drive(gen, post)
-        except LogitlabError as exc:
-            post(GenerationFailed(str(exc)))
-        except Exception as exc:  # the UI shows one line; the traceback goes to a crash log
-            post(GenerationFailed(logged(exc, "generating a reply")))
-        finally:
-            self.active = self.waiting = False
-
-    def resume_at(self, target: Sequence[int], post: Post) -> None:
-        """Move the live generation onto reply ids `target` (a branch's prefix:
-        rewind to what they share, force the rest) and continue in step mode."""
-        gen = self.generation
-        if gen is None:
-            post(GenerationFailed("nothing to branch from"))
+    def _posted(self, event: DriverEvent) -> None:
+        """One driver event as the screen's message (on the worker thread)."""
+        if isinstance(event, StepDecoded):
+            if self._batcher is None:
+                self._batcher = StepBatcher(self.post, lambda: self.batch_seconds)
+            self._batcher.add(event.step)
+            if event.picked:
+                self._batcher.flush()
             return
-        self.active = True
-        try:
-            self._reset_commands()
-            self.live = self._moved(gen, target)
-            self.step_mode = True
-            self._drive(gen, post)
-        except LogitlabError as exc:
-            post(GenerationFailed(str(exc)))
-        except Exception as exc:
-            post(GenerationFailed(logged(exc, "continuing a branched reply")))
-        finally:
-            self.active = self.waiting = False
+        if isinstance(event, ProposalMade):
+            if self._batcher is not None:
+                self._batcher.flush()  # the steps so far land before the proposal does
+        elif isinstance(event, ReplyFinished | ReplyFailed | FanOutFinished):
+            self._close_batcher()  # every decoded step is posted before the end
+        self.post(_message(event))
 
-    def fan_out(self, target: Sequence[int], seeds: Sequence[int], post: Post) -> None:
-        """Sample one continuation of `target` per seed, one after another on the same
-        generation (each starts by rewinding to `target`), each posted as a branch.
-        `stop` ends the one in progress (kept, cancelled) and starts no more."""
-        self.active = True
-        made = 0
-        try:
-            self._reset_commands()
-            gen = self.generation
-            if gen is None:  # no live decoder (a reopened session): prefill prompt + target
-                gen = self.backend.start(
-                    self.messages,
-                    self.params,
-                    allow_special=self.allow_special,
-                    cancel=self.cancel_event,
-                    prefix=target,
-                )
-                gen.prefill()
-                self.generation, self.live = gen, list(target)
-            for n, seed in enumerate(seeds):
-                self.live = self._moved(gen, target)
-                if not reseed(gen, seed):
-                    raise LogitlabError("this engine cannot re-seed a reply")
-                steps = self._sample(gen, post, n, len(seeds), seed)
-                reason = "cancelled" if self.cancel_event.is_set() else gen.finish_reason
-                post(BranchDecoded(tuple(steps), reason or "stop", seed))
-                made += 1
-                if self.cancel_event.is_set():
-                    break
-            post(FanOutFinished(made, self.cancel_event.is_set()))
-        except LogitlabError as exc:
-            post(GenerationFailed(str(exc)))
-        except Exception as exc:
-            post(GenerationFailed(f"{type(exc).__name__}: {exc}"))
-        finally:
-            self.active = self.waiting = False
+    def _close_batcher(self) -> None:
+        batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            batcher.close()
 
-    def _sample(self, gen: Reply, post: Post, n: int, total: int, seed: int) -> list[Step]:
-        steps: list[Step] = []
-        last = 0.0
-        post(FanOutProgressed(n, total, 0, seed))
-        while not gen.done and not self.cancel_event.is_set():
-            step = gen.step()
-            steps.append(step)
-            self.live.append(step.token_id)
-            if (now := time.perf_counter()) - last > 0.1:
-                post(FanOutProgressed(n, total, len(steps), seed))
-                last = now
-        return steps
 
-    def _moved(self, gen: Reply, target: Sequence[int]) -> list[int]:
-        reposition(gen, self.live, target)
-        return list(target)
-
-    def _reset_commands(self) -> None:
-        self.cancel_event.clear()
-        self._commands = queue.Queue()
-
-    def _drive(self, gen: Reply, post: Post) -> None:
-        batcher = StepBatcher(post, lambda: self.batch_seconds)
-        try:
-            while not gen.done and not self.cancel_event.is_set():
-                if self.step_mode:
-                    batcher.flush()  # the steps so far land before the proposal does
-                    step = self._choose(gen, post)
-                    if step is None:
-                        break
-                    self.live.append(step.token_id)
-                    batcher.add(step)
-                    batcher.flush()
-                else:
-                    step = gen.step()
-                    self.live.append(step.token_id)
-                    batcher.add(step)
-        finally:
-            batcher.close()  # every decoded step is posted before the finish
-        if self.cancel_event.is_set():
-            gen.cancel()
-            reason = "cancelled"
-        else:
-            reason = gen.finish_reason or "stop"
-        try:
-            summary = gen.summary()
-        except Exception:
-            summary = None
-        post(GenerationFinished(reason, summary))
-
-    def _choose(self, gen: Reply, post: Post) -> Step | None:
-        proposal = gen.propose()
-        self.waiting = True
-        post(ProposalReady(proposal))
-        command = self._commands.get()
-        self.waiting = False
-        if command == _STOP or self.cancel_event.is_set():
-            return None
-        if isinstance(command, int):
-            return gen.step(force=command)
-        return gen.step()  # accept (or continue): the sampled token
+def _message(event: DriverEvent) -> Message:
+    """The message the screen handles for a driver event (steps are batched apart)."""
+    match event:
+        case PromptRendered(view):
+            return msg.PromptRendered(view)
+        case ReplyStarted(prompt_tokens, prefill_ms):
+            return msg.GenerationStarted(prompt_tokens, prefill_ms)
+        case ProposalMade(proposal):
+            return msg.ProposalReady(proposal)
+        case ReplyFinished(reason, summary):
+            return msg.GenerationFinished(reason, summary)
+        case ReplyFailed(error, exc, what, unexpected):
+            # the UI shows one line; an unexpected error's traceback goes to a crash log
+            return msg.GenerationFailed(logged(exc, what) if unexpected else error)
+        case BranchProgressed(index, total, tokens, seed):
+            return msg.FanOutProgressed(index, total, tokens, seed)
+        case BranchFinished(steps, reason, seed):
+            return msg.BranchDecoded(steps, reason, seed)
+        case FanOutFinished(made, cancelled):
+            return msg.FanOutFinished(made, cancelled)
+        case StepDecoded(step):
+            return msg.StepsDecoded((step,))
 
 
 class StepBatcher:
@@ -277,7 +150,7 @@ class StepBatcher:
                 steps, self._batch = self._batch, []
                 self._last_flush = time.perf_counter()
             if steps:
-                self._post(StepsDecoded(tuple(steps)))
+                self._post(msg.StepsDecoded(tuple(steps)))
 
     def close(self) -> None:
         with self._cond:

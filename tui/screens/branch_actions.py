@@ -1,60 +1,57 @@
 """The workbench's reply-tree actions: branch, fan out, the Branches view, and
 moving the token stream between replies.
 
-Kept out of MainScreen (like SessionActions and LensActions): the screen binds
-keys and routes messages here. The tree lives on the reply's `Turn` (its
-current path plus the other branches); decoding goes through the screen's
-`GenerationRun`, whose live reply is moved between paths by rewinding its KV
-cache (`engine.decode.reposition`), never re-prefilled.
+A collaborator of the workbench screen (like SessionActions and LensActions):
+the screen binds keys and routes messages here; the state is the `Workbench`'s.
+The tree lives on the reply's `Turn` (its current path plus the other branches);
+decoding goes through the workbench's run, whose live reply is moved between
+paths by rewinding its KV cache (`engine.decode.reposition`), never re-prefilled.
 """
 
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
+from typing import Any
+
+from textual.screen import Screen
 
 from engine.decode import step_unavailable
 from engine.records import Step
 from tui.conversation import Turn, set_tree, tree_of
-from tui.driver import GenerationRun
 from tui.messages import BranchDecoded, FanOutFinished, FanOutProgressed
+from tui.screens.views import STREAM_TITLE, show_reply
 from tui.widgets.chat_pane import ChatPane
 from tui.widgets.status_bar import StatusBar
-from tui.widgets.step_view import StepView
 from tui.widgets.token_stream import TokenStream
-
-if TYPE_CHECKING:
-    from tui.screens.main import MainScreen
-
-STREAM_TITLE = "tokens  ←/→ · b branch · f fan out · p/n reply · F5 branches"
+from tui.workbench import Workbench
 
 
 class BranchActions:
-    def __init__(self, screen: MainScreen) -> None:
-        self.screen = screen
-        self.shown: int | None = None  # the turn the token stream shows; None: the last reply
+    def __init__(self, workbench: Workbench, screen: Screen[Any]) -> None:
+        self.workbench, self.screen = workbench, screen
         self._fan_prefix: list[Step] = []
         self._fan_reply: Turn | None = None
+
+    @property
+    def shown(self) -> int | None:
+        """The turn the token stream shows; None: the last reply."""
+        return self.workbench.shown
 
     # --- which reply the token stream shows --------------------------------------------
 
     def replies(self) -> list[int]:
-        return [i for i, t in enumerate(self.screen.conversation.turns) if t.role == "assistant"]
+        turns = self.workbench.conversation.turns
+        return [i for i, t in enumerate(turns) if t.role == "assistant"]
 
     def shown_turn(self) -> Turn | None:
-        turns = self.screen.conversation.turns
+        turns = self.workbench.conversation.turns
         if self.shown is not None and 0 <= self.shown < len(turns):
             return turns[self.shown]
-        return self.screen.conversation.last_reply
-
-    def reset(self) -> None:
-        """A new reply streams into the token stream: it shows the last reply again."""
-        self.shown = None
-        self.screen.query_one(TokenStream).border_title = STREAM_TITLE
+        return self.workbench.conversation.last_reply
 
     def move(self, delta: int) -> None:
         screen = self.screen
-        if screen.replying:
+        if self.workbench.replying:
             screen.notify("Still generating — Esc stops it first.", severity="warning")
             return
         replies = self.replies()
@@ -67,22 +64,18 @@ class BranchActions:
 
     def show(self, turn_index: int) -> None:
         replies = self.replies()
-        self.shown = None if turn_index == replies[-1] else turn_index
-        turn = self.screen.conversation.turns[turn_index]
-        stream = self.screen.query_one(TokenStream)
-        stream.clear()
-        stream.append(turn.steps)
+        self.workbench.shown = None if turn_index == replies[-1] else turn_index
+        turn = self.workbench.conversation.turns[turn_index]
         n = replies.index(turn_index) + 1
-        stream.border_title = f"reply {n}/{len(replies)} · " + STREAM_TITLE
-        self.screen.query_one(StepView).show_step(stream.selected)
+        show_reply(self.screen, turn.steps, f"reply {n}/{len(replies)} · " + STREAM_TITLE)
 
     # --- branching -----------------------------------------------------------------------
 
     def _usable(self, what: str) -> Turn | None:
         """The last reply if `what` can start on it now; None (the user told why)."""
-        screen = self.screen
-        reply = screen.conversation.last_reply
-        if screen.replying or reply is None or reply.finish_reason is None:
+        screen, wb = self.screen, self.workbench
+        reply = wb.conversation.last_reply
+        if wb.replying or reply is None or reply.finish_reason is None:
             screen.notify(
                 f"{what} works on the last reply once it has finished.",
                 severity="warning",
@@ -96,10 +89,10 @@ class BranchActions:
                 markup=False,
             )
             return None
-        if screen.facts is None:
+        if wb.facts is None:
             screen.notify("The model is still loading.", severity="warning")
             return None
-        if (why := step_unavailable(screen.backend)) is not None:
+        if (why := step_unavailable(wb.backend)) is not None:
             screen.notify(why, severity="warning", markup=False)
             return None
         return reply
@@ -117,48 +110,28 @@ class BranchActions:
         self.screen.call_after_refresh(self._branch, reply, at)
 
     async def _branch(self, reply: Turn, at: int) -> None:
-        screen = self.screen
+        screen, wb = self.screen, self.workbench
         target = [s.token_id for s in reply.steps[:at]]
-        run = screen.gen_run
-        if run is None or run.generation is None:
+        run = wb.gen_run
+        fresh = run is None or run.reply is None
+        if run is None or run.reply is None:
             # no live decoder (a reopened session, a reply from before a reload):
             # one prefill of prompt + the kept prefix; later moves rewind it
-            run = self.rebuilt_run(target)
+            run = wb.continued_run(target)
             if run is None:
                 return
-            fresh = True
-        else:
-            fresh = False
-        index = screen.conversation.branch(at)
+        index = wb.conversation.branch(at)
         screen.query_one(TokenStream).truncate(at)
         note = (
             f"⎇ branch {index + 1} of {len(reply.alternatives) + 1}, from step {at} · F5 branches"
         )
         await screen.query_one(ChatPane).restart_reply(reply.content, note)
         screen.query_one(StatusBar).state = "branching"
-        screen.gen_run = run
         if fresh:
-            screen.run_generation(run)
+            wb.start(run)
         else:
-            screen.resume_generation(run, target)
-
-    def rebuilt_run(self, prefix: list[int]) -> GenerationRun | None:
-        """A run that continues the last reply from `prefix`, in step mode."""
-        screen = self.screen
-        if (resolved := screen.resolved()) is None:
-            return None
-        params = screen._params = resolved[0]
-        messages = screen.conversation.chat_messages(
-            screen.settings.system_prompt, upto=len(screen.conversation.turns) - 1
-        )
-        return GenerationRun(
-            screen.backend,
-            messages,
-            params,
-            allow_special=screen.settings.allow_special,
-            step_mode=True,
-            prefix=prefix,
-        )
+            wb.resume(run, target)
+        screen.refresh_bindings()
 
     # --- fan out -------------------------------------------------------------------------
 
@@ -167,7 +140,7 @@ class BranchActions:
 
         if (reply := self._usable("Fan out")) is None or (at := self._cursor(reply)) is None:
             return
-        resolved = self.screen.resolved()
+        resolved = self.workbench.resolved()
         if resolved is None:
             return
         base = resolved[0].seed if resolved[0].seed is not None else random.randrange(2**31)
@@ -184,15 +157,14 @@ class BranchActions:
             return
         prefix = reply.steps[:at]
         target = [s.token_id for s in prefix]
-        run = screen.gen_run
-        if run is None or run.generation is None:
-            run = self.rebuilt_run(target)
+        run = self.workbench.gen_run
+        if run is None or run.reply is None:
+            run = self.workbench.continued_run(target)
             if run is None:
                 return
-            screen.gen_run = run
         self._fan_prefix, self._fan_reply = list(prefix), reply
         screen.query_one(StatusBar).state = f"fan out 1/{len(seeds)} · seed {seeds[0]}"
-        screen.fan_out_generation(run, target, seeds)
+        self.workbench.fan_out(run, target, seeds)
         screen.refresh_bindings()
 
     def progressed(self, event: FanOutProgressed) -> None:
@@ -212,8 +184,8 @@ class BranchActions:
     def finished(self, event: FanOutFinished) -> None:
         screen = self.screen
         reply, self._fan_reply = self._fan_reply, None
-        if reply is not None and event.made and screen._params is not None:
-            screen.recorder.message_completed(reply, screen.settings, screen._params)
+        if reply is not None and event.made and self.workbench.params is not None:
+            self.workbench.record(reply)
         stopped = " (stopped)" if event.cancelled else ""
         screen.query_one(StatusBar).state = f"fanned out {event.made}{stopped}"
         screen.notify(
@@ -226,15 +198,15 @@ class BranchActions:
     def open_view(self) -> None:
         from tui.screens.branches import BranchesScreen
 
-        screen = self.screen
+        screen, wb = self.screen, self.workbench
         turn = self.shown_turn()
         if turn is None or (not turn.steps and not turn.alternatives):
             screen.notify("There is no reply to show branches of yet.", severity="warning")
             return
-        last = turn is screen.conversation.last_reply
-        editable = last and not screen.replying
+        last = turn is wb.conversation.last_reply
+        editable = last and not wb.replying
         replies = self.replies()
-        n = replies.index(screen.conversation.turns.index(turn)) + 1
+        n = replies.index(wb.conversation.turns.index(turn)) + 1
         title = f"branches of reply {n}/{len(replies)}" + ("" if editable else " (read-only)")
 
         async def closed(tree: object) -> None:
@@ -249,17 +221,11 @@ class BranchActions:
         from engine.decode import ReplyTree
 
         screen = self.screen
-        if not isinstance(tree, ReplyTree) or screen.replying:
+        if not isinstance(tree, ReplyTree) or self.workbench.replying:
             return
         set_tree(turn, tree)
         await screen.query_one(ChatPane).replace_reply(turn.content)
-        stream = screen.query_one(TokenStream)
-        stream.clear()
-        stream.append(turn.steps)
-        screen.query_one(StepView).show_step(stream.selected)
+        show_reply(screen, turn.steps)
         screen.query_one(StatusBar).state = f"branch {tree.current + 1} of {len(tree)}"
-        screen.update_context_count()
-        if screen._params is None and (resolved := screen.resolved(tell=False)) is not None:
-            screen._params = resolved[0]
-        if screen._params is not None:
-            screen.recorder.message_completed(turn, screen.settings, screen._params)
+        self.workbench.count_context()
+        self.workbench.record(turn)

@@ -8,7 +8,9 @@ result that arrives for a request no longer wanted is cached but not shown.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
+
+from textual.screen import Screen
 
 from engine.decode import ModelInternals, model_internals
 from engine.errors import FeatureUnavailableError, LogitlabError
@@ -18,17 +20,15 @@ from tui.widgets.inspector import Inspector
 from tui.widgets.lens_view import PROMPT, LensView
 from tui.widgets.prompt_tokens import PromptTokens
 from tui.widgets.token_stream import TokenStream
-
-if TYPE_CHECKING:
-    from tui.screens.main import MainScreen
+from tui.workbench import Workbench
 
 LENS_TOP = 5
 Key = tuple[object, ...]
 
 
 class LensActions:
-    def __init__(self, screen: MainScreen) -> None:
-        self.screen = screen
+    def __init__(self, workbench: Workbench, screen: Screen[Any]) -> None:
+        self.workbench, self.screen = workbench, screen
         self.source = "stream"  # or "prompt": what the user selected last
         self.cache: dict[Key, LensResult] = {}
         self.wanted: Key | None = None
@@ -45,7 +45,7 @@ class LensActions:
             return
         view = screen.query_one(LensView)
         try:
-            internals = model_internals(screen.backend)
+            internals = model_internals(self.workbench.backend)
         except FeatureUnavailableError as exc:
             view.show_message(f"Layer lens unavailable: {exc}.")
             return
@@ -57,7 +57,7 @@ class LensActions:
         key, label, ids, position, target = request
         self.wanted = key
         if (cached := self.cache.get(key)) is not None:
-            view.show_result(label, cached, screen.backend.token_display)
+            view.show_result(label, cached, self.workbench.backend.token_display)
             return
         view.show_pending(label)
         screen.run_worker(
@@ -70,15 +70,15 @@ class LensActions:
 
     def _request(self) -> tuple[Key, str, list[int], int, int | None] | str:
         screen = self.screen
-        if screen.facts is None:
+        if self.workbench.facts is None:
             return "The model is still loading."
-        if screen.replying and screen.proposal is None:
+        if self.workbench.replying and self.workbench.proposal is None:
             return "The lens runs once the reply stops (or waits for you in step mode)."
         prompt = screen.query_one(PromptTokens)
         if prompt.view is None:
             return "Send a message first: the lens explains a step of a reply."
         stream = screen.query_one(TokenStream)
-        display = screen.backend.token_display
+        display = self.workbench.backend.token_display
         if self.source == "prompt" and prompt.cursor is not None:
             ids, position = prompt.view.ids, prompt.cursor
             after = ids[position + 1] if position + 1 < len(ids) else None
@@ -116,7 +116,7 @@ class LensActions:
         self.cache[event.key] = event.result
         if event.key == self.wanted:
             view = self.screen.query_one(LensView)
-            view.show_result(event.label, event.result, self.screen.backend.token_display)
+            view.show_result(event.label, event.result, self.workbench.backend.token_display)
 
     def failed(self, event: LensFailed) -> None:
         if event.key == self.wanted:

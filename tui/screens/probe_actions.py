@@ -10,7 +10,9 @@ supersedes an older one, like the lens (tui/screens/lens_actions.py).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
+
+from textual.screen import Screen
 
 from engine.decode import prompt_scoring, token_lookup, tokenizer_access
 from engine.errors import FeatureUnavailableError, LogitlabError
@@ -21,9 +23,7 @@ from tui.widgets.inspector import Inspector
 from tui.widgets.prompt_tokens import PromptTokens
 from tui.widgets.step_view import StepView
 from tui.widgets.token_stream import TokenStream
-
-if TYPE_CHECKING:
-    from tui.screens.main import MainScreen
+from tui.workbench import Workbench
 
 Key = tuple[object, ...]
 
@@ -36,8 +36,8 @@ def one_line(exc: Exception) -> str:
 
 
 class ProbeActions:
-    def __init__(self, screen: MainScreen) -> None:
-        self.screen = screen
+    def __init__(self, workbench: Workbench, screen: Screen[Any]) -> None:
+        self.workbench, self.screen = workbench, screen
         self.query: str | None = None  # the token asked for; it follows the cursor
         self.probes: dict[Key, tuple[str, TokenProbe]] = {}
         self.wanted: Key | None = None
@@ -99,13 +99,13 @@ class ProbeActions:
     def _lookup_request(self, view: StepView) -> tuple[list[int], int, SamplingParams] | str:
         screen = self.screen
         try:
-            token_lookup(screen.backend)
-            tokenizer_access(screen.backend)
+            token_lookup(self.workbench.backend)
+            tokenizer_access(self.workbench.backend)
         except FeatureUnavailableError as exc:
             return f"Token look-up unavailable: {exc}."
-        if screen.facts is None:
+        if self.workbench.facts is None:
             return "The model is still loading."
-        if screen.replying and screen.proposal is None:
+        if self.workbench.replying and self.workbench.proposal is None:
             return "The look-up runs once the reply stops (or waits for you in step mode)."
         prompt = screen.query_one(PromptTokens).view
         stream = screen.query_one(TokenStream)
@@ -118,14 +118,14 @@ class ProbeActions:
             position = stream.cursor
         else:
             return "Select a step in the token stream (←/→) to look a token up there."
-        if (params := screen.reply_params()) is None:
+        if (params := self.workbench.reply_params()) is None:
             return "The sampling settings are not valid; fix them in Settings (F2)."
         ids = [*prompt.ids, *(s.token_id for s in stream.steps[:position])]
         return ids, shown.index, params
 
     def _probe(self, key: Key, query: str, ids: list[int], params: SamplingParams) -> None:
         """On a worker: resolve the query to a token, then its numbers after `ids`."""
-        backend = self.screen.backend
+        backend = self.workbench.backend
         post = self.screen.post_message
         try:
             entry, note = tokenizer_access(backend).vocabulary().resolve(query, backend.encode)
@@ -156,7 +156,7 @@ class ProbeActions:
             prompt.show_scores(None)
             return
         try:
-            scoring = prompt_scoring(self.screen.backend)
+            scoring = prompt_scoring(self.workbench.backend)
         except FeatureUnavailableError as exc:
             self.surprisal = False
             prompt.show_scores(None)

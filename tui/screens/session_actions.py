@@ -1,7 +1,7 @@
 """The workbench's session actions: reopen, new, browse, export, import.
 
-A collaborator of `MainScreen`, which owns the chat and hands its session keys
-and messages here. The store is reached only from thread workers, which post
+A collaborator of the workbench screen, which hands its session keys and
+messages here; the chat itself is the `Workbench`'s. The store is reached only from thread workers, which post
 past-tense messages (`SessionLoaded`, `ExportReady`, `SessionActionFailed`) back
 to the screen; the export and import dialogs do their own file I/O.
 """
@@ -9,7 +9,9 @@ to the screen; the export and import dialogs do their own file I/O.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from textual.screen import Screen
 
 from engine.errors import InvalidParameterError, LogitlabError
 from engine.sessions import Session, SessionSettings
@@ -17,31 +19,31 @@ from tui.conversation import Conversation, turns_from_session
 from tui.drafts import switch_draft
 from tui.messages import ExportReady, SessionActionFailed, SessionLoaded, SessionSaved
 from tui.recorder import Recorder
+from tui.screens.views import STREAM_TITLE, show_model, show_reply
 from tui.widgets.chat_pane import ChatPane
+from tui.widgets.prompt_input import PromptInput
 from tui.widgets.status_bar import StatusBar
-from tui.widgets.step_view import StepView
-from tui.widgets.token_stream import TokenStream
+from tui.workbench import Workbench
 
 if TYPE_CHECKING:
     from tui.screens.export import ExportDone
-    from tui.screens.main import MainScreen
     from tui.screens.sessions import BrowserResult
 
 
 class SessionActions:
     """Which session the workbench shows, and the actions on sessions."""
 
-    def __init__(self, screen: MainScreen) -> None:
-        self.screen = screen
+    def __init__(self, workbench: Workbench, screen: Screen[Any]) -> None:
+        self.workbench, self.screen = workbench, screen
         self.session_id: str | None = None
         self._saved_settings: SessionSettings | None = None  # applied once a model is loaded
 
     @property
     def recorder(self) -> Recorder:
-        return self.screen.recorder
+        return self.workbench.recorder
 
     def _busy(self) -> bool:
-        if self.screen.replying:
+        if self.workbench.replying:
             self.screen.notify("Still generating — Esc stops it first.", severity="warning")
             return True
         return False
@@ -57,11 +59,11 @@ class SessionActions:
 
     async def restore(self, session: Session) -> None:
         """Show a stored session: chat, the last reply's tokens and inspector, its settings."""
-        screen = self.screen
+        screen, wb = self.screen, self.workbench
         turns, system = turns_from_session(session)
-        screen.conversation = Conversation()
-        screen.conversation.turns = turns
-        screen.gen_run, screen.proposal = None, None
+        conversation = Conversation()
+        conversation.turns = turns
+        wb.reset(conversation)
         chat = screen.query_one(ChatPane)
         await chat.clear()
         for turn in turns:
@@ -69,24 +71,20 @@ class SessionActions:
                 await chat.add_user(turn.content)
             else:
                 await chat.add_reply(turn.content, turn.finish_reason, len(turn.alternatives))
-        stream = screen.query_one(TokenStream)
-        stream.clear()
-        reply = screen.conversation.last_reply
-        if reply is not None:
-            stream.append(reply.steps)
-        screen.query_one(StepView).show_step(stream.selected)
+        reply = conversation.last_reply
+        show_reply(screen, reply.steps if reply is not None else [], STREAM_TITLE)
         saved = session.settings
         if system is not None and not saved.system_prompt:
             saved = SessionSettings(system, saved.sampling)
         self._saved_settings = saved
         self.apply_saved_settings()
-        switch_draft(screen, session.draft)
+        switch_draft(wb, screen.query_one(PromptInput), session.draft)
         self.recorder.resume(session, turns)
         self.set_session(session.id)
         status = screen.query_one(StatusBar)
         status.state = f"opened {len(session.messages)} messages"
         status.tokens_per_second = status.ttft_ms = None
-        facts = screen.facts
+        facts = wb.facts
         if facts is not None and session.model.id != facts.model_id:
             screen.notify(
                 f"This session was recorded with {session.model.id}; replies now come from "
@@ -95,18 +93,18 @@ class SessionActions:
                 timeout=8,
                 markup=False,
             )
-        screen.branches.reset()
-        screen.update_context_count()
+        wb.count_context()
         screen.refresh_bindings()
 
     def apply_saved_settings(self) -> None:
         """Settings of a reopened session, once the model's own defaults are known."""
-        saved, facts = self._saved_settings, self.screen.facts
+        wb = self.workbench
+        saved, facts = self._saved_settings, wb.facts
         if saved is None or facts is None:
             return
         self._saved_settings = None
         try:
-            self.screen.settings = self.screen.settings.restored(
+            wb.settings = wb.settings.restored(
                 saved.system_prompt, saved.sampling, facts.generation_config
             )
         except InvalidParameterError as exc:
@@ -115,7 +113,7 @@ class SessionActions:
                 severity="warning",
                 markup=False,
             )
-        self.screen.show_model()
+        show_model(wb, self.screen)
 
     def set_session(self, session_id: str | None) -> None:
         self.session_id = session_id
@@ -142,11 +140,9 @@ class SessionActions:
         if self._busy():
             return
         screen = self.screen
-        screen.conversation = Conversation()
-        screen.gen_run, screen.proposal = None, None
+        self.workbench.reset()
         await screen.query_one(ChatPane).clear()
-        screen.query_one(TokenStream).clear()
-        screen.query_one(StepView).show_step(None)
+        show_reply(screen, [], STREAM_TITLE)
         self.recorder.new_session()
         self.set_session(None)
         screen.query_one(StatusBar).state = ""
@@ -188,7 +184,7 @@ class SessionActions:
     def export(self) -> None:
         if self._off():
             return
-        if not self.screen.conversation.turns:
+        if not self.workbench.conversation.turns:
             self.screen.notify("Nothing to export yet: send a message first.", severity="warning")
             return
         self._in_worker(self._prepare_export)
