@@ -14,17 +14,18 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
-from textual.command import CommandList, CommandPalette
+from textual.command import CommandInput, CommandList, CommandPalette
+from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from engine.paths import data_dir
 from tests.fake_engine import FakeEngine
 from tests.tui_helpers import (
     SIZE,
+    drained,
     fake_app,
     finished,
     palette_entries,
@@ -54,6 +55,12 @@ ROOT = Path(__file__).parent.parent
 
 def crash_logs() -> list[Path]:
     return sorted(data_dir().glob("crash-*.log"))
+
+
+async def loaded(pilot: Pilot[None], loading: LoadingScreen) -> None:
+    """The loading screen's load worker has ended and its result has been handled."""
+    await until(pilot, lambda: not any(w.is_running for w in pilot.app.workers))
+    await drained(pilot, loading)
 
 
 @pytest.mark.app_errors
@@ -113,7 +120,7 @@ async def test_a_fatal_fault_exits_nonzero_with_a_crash_log(recorder: StoreRecor
             screen = await replied(pilot, "first")
             screen.query_one("#prompt").insert("half a thought, [/] not sent")  # type: ignore[attr-defined]
             app.inject_fault("fatal")
-            await pilot.pause(1.0)
+            await until(pilot, lambda: app.crash is not None)
     assert app.return_code == 1
     assert app.crash is not None and app.crash.fatal
     assert app.crash.log_path is not None and app.crash.log_path.exists()
@@ -135,8 +142,7 @@ async def test_errors_in_a_burst_end_the_app() -> None:
             await ready(pilot)
             for _ in range(BURST):
                 app.inject_fault("handler")
-                await pilot.pause(0.05)
-            await pilot.pause(0.5)
+            await until(pilot, lambda: app.crash is not None)
     assert app.return_code == 1 and app.crash is not None
     assert f"after {BURST} errors" in app.crash.where
 
@@ -187,7 +193,6 @@ def test_a_crash_reaches_the_shell(tmp_path: Path) -> None:
         "TERM": "xterm-256color",
     }
     primary, secondary = pty.openpty()
-    started = time.monotonic()
     child = subprocess.Popen(  # Textual draws on stderr: the terminal gets both
         [sys.executable, "-m", "tui.cli.main", "--model", str(tmp_path / "no-such-model")],
         stdin=secondary,
@@ -214,7 +219,6 @@ def test_a_crash_reaches_the_shell(tmp_path: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith("logitlab: crashed: InjectedFault"), lines
     [log] = (tmp_path / "data").glob("crash-*.log")
     assert str(log) in lines[0] and "Traceback" in log.read_text()
-    assert time.monotonic() - started < 120
 
 
 def _drain(fd: int, into: bytearray) -> None:
@@ -261,7 +265,13 @@ async def test_the_theme_palette_is_ours_too(monkeypatch: pytest.MonkeyPatch) ->
         await ready(pilot)
         app.search_themes()
         await until(pilot, lambda: isinstance(app.screen, Palette))
+        palette = app.screen
         await pilot.press("pageup", "d", "pageup")
+        # every key was handled (the "d" between the PageUps is in the search box) and
+        # the palette is still up: no error dialog over it
+        await until(pilot, lambda: palette.query_one(CommandInput).value == "d")
+        await drained(pilot, palette)
+        assert app.screen is palette and not app.error_reports
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, MainScreen))
 
@@ -276,7 +286,7 @@ async def test_a_second_dismiss_leaves_the_screen_below_alone() -> None:
         help_screen = app.screen
         help_screen.dismiss()
         help_screen.dismiss()  # what a late Submitted/OptionSelected handler does
-        await pilot.pause(0.1)
+        await drained(pilot, help_screen, screen)
         assert app.screen is screen and len(app.screen_stack) == 2
         await pilot.press("ctrl+p", *"settings")
         await until(pilot, lambda: bool(palette_entries(app)))
@@ -292,10 +302,11 @@ async def test_a_model_that_loads_under_a_dialog_closes_its_screen_afterwards() 
     app = fake_app(backend)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(app.screen, LoadingScreen))
+        loading = app.screen
         await pilot.press("ctrl+p")
         await until(pilot, lambda: isinstance(app.screen, CommandPalette))
         backend.load_gate.set()  # loaded while the palette is open
-        await pilot.pause(0.3)
+        await loaded(pilot, loading)
         assert isinstance(app.screen, CommandPalette)  # not closed by the loading screen
         await pilot.press("escape")
         screen = await ready(pilot)
@@ -313,7 +324,7 @@ async def test_export_twice_in_a_burst_opens_one_dialog(recorder: StoreRecorder)
         screen.post_message(ExportReady(session))
         screen.post_message(ExportReady(session))
         await until(pilot, lambda: isinstance(app.screen, ExportScreen))
-        await pilot.pause(0.3)
+        await drained(pilot, screen, app.screen)  # both ExportReady handled
         assert [type(s) for s in app.screen_stack].count(ExportScreen) == 1
 
 
@@ -329,8 +340,9 @@ async def test_one_palette_even_under_a_dialog(recorder: StoreRecorder) -> None:
         # Ctrl+E's dialog arrives from a worker after Ctrl+P opened the palette
         screen.post_message(ExportReady(recorder.store.get(screen.session_id)))
         await until(pilot, lambda: isinstance(app.screen, ExportScreen))
+        export = app.screen
         await pilot.press("ctrl+p")
-        await pilot.pause(0.2)
+        await drained(pilot, export, screen)  # the key and what it posted are handled
         assert [type(s) for s in app.screen_stack].count(Palette) == 1
 
 
@@ -339,16 +351,17 @@ async def test_a_model_picked_while_loading_wins_over_the_first_load() -> None:
     app = fake_app(backend)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(app.screen, LoadingScreen))
+        loading = app.screen
         await pilot.press("f3")
         await until(pilot, lambda: isinstance(app.screen, ModelPickerScreen))
         backend.load_gate.set()  # the first load ends under the picker: kept for later
-        await pilot.pause(0.3)
+        await loaded(pilot, loading)
         backend.load_gate.clear()
         app.screen.query_one("#model", Input).value = "other-model"
         await pilot.press("enter")  # ...but another model is picked: that one loads
-        await until(pilot, lambda: isinstance(app.screen, LoadingScreen))
-        await pilot.pause(0.3)
-        assert isinstance(app.screen, LoadingScreen)  # not closed with the first model
+        await until(pilot, lambda: app.screen is loading)
+        await drained(pilot, loading)  # its resume (and what it queued after a refresh) ran
+        assert app.screen is loading  # not closed with the first model
         backend.load_gate.set()
         screen = await ready(pilot)
         assert screen.facts is not None and screen.facts.model_id == "other-model"

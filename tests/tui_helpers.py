@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from textual.command import CommandList, CommandPalette
+from textual.message_pump import MessagePump
 from textual.pilot import Pilot
 
 from engine.sessions import SessionStore
@@ -17,6 +19,9 @@ from tui.settings import UISettings
 from tui.store_recorder import StoreRecorder
 
 SIZE = (100, 30)
+# Every wait below is bounded by a wall clock only so that a broken test ends; a slow
+# or loaded machine (CI) raises it with LOGITLAB_TEST_TIMEOUT_SCALE (default 1).
+TIMEOUT_SCALE = float(os.environ.get("LOGITLAB_TEST_TIMEOUT_SCALE") or 1.0)
 
 
 def fake_app(backend: FakeEngine | None = None, **kwargs: object) -> LogitlabApp:
@@ -42,12 +47,23 @@ def main_screen(app: LogitlabApp) -> MainScreen:
 
 
 async def until(pilot: Pilot[None], condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait for `condition`; fail after `timeout` seconds times LOGITLAB_TEST_TIMEOUT_SCALE."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + timeout * TIMEOUT_SCALE
     while not condition():
         if loop.time() > deadline:
             raise AssertionError("condition not reached in time")
         await pilot.pause(0.02)
+
+
+async def drained(pilot: Pilot[None], *targets: MessagePump) -> None:
+    """Every message already posted to each target, then to the app, has been handled,
+    and the screen refreshed after: a callback queued behind them has run. What a test
+    asserts did *not* happen would have happened by then."""
+    for target in (*targets, pilot.app):
+        ran: list[bool] = []
+        target.call_later(target.call_after_refresh, ran.append, True)
+        await until(pilot, lambda ran=ran: bool(ran))  # type: ignore[misc]
 
 
 async def ready(pilot: Pilot[None]) -> MainScreen:

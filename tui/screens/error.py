@@ -52,11 +52,19 @@ class ErrorScreen(ScreenGuard, ModalScreen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#ok", Button).focus()
+        self._show_more()  # errors that came before the dialog was up
 
     def add(self, report: ErrorReport) -> None:
         """Another error while this one is shown: the first stays, the count grows."""
         self.reports.append(report)
+        if self.is_mounted:  # a burst can bring the next error before the dialog mounts
+            self._show_more()
+
+    def _show_more(self) -> None:
         more = len(self.reports) - 1
+        if not more:
+            return
+        report = self.reports[-1]
         self.query_one("#error-more", Static).update(
             f"…and {more} more error{'s' if more > 1 else ''} since "
             f"(latest: {report.summary}; traceback in {report.log_path or 'no file'})."
