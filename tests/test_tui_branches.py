@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from tests.fake_engine import FakeEngine
@@ -78,8 +80,23 @@ async def test_branch_twice_open_switch_and_delete(backend: FakeEngine) -> None:
         assert tree.parent(1) == (0, 2)  # branch 3 re-attached where it leaves the root
 
 
+class HoldTheThird(FakeEngine):
+    """The third fan-out branch (the reply's third seed) waits at step 3 until stopped,
+    so Esc is sure to stop it midway."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = threading.Event()
+
+    def maybe_pause(self, index: int, cancel: threading.Event) -> None:
+        super().maybe_pause(index, cancel)
+        if index == 3 and self.started and len(self.started[-1].seeds) == 3:
+            self.holding.set()
+            cancel.wait(60)
+
+
 async def test_fan_out_three_and_stop_one_midway() -> None:
-    backend = FakeEngine(step_delay=0.02)
+    backend = HoldTheThird()
     app = fake_app(backend)
     try:
         async with app.run_test(size=SIZE) as pilot:
@@ -93,7 +110,7 @@ async def test_fan_out_three_and_stop_one_midway() -> None:
             await pilot.press("enter")  # the default, 3
             await until(pilot, lambda: len(reply.alternatives) == 2, timeout=10)
             await until(pilot, lambda: "fan out 3/3" in str(screen.query_one(StatusBar).state))
-            await pilot.pause(0.05)
+            await until(pilot, backend.holding.is_set)
             await pilot.press("escape")  # stops the third midway: kept, cancelled
             await until(pilot, lambda: screen.gen_run is not None and not screen.gen_run.active)
             await until(pilot, lambda: "fanned out" in str(screen.query_one(StatusBar).state))

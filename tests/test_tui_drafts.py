@@ -107,7 +107,7 @@ async def test_a_draft_survives_a_crash_and_comes_back(recorder: StoreRecorder) 
             screen = await replied(pilot, "hello")
             screen.query_one(PromptInput).insert("the thought I was typing")
             app.inject_fault("fatal")
-            await pilot.pause(1.0)
+            await until(pilot, lambda: app.crash is not None)
     assert app.return_code == 1
     [summary] = stored(recorder).list()
     session = stored(recorder).get(summary.id)

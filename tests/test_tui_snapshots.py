@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 from tests.fake_engine import FakeEngine
-from tests.tui_helpers import fake_app, main_screen, ready, send, until
+from tests.tui_helpers import drained, fake_app, main_screen, ready, send, until
+from tui.screens.branches import BranchesScreen
 from tui.screens.loading import LoadingScreen
 from tui.widgets.chat_pane import ChatPane
 from tui.widgets.step_view import StepView
@@ -74,11 +76,19 @@ def test_loading_screen_converting(snap_compare) -> None:
         await until(
             pilot, lambda: "converting" in str(pilot.app.screen.query_one("#loading-stage").content)
         )  # type: ignore[attr-defined]
-        await pilot.pause(0.1)
-        threading.Timer(1.0, backend.close).start()  # the load ends soon after the screenshot
 
+    app = still(backend)
+    shoot = app.export_screenshot
+
+    def shoot_then_load(*args: Any, **kwargs: Any) -> str:
+        try:
+            return shoot(*args, **kwargs)
+        finally:
+            backend.close()  # the load ends once the screenshot is taken, never before
+
+    app.export_screenshot = shoot_then_load  # type: ignore[method-assign]
     try:
-        assert snap_compare(still(backend), terminal_size=(80, 24), run_before=before)
+        assert snap_compare(app, terminal_size=(80, 24), run_before=before)
     finally:
         backend.close()
 
@@ -106,7 +116,12 @@ def test_branches_view_at_80x24(snap_compare) -> None:
         await pilot.press("3", "c")
         await until(pilot, lambda: not screen.replying and screen.proposal is None)
         await pilot.press("f5")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: isinstance(pilot.app.screen, BranchesScreen))
+        branches = pilot.app.screen
+        assert isinstance(branches, BranchesScreen)
+        table = branches.query_one(DataTable)
+        await until(pilot, lambda: table.row_count == len(branches.reply_tree.branches) > 1)
+        await drained(pilot, branches)  # the highlighted row's detail is shown
 
     try:
         assert snap_compare(still(backend), terminal_size=(80, 24), run_before=before)

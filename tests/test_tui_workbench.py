@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import pytest
+from textual.command import CommandPalette
 
 from tests.fake_engine import DEFAULT_REPLY, FakeEngine
-from tests.tui_helpers import SIZE, fake_app, finished, ready, replied, send, until
+from tests.tui_helpers import (
+    SIZE,
+    fake_app,
+    finished,
+    palette_entries,
+    ready,
+    replied,
+    send,
+    until,
+)
 from tui.conversation import tree_of
 from tui.screens.loading import LoadingScreen
 from tui.widgets.chat_pane import ChatPane
@@ -196,9 +206,9 @@ async def test_palette_runs_a_command(backend: FakeEngine) -> None:
     async with app.run_test(size=SIZE) as pilot:
         screen = await ready(pilot)
         await pilot.press("ctrl+p")
-        await pilot.pause(0.1)
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette))
         await pilot.press(*"step-through")
-        await pilot.pause(0.3)
+        await until(pilot, lambda: "step-through" in "".join(palette_entries(app)).lower())
         await pilot.press("enter")
         await until(pilot, lambda: screen.step_mode)
 
