@@ -31,6 +31,9 @@ Layout (every key optional)::
     seed = 1234
     top_logprobs = 10
 
+    [keymap]                       # binding id = keys (F1 lists the ids' keys)
+    "gen.stop" = "ctrl+c"          # several keys: "f9,ctrl+s"
+
 `trust_remote_code` is deliberately not a config key: running a checkpoint's
 own code is asked for per run on the command line, never stored.
 
@@ -42,7 +45,7 @@ the file is data the app owns once the user lets it save.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -116,6 +119,32 @@ class SamplingOverrides:
 
 
 @dataclass(frozen=True)
+class Keymap:
+    """The user's key bindings: binding id -> keys (Textual's `App.set_keymap`).
+
+    The engine does not know the UI's binding ids, so the UI checks them with
+    `checked` (an unknown id is a typo the user should hear about, not a no-op);
+    `source` names the file in that error.
+    """
+
+    keys: tuple[tuple[str, str], ...] = ()
+    source: str = field(default="config", compare=False)
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(self.keys)
+
+    def checked(self, known: Collection[str]) -> dict[str, str]:
+        """The keymap, if every binding id in it is one of `known`; else `ConfigError`."""
+        for binding_id, _ in self.keys:
+            if binding_id not in known:
+                raise ConfigError(
+                    f"{self.source}: keymap.{binding_id}: unknown binding id "
+                    f"(known: {', '.join(sorted(known))})"
+                )
+        return self.as_dict()
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """Everything config.toml can say. The defaults are what a missing file means."""
 
@@ -123,6 +152,7 @@ class AppConfig:
     model: ModelDefaults = field(default_factory=ModelDefaults)
     sampling: SamplingOverrides = field(default_factory=SamplingOverrides)
     allow_special: bool = False
+    keymap: Keymap = field(default_factory=Keymap)
 
 
 def config_path() -> Path:
@@ -147,7 +177,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "config") -> AppConfi
     def fail(key: str, problem: str) -> ConfigError:
         return ConfigError(f"{source}: {key}: {problem}")
 
-    _reject_unknown(raw, ("theme", "allow_special", "model", "sampling"), "", fail)
+    _reject_unknown(raw, ("theme", "allow_special", "model", "sampling", "keymap"), "", fail)
     theme = raw.get("theme")
     if theme is not None and (not isinstance(theme, str) or not theme.strip()):
         raise fail("theme", f"must be a non-empty string, got {theme!r}")
@@ -157,7 +187,10 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "config") -> AppConfi
 
     model = _section(raw, "model", ModelDefaults, fail)
     sampling = _section(raw, "sampling", SamplingOverrides, fail)
-    return AppConfig(theme=theme, model=model, sampling=sampling, allow_special=allow_special)
+    keymap = _keymap(raw.get("keymap", {}), source, fail)
+    return AppConfig(
+        theme=theme, model=model, sampling=sampling, allow_special=allow_special, keymap=keymap
+    )
 
 
 def save_config(config: AppConfig, path: Path | None = None) -> None:
@@ -187,6 +220,8 @@ def config_to_dict(config: AppConfig) -> dict[str, Any]:
         }
         if table:
             out[name] = table
+    if config.keymap.keys:
+        out["keymap"] = config.keymap.as_dict()
     return out
 
 
@@ -250,6 +285,22 @@ def _section(raw: Mapping[str, Any], name: str, cls: type[Any], fail: Any) -> An
         return cls(**values)
     except InvalidParameterError as exc:
         raise fail(f"{name}.{exc.field}", str(exc).split(": ", 1)[-1]) from exc
+
+
+def _keymap(table: Any, source: str, fail: Any) -> Keymap:
+    """[keymap]: each key a binding id, each value keys as Textual writes them
+    ("ctrl+s", several separated by commas). The ids are checked by the UI."""
+    if not isinstance(table, dict):
+        raise fail("keymap", f"must be a table ([keymap]), got {type(table).__name__}")
+    keys: list[tuple[str, str]] = []
+    for binding_id, value in table.items():
+        if not isinstance(value, str) or not value.strip():
+            raise fail(f"keymap.{binding_id}", f'must be keys like "ctrl+s", got {value!r}')
+        names = [k.strip() for k in value.split(",")]
+        if any(not k or any(c.isspace() for c in k) for k in names):
+            raise fail(f"keymap.{binding_id}", f"keys are separated by commas, got {value!r}")
+        keys.append((binding_id, ",".join(names)))
+    return Keymap(tuple(keys), source)
 
 
 _TYPE_WORDS = {float: "a number", int: "an integer", str: "a string"}

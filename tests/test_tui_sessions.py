@@ -82,7 +82,7 @@ async def test_autosave_commits_each_message_and_settings(
         await until(pilot, lambda: screen.session_id == summary.id)
         assert screen.query_one(StatusBar).session == f"session {summary.id[:8]}"
         # settings changes go to the session straight away
-        screen._settings_saved(screen.settings.with_changes(system_prompt="Be terse."))
+        screen.models.settings_saved(screen.settings.with_changes(system_prompt="Be terse."))
         assert stored(recorder).get(summary.id).settings.system_prompt == "Be terse."
         await send(pilot, "And Germany?")
         await until(pilot, lambda: finished(screen) and len(screen.conversation.turns) == 4)

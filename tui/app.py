@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
 from rich.console import RenderableType
 from textual.app import App
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.command import CommandPalette
 from textual.theme import Theme, ThemeProvider
 
@@ -19,6 +19,7 @@ from engine.model import ModelSpec
 from engine.sessions import Session
 from tui import theming
 from tui.commands import PROVIDERS, Palette
+from tui.keymap import APP_BINDINGS
 from tui.recorder import Recorder
 from tui.resilience import ResilientApp
 from tui.screens.help import HelpScreen
@@ -32,10 +33,7 @@ class LogitlabApp(ResilientApp):
     TITLE = "logitlab"
     CSS_PATH = [STYLES / "app.tcss", STYLES / "dialogs.tcss"]  # noqa: RUF012
     COMMANDS = App.COMMANDS | set(PROVIDERS)
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
-        Binding("f1", "help", "Help", id="app.help"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = APP_BINDINGS
 
     def __init__(
         self,
@@ -49,6 +47,7 @@ class LogitlabApp(ResilientApp):
         persist_theme: bool = True,
         themes: tuple[dict[str, Theme], list[str]] | None = None,
         notices: Sequence[str] = (),
+        keymap: Mapping[str, str] | None = None,
     ) -> None:
         self._themes, problems = themes if themes is not None else theming.load_themes()
         self._theme_problems = [*problems, *notices]
@@ -57,6 +56,8 @@ class LogitlabApp(ResilientApp):
         self.ui_settings, self.recorder = settings, recorder
         self.initial_session = session
         self._persist_theme = persist_theme
+        self.keymap = dict(keymap or {})  # binding id -> keys ([keymap]; tui/keymap.py)
+        self.set_keymap(self.keymap)
         for item in self._themes.values():
             self.register_theme(item)
         self.theme = theme or (
@@ -126,7 +127,7 @@ class LogitlabApp(ResilientApp):
         own = getattr(self.screen, "binding_sections", None)  # e.g. the session browser
         if own is not None and self.screen is not main:
             sections = [*own(), *[s for s in sections if s[0] != "app"]]
-        self.push_screen(HelpScreen(sections))
+        self.push_screen(HelpScreen(sections, self.keymap))
 
 
 def make_app(
@@ -140,11 +141,13 @@ def make_app(
     persist_theme: bool = True,
     themes: tuple[dict[str, Theme], list[str]] | None = None,
     notices: Sequence[str] = (),
+    keymap: Mapping[str, str] | None = None,
 ) -> LogitlabApp:
     """The app the CLI runs and the tests drive; `backend` defaults to the local engine.
 
     `recorder` saves the chat (None: nothing is saved); `session` is reopened at start;
-    `themes` are the already loaded (themes, problems); `notices` are shown at start.
+    `themes` are the already loaded (themes, problems); `notices` are shown at start;
+    `keymap` remaps binding ids to keys (checked: `tui.screens.bindings.checked_keymap`).
     """
     if backend is None:
         from engine.decode import engine_for
@@ -160,4 +163,5 @@ def make_app(
         persist_theme=persist_theme,
         themes=themes,
         notices=notices,
+        keymap=keymap,
     )

@@ -1,4 +1,9 @@
-"""Command palette: every action by name, one Provider per area."""
+"""Command palette: every action by name, one Provider per area.
+
+A command names an action; the key shown beside it is read from the `Binding`
+objects over the palette's screen (its own, its widgets', the app's) with the
+user's keymap applied (tui/keymap.py), so a remapped key shows here as in the footer.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+from textual.binding import Binding
 from textual.command import CommandPalette, DiscoveryHit, Hit, Hits, Provider
 from textual.content import Content
 
+from tui.keymap import key_label, keys_of
 from tui.markup import escaped, highlighted, literal
 from tui.screens.guard import ScreenGuard
 
@@ -20,7 +27,6 @@ class PaletteCommand:
     title: str
     help: str
     action: str  # a screen action; "app." prefix for the app's
-    key: str = ""
 
 
 COMMANDS: tuple[PaletteCommand, ...] = (
@@ -29,21 +35,18 @@ COMMANDS: tuple[PaletteCommand, ...] = (
         "Stop generation",
         "Stop the reply in progress; it is kept, marked cancelled",
         "stop",
-        "esc",
     ),
     PaletteCommand(
         "generation",
         "Toggle step-through mode",
         "Each token waits for you to accept or choose it",
         "toggle_step_mode",
-        "ctrl+t",
     ),
     PaletteCommand(
         "generation",
         "Accept sampled token",
         "Step mode: take the token the sampler picked",
         "accept",
-        "space",
     ),
     *(
         PaletteCommand(
@@ -51,7 +54,6 @@ COMMANDS: tuple[PaletteCommand, ...] = (
             f"Choose candidate {n}",
             f"Step mode: force candidate {n} of the list",
             f"choose({n})",
-            str(n),
         )
         for n in range(1, 10)
     ),
@@ -60,21 +62,18 @@ COMMANDS: tuple[PaletteCommand, ...] = (
         "Continue free-running",
         "Step mode: let the rest of this reply run",
         "continue_free",
-        "c",
     ),
     PaletteCommand(
         "generation",
         "Branch at selected token",
         "Cut the last reply back to the selected step and pick another token",
         "branch",
-        "b",
     ),
     PaletteCommand(
         "model",
         "Load another model…",
         "Model id/path, GGUF file, device, dtype, quantization",
         "pick_model",
-        "f3",
     ),
     PaletteCommand(
         "model", "Show model info", "The Model tab of the inspector", "show_tab('tab-model')"
@@ -84,7 +83,6 @@ COMMANDS: tuple[PaletteCommand, ...] = (
         "Settings…",
         "System prompt, sampling, candidates, special tokens",
         "settings",
-        "f2",
     ),
     PaletteCommand(
         "view",
@@ -103,14 +101,12 @@ COMMANDS: tuple[PaletteCommand, ...] = (
         "Inspector: Lens tab",
         "Layer by layer: what the model predicted for the selected step or prompt token",
         "show_tab('tab-lens')",
-        "f6",
     ),
     PaletteCommand(
         "view",
         "Tokenizer playground…",
         "Type text, see its tokens live; chat template, guard, vocabulary, nearest tokens",
         "playground",
-        "f7",
     ),
     PaletteCommand(
         "view",
@@ -123,74 +119,60 @@ COMMANDS: tuple[PaletteCommand, ...] = (
         "Toggle focus: token stream / prompt",
         "Move between typing and inspecting",
         "toggle_focus",
-        "f4",
     ),
     PaletteCommand(
-        "view", "Focus token stream", "Then ←/→ or h/l move over the tokens", "focus_tokens"
+        "view", "Focus token stream", "Then ←/→ or h/l move over the tokens", "focus('#tokens')"
     ),
-    PaletteCommand("view", "Focus prompt", "Type a message", "focus_prompt"),
-    PaletteCommand(
-        "view", "Previous token", "Move the token cursor left", "token_move(-1)", "left"
-    ),
-    PaletteCommand("view", "Next token", "Move the token cursor right", "token_move(1)", "right"),
-    PaletteCommand(
-        "view", "First token", "Move the token cursor to the start", "token_jump(0)", "home"
-    ),
-    PaletteCommand(
-        "view", "Last token", "Move the token cursor to the end", "token_jump(-1)", "end"
-    ),
+    PaletteCommand("view", "Focus prompt", "Type a message", "focus('#prompt')"),
+    PaletteCommand("view", "Previous token", "Move the token cursor left", "token_move(-1)"),
+    PaletteCommand("view", "Next token", "Move the token cursor right", "token_move(1)"),
+    PaletteCommand("view", "First token", "Move the token cursor to the start", "token_jump(0)"),
+    PaletteCommand("view", "Last token", "Move the token cursor to the end", "token_jump(-1)"),
     PaletteCommand(
         "view",
         "Next unsure step",
         "The next step with entropy ≥ 2 nats (bright in the entropy line): where it could fork",
         "next_fork(1)",
-        "e",
     ),
     PaletteCommand(
         "view",
         "Previous unsure step",
         "The previous step with entropy ≥ 2 nats",
         "next_fork(-1)",
-        "E",
     ),
     PaletteCommand(
         "view",
         "Look up any token at this step…",
         "Type an id, 'piece' or text: its raw and processed p and rank at the selected step",
         "lookup_token",
-        "/",
     ),
     PaletteCommand(
         "view",
         "Prompt tab: colour by surprisal",
         "How likely the model found each prompt token in context (one forward, on demand)",
         "toggle_surprisal",
-        "s",
     ),
     PaletteCommand(
-        "copy", "Copy last reply", "To the clipboard (terminals with OSC 52)", "copy_reply", "f8"
+        "copy", "Copy last reply", "To the clipboard (terminals with OSC 52)", "copy_reply"
     ),
-    PaletteCommand("copy", "Copy selected token", "The selected token's text", "copy_token", "y"),
+    PaletteCommand("copy", "Copy selected token", "The selected token's text", "copy_token"),
     PaletteCommand(
         "session",
         "Browse sessions…",
         "Saved sessions: search, open, rename, delete",
         "browse_sessions",
-        "ctrl+o",
     ),
     PaletteCommand(
         "session",
         "New session",
         "Clear the chat; the model and settings are kept",
         "new_session",
-        "ctrl+n",
     ),
     PaletteCommand(
         "session",
         "Export session…",
         "Write this session as JSON, TOML or Markdown",
         "export_session",
-        "ctrl+e",
     ),
     PaletteCommand(
         "session",
@@ -198,8 +180,8 @@ COMMANDS: tuple[PaletteCommand, ...] = (
         "Add a session from a JSON or TOML export and open it",
         "import_session",
     ),
-    PaletteCommand("app", "Help: keys", "Every key binding", "app.help", "f1"),
-    PaletteCommand("app", "Quit", "Leave logitlab", "app.quit", "ctrl+q"),
+    PaletteCommand("app", "Help: keys", "Every key binding", "app.help"),
+    PaletteCommand("app", "Quit", "Leave logitlab", "app.quit"),
 )
 
 # the reply tree (the Branches view and the token stream's branch keys)
@@ -209,40 +191,31 @@ BRANCH_COMMANDS: tuple[PaletteCommand, ...] = (
         "Branches view",
         "The reply's tree: every branch with its numbers",
         "branches",
-        "f5",
     ),
     PaletteCommand(
         "branch",
         "Fan out from here…",
         "Sample K continuations from the selected token, a seed each, as branches",
         "fan_out",
-        "f",
     ),
-    PaletteCommand(
-        "branch", "Previous reply", "Show an earlier reply's tokens", "reply_move(-1)", "p"
-    ),
-    PaletteCommand("branch", "Next reply", "Show a later reply's tokens", "reply_move(1)", "n"),
+    PaletteCommand("branch", "Previous reply", "Show an earlier reply's tokens", "reply_move(-1)"),
+    PaletteCommand("branch", "Next reply", "Show a later reply's tokens", "reply_move(1)"),
 )
 
 COMMANDS = (*COMMANDS, *BRANCH_COMMANDS)
 
 # the Branches view's own actions
 BRANCHES_VIEW_COMMANDS: tuple[PaletteCommand, ...] = (
-    PaletteCommand(
-        "branches", "Branches: open branch", "Show the selected branch", "open", "enter"
-    ),
-    PaletteCommand(
-        "branches", "Branches: previous sibling", "Same branch point", "sibling(-1)", "["
-    ),
-    PaletteCommand("branches", "Branches: next sibling", "Same branch point", "sibling(1)", "]"),
+    PaletteCommand("branches", "Branches: open branch", "Show the selected branch", "open"),
+    PaletteCommand("branches", "Branches: previous sibling", "Same branch point", "sibling(-1)"),
+    PaletteCommand("branches", "Branches: next sibling", "Same branch point", "sibling(1)"),
     PaletteCommand(
         "branches",
         "Branches: delete branch",
         "Delete the selected branch (asks first)",
         "delete",
-        "d",
     ),
-    PaletteCommand("branches", "Close Branches view", "Back to the workbench", "close", "esc"),
+    PaletteCommand("branches", "Close Branches view", "Back to the workbench", "close"),
 )
 
 # the tokenizer playground's own actions
@@ -252,41 +225,34 @@ PLAYGROUND_COMMANDS: tuple[PaletteCommand, ...] = (
         "Playground: plain text / chat template",
         "Tokenize the text as typed, or as a user message through the chat template",
         "toggle_chat",
-        "ctrl+r",
     ),
     PaletteCommand(
         "playground",
         "Playground: toggle special-token guard",
         "Special-token text as plain text (guard on) or as control tokens",
         "toggle_guard",
-        "ctrl+g",
     ),
-    PaletteCommand(
-        "playground", "Playground: search vocabulary", "By id, piece or text", "search", "ctrl+f"
-    ),
-    PaletteCommand("playground", "Playground: edit text", "Back to the text", "focus_text", "f4"),
-    PaletteCommand("playground", "Close playground", "Back to the workbench", "close", "esc"),
+    PaletteCommand("playground", "Playground: search vocabulary", "By id, piece or text", "search"),
+    PaletteCommand("playground", "Playground: edit text", "Back to the text", "focus_text"),
+    PaletteCommand("playground", "Close playground", "Back to the workbench", "close"),
 )
 
 # the session browser's own actions (its screen runs them, not the workbench)
 BROWSER_COMMANDS: tuple[PaletteCommand, ...] = (
+    PaletteCommand("browser", "Open session", "Session browser: open the selected session", "open"),
     PaletteCommand(
-        "browser", "Open session", "Session browser: open the selected session", "open", "enter"
-    ),
-    PaletteCommand(
-        "browser", "Rename session", "Session browser: retitle the selected session", "rename", "r"
+        "browser", "Rename session", "Session browser: retitle the selected session", "rename"
     ),
     PaletteCommand(
         "browser",
         "Delete session",
         "Session browser: delete the selected session (asks first)",
         "delete",
-        "d",
     ),
     PaletteCommand(
-        "browser", "Search sessions", "Session browser: titles and message text", "search", "/"
+        "browser", "Search sessions", "Session browser: titles and message text", "search"
     ),
-    PaletteCommand("browser", "Close session browser", "Back to the workbench", "close", "esc"),
+    PaletteCommand("browser", "Close session browser", "Back to the workbench", "close"),
 )
 
 
@@ -309,22 +275,38 @@ class AreaCommands(Provider):
     def _runner(self, action: str) -> Callable[[], object]:
         return partial(self.app.run_action, action, self.screen)
 
-    def _title(self, command: PaletteCommand) -> str:
-        return f"{command.title}  [{command.key}]" if command.key else command.title
+    def _title(self, command: PaletteCommand, keys: dict[str, str]) -> str:
+        key = keys.get(command.action.removeprefix("app."))
+        return f"{command.title}  [{key_label(key)}]" if key else command.title
+
+    def _keys(self) -> dict[str, str]:
+        """Action -> the keys bound to it over the palette's screen (first binding wins:
+        the screen's own, then its widgets', then the app's), the keymap applied."""
+        keymap: dict[str, str] = getattr(self.app, "keymap", {})
+        nodes = [self.screen, *self.screen.walk_children(), self.app]
+        keys: dict[str, str] = {}
+        for node in nodes:
+            for binding in type(node).BINDINGS:
+                if isinstance(binding, Binding) and binding.id:
+                    action = binding.action.removeprefix("screen.").removeprefix("app.")
+                    keys.setdefault(action, keys_of(binding, keymap))
+        return keys
 
     # titles and help are built as Content / escaped: "Search sessions  [/]" is a
     # closing tag to the palette's markup parser, and it ended the app (issue 17)
     async def discover(self) -> Hits:
+        keys = self._keys()
         for command in self._commands():
-            title = self._title(command)
+            title = self._title(command, keys)
             yield DiscoveryHit(
                 literal(title), self._runner(command.action), text=title, help=escaped(command.help)
             )
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
+        keys = self._keys()
         for command in self._commands():
-            title = self._title(command)
+            title = self._title(command, keys)
             score = matcher.match(title)
             if score > 0:
                 shown: Content = highlighted(matcher, title)

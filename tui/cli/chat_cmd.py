@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from tui import theming
     from tui.app import make_app
     from tui.crash import crash_line
+    from tui.screens.bindings import checked_keymap
     from tui.settings import UISettings
     from tui.store_recorder import StoreRecorder
 
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     settings = UISettings(
         overrides=config.sampling.as_overrides(), allow_special=config.allow_special
     )
+    keymap = checked_keymap(config.keymap)  # an unknown binding id: one line, before the TUI
     recorder = StoreRecorder.open_default()
     try:
         session = None
@@ -62,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
             theme=theme,
             themes=(themes, problems),
             notices=warnings,
+            keymap=keymap,
         )
         app.run()
         if app.crash is not None:  # one line; the traceback is in the crash log

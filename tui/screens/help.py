@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 from rich.text import Text
@@ -11,6 +12,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
+from tui.keymap import keys_of
 from tui.markup import cell
 from tui.screens.guard import ScreenGuard
 
@@ -22,13 +24,15 @@ EXTRA_KEYS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def binding_rows(area: str, bindings: list[BindingType]) -> list[tuple[str, str, str]]:
+def binding_rows(
+    area: str, bindings: list[BindingType], keymap: Mapping[str, str] | None = None
+) -> list[tuple[str, str, str]]:
+    """One row per `Binding`, with the keys it answers to now (the user's keymap applied)."""
     rows = []
     for binding in bindings:
         if isinstance(binding, Binding):
-            rows.append(
-                (area, binding.key.replace(",", " / "), binding.description or binding.action)
-            )
+            keys = keys_of(binding, keymap or {}).replace(",", " / ")
+            rows.append((area, keys, binding.description or binding.action))
     return rows
 
 
@@ -37,9 +41,13 @@ class HelpScreen(ScreenGuard, ModalScreen[None]):
         Binding("escape,f1,q", "dismiss", "Close", id="help.close"),
     ]
 
-    def __init__(self, sections: list[tuple[str, list[BindingType]]]) -> None:
+    def __init__(
+        self,
+        sections: list[tuple[str, list[BindingType]]],
+        keymap: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__()
-        self.sections = sections
+        self.sections, self.keymap = sections, keymap or {}
 
     def compose(self) -> ComposeResult:
         with Vertical(id="help-box", classes="dialog"):
@@ -49,7 +57,7 @@ class HelpScreen(ScreenGuard, ModalScreen[None]):
             table: DataTable[Text] = DataTable(id="help-table", cursor_type="row")
             table.add_columns("where", "key", "does")
             for area, bindings in self.sections:
-                for row in binding_rows(area, bindings):
+                for row in binding_rows(area, bindings, self.keymap):
                     table.add_row(*map(cell, row))
             for row in EXTRA_KEYS:
                 table.add_row(*map(cell, row))

@@ -5,7 +5,7 @@ the work is its collaborators' (replies, branches, sessions, lens, probes)."""
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -33,13 +33,13 @@ from tui.screens.probe_actions import ProbeActions
 from tui.screens.reply_actions import ReplyActions
 from tui.screens.session_actions import SessionActions
 from tui.screens.views import STREAM_TITLE, copy_text
-from tui.screens.workbench_keys import WORKBENCH_BINDINGS
+from tui.screens.workbench_keys import WORKBENCH_BINDINGS, workbench_sections
 from tui.settings import UISettings
 from tui.widgets.chat_pane import ChatPane
 from tui.widgets.entropy_line import EntropyLine
 from tui.widgets.inspector import Inspector
 from tui.widgets.prompt_input import PromptInput
-from tui.widgets.prompt_tokens import PROMPT_SURPRISAL, PromptTokens
+from tui.widgets.prompt_tokens import PromptTokens
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.step_view import StepView
 from tui.widgets.token_lookup import TokenLookupInput
@@ -59,6 +59,7 @@ class MainScreen(CrashGuard, Screen[None]):
     gen_run: Shared[GenerationRun | None] = Shared()
     proposal: Shared[Proposal | None] = Shared()
     step_mode: Shared[bool] = Shared()
+    replying: Shared[bool] = Shared()
 
     def __init__(
         self,
@@ -104,21 +105,11 @@ class MainScreen(CrashGuard, Screen[None]):
         self.query_one(ChatPane).border_title = "chat"
         self.query_one(TokenStream).border_title = STREAM_TITLE
         self.query_one(PromptInput).focus()
-        recorder = self.workbench.recorder
-        recorder.attach(self.post_message)
-        for note, severity in recorder.notes():
-            self.notify(note, severity=severity, timeout=12, markup=False)  # type: ignore[arg-type]
-        self.sessions.set_session(None)
-        if self.initial_session is not None:
-            await self.sessions.restore(self.initial_session)
+        await self.sessions.start(self.initial_session)
         self.load_model(self.workbench.spec)
 
     def on_unmount(self) -> None:
         self.workbench.stop()  # quitting mid-reply: the worker thread ends at its next step
-
-    @property
-    def replying(self) -> bool:
-        return self.workbench.replying
 
     @property
     def session_id(self) -> str | None:
@@ -145,8 +136,7 @@ class MainScreen(CrashGuard, Screen[None]):
         await self.replies.send(event.text)
 
     def on_context_counted(self, event: msg.ContextCounted) -> None:
-        if not self.replying:
-            self.query_one(StatusBar).context_used = event.tokens
+        self.replies.context_counted(event)
 
     def on_prompt_rendered(self, event: msg.PromptRendered) -> None:
         self.query_one(PromptTokens).show(event.view)
@@ -245,8 +235,7 @@ class MainScreen(CrashGuard, Screen[None]):
         self.notify(event.error, title="Not saved", severity="error", timeout=8, markup=False)
 
     def on_session_action_failed(self, event: msg.SessionActionFailed) -> None:
-        title = f"Could not {event.what}"
-        self.notify(event.error, title=title, severity="error", timeout=10, markup=False)
+        self.sessions.action_failed(event)
 
     async def on_session_loaded(self, event: msg.SessionLoaded) -> None:
         await self.sessions.loaded(event)
@@ -292,9 +281,6 @@ class MainScreen(CrashGuard, Screen[None]):
     def action_settings(self) -> None:
         self.models.open_settings()
 
-    def _settings_saved(self, settings: UISettings | None) -> None:
-        self.models.settings_saved(settings)
-
     def action_pick_model(self) -> None:
         self.models.pick(self._model_ready)
 
@@ -304,12 +290,6 @@ class MainScreen(CrashGuard, Screen[None]):
     def action_toggle_focus(self) -> None:
         stream, prompt = self.query_one(TokenStream), self.query_one(PromptInput)
         (prompt if stream.has_focus else stream).focus()
-
-    def action_focus_tokens(self) -> None:
-        self.query_one(TokenStream).focus()
-
-    def action_focus_prompt(self) -> None:
-        self.query_one(PromptInput).focus()
 
     def action_token_move(self, delta: int) -> None:
         self.query_one(TokenStream).action_move(delta)
@@ -331,13 +311,8 @@ class MainScreen(CrashGuard, Screen[None]):
         step = self.query_one(TokenStream).selected
         copy_text(self, (step.text or step.piece) if step else "", "token")
 
-    def binding_sections(self) -> list[tuple[str, list[Any]]]:
-        return [
-            ("app", list(self.app.BINDINGS)),
-            ("workbench", list(self.BINDINGS)),
-            ("token stream", list(TokenStream.BINDINGS)),
-            ("prompt tab", [PROMPT_SURPRISAL]),
-        ]
+    def binding_sections(self) -> list[tuple[str, list[BindingType]]]:
+        return workbench_sections(self.app.BINDINGS)
 
     # actions a collaborator runs whole (the palette and keys name them on the screen)
     def action_branch(self) -> None:

@@ -15,6 +15,7 @@ from textual.screen import Screen
 
 from engine.records import decode_rate
 from tui.messages import (
+    ContextCounted,
     GenerationFailed,
     GenerationFinished,
     GenerationStarted,
@@ -72,6 +73,10 @@ class ReplyActions:
         status.state = "prefilling"
         wb.start(wb.new_run(messages, resolved[0]))
         screen.refresh_bindings()
+
+    def context_counted(self, event: ContextCounted) -> None:
+        if not self.workbench.replying:
+            self.screen.query_one(StatusBar).context_used = event.tokens
 
     def started(self, event: GenerationStarted) -> None:
         self.prompt_tokens, self._prefill_ms = event.prompt_tokens, event.prefill_ms

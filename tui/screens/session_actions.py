@@ -55,6 +55,16 @@ class SessionActions:
             return True
         return False
 
+    async def start(self, session: Session | None) -> None:
+        """At start: saves are reported to the screen, the recorder's notes shown, and
+        `session` (`--session ID`) reopened."""
+        self.recorder.attach(self.screen.post_message)
+        for note, severity in self.recorder.notes():
+            self.screen.notify(note, severity=severity, timeout=12, markup=False)  # type: ignore[arg-type]
+        self.set_session(None)
+        if session is not None:
+            await self.restore(session)
+
     # --- showing a session ------------------------------------------------------------
 
     async def restore(self, session: Session) -> None:
@@ -122,6 +132,10 @@ class SessionActions:
             status.session = "not saving" if self.recorder.problem else ""
         else:
             status.session = f"session {session_id[:8]}" if session_id else "new session"
+
+    def action_failed(self, event: SessionActionFailed) -> None:
+        title = f"Could not {event.what}"
+        self.screen.notify(event.error, title=title, severity="error", timeout=10, markup=False)
 
     def saved(self, event: SessionSaved) -> None:
         if self.session_id != event.session_id:

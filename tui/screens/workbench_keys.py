@@ -3,7 +3,12 @@ can remap (tui/keymap.py), and the footer, palette and help read them from here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from textual.binding import Binding, BindingType
+
+from tui.widgets.prompt_tokens import PROMPT_SURPRISAL
+from tui.widgets.token_stream import TokenStream
 
 STEP_KEYS = [
     Binding(str(n), f"choose({n})", f"Candidate {n}", show=False, id=f"step.choose{n}")
@@ -28,3 +33,13 @@ WORKBENCH_BINDINGS: list[BindingType] = [
     # priority: the prompt (a TextArea) has its own ctrl+e (end of line; End does it too)
     Binding("ctrl+e", "export_session", "Export", show=False, priority=True, id="session.export"),
 ]
+
+
+def workbench_sections(app_bindings: Sequence[BindingType]) -> list[tuple[str, list[BindingType]]]:
+    """The help screen's sections over the workbench: where each binding works."""
+    return [
+        ("app", list(app_bindings)),
+        ("workbench", list(WORKBENCH_BINDINGS)),
+        ("token stream", list(TokenStream.BINDINGS)),
+        ("prompt tab", [PROMPT_SURPRISAL]),
+    ]
