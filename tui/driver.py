@@ -15,11 +15,11 @@ from collections.abc import Callable, Sequence
 
 from textual.message import Message
 
-from engine.decode import Engine
-from engine.decode.driver import (
+from engine.decode import (
     BranchFinished,
     BranchProgressed,
     DriverEvent,
+    Engine,
     FanOutFinished,
     PromptRendered,
     ProposalMade,

@@ -1,7 +1,8 @@
 """The decode protocol and its implementations: our own loop over transformers
 (`Decoder`: KV cache, sampling, text stream) behind `LocalEngine` / `LocalReply`,
 and GGUF files on llama.cpp (`LlamaEngine`, the same loop over llama.cpp's logits).
-`engine_for(spec)` picks the backend ``--backend`` asks for.
+`engine_for(spec)` picks the backend ``--backend`` asks for. `ReplyDriver` drives a
+reply for a front end: step mode, branch resume, fan-out, one route for failures.
 
 Torch-free to import: the protocol types are plain; `Decoder`, `LocalEngine` and
 the sampling functions import torch on first use. `RemoteEngine` (an
@@ -10,6 +11,19 @@ OpenAI-compatible server, `--engine URL`) is lazy too: it needs httpx, never tor
 
 from typing import TYPE_CHECKING
 
+from engine.decode.driver import (
+    BranchFinished,
+    BranchProgressed,
+    DriverEvent,
+    FanOutFinished,
+    PromptRendered,
+    ProposalMade,
+    ReplyDriver,
+    ReplyFailed,
+    ReplyFinished,
+    ReplyStarted,
+    StepDecoded,
+)
 from engine.decode.protocol import (
     Engine,
     ModelInternals,
@@ -67,23 +81,34 @@ __getattr__ = lazy_exports(
 __all__ = [
     "BackendEngine",
     "Branch",
+    "BranchFinished",
     "BranchPoint",
+    "BranchProgressed",
     "BranchStats",
     "Capabilities",
     "Decoder",
+    "DriverEvent",
     "Engine",
+    "FanOutFinished",
     "LlamaEngine",
     "LocalEngine",
     "LocalReply",
     "ModelInternals",
     "ProgressFn",
+    "PromptRendered",
     "PromptScoring",
     "PromptView",
+    "ProposalMade",
     "RemoteEngine",
     "RemoteReply",
     "Reply",
+    "ReplyDriver",
+    "ReplyFailed",
+    "ReplyFinished",
     "ReplyResult",
+    "ReplyStarted",
     "ReplyTree",
+    "StepDecoded",
     "TextStream",
     "TokenLookup",
     "TokenTable",
