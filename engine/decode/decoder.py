@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import torch
 
+from engine.decode.rules import finish_reason_after, reply_summary
 from engine.decode.sampling import (
     Stages,
     StepStats,
@@ -50,7 +51,6 @@ from engine.records import (
     GenerationSummary,
     Proposal,
     Step,
-    decode_rate,
 )
 
 
@@ -336,24 +336,14 @@ class Decoder:
         return self._prefill_seconds
 
     def summary(self) -> GenerationSummary:
-        """Throughput and usage of the finished generation.
-
-        Time to first token = prefill + the first step. Tokens per second counts
-        the tokens after the first over the time after it (decode speed, the
-        prefill reported separately), or 1 / TTFT for a one-token answer.
-        """
-        if self.finish_reason is None:
-            raise GenerationError("the generation has not finished")
-        step_ms = [s.elapsed_ms for s in self.steps]
-        prefill_ms = self._prefill_seconds * 1000.0
-        return GenerationSummary(
-            finish_reason=self.finish_reason,
+        """Throughput and usage of the finished generation (`reply_summary`: the one
+        rule every engine reports by)."""
+        return reply_summary(
+            self.finish_reason,
             text=self.text,
             prompt_tokens=len(self.prompt_ids),
-            completion_tokens=len(self.generated_ids),
-            tokens_per_second=decode_rate(step_ms, prefill_ms),
-            time_to_first_token_ms=prefill_ms + (step_ms[0] if step_ms else 0.0),
-            token_ids=tuple(self.generated_ids),
+            steps=self.steps,
+            prefill_ms=self._prefill_seconds * 1000.0,
         )
 
     # --- internals -------------------------------------------------------------------
@@ -429,13 +419,13 @@ class Decoder:
         self._draw_cache = None
 
     def _finish_reason_after(self, token: int) -> FinishReason | None:
-        if token in self._eos or self._stream.stopped is not None:
-            return "stop"
-        if len(self.generated_ids) >= self.params.max_new_tokens:
-            return "length"
-        if len(self.prompt_ids) + len(self.generated_ids) >= self._context:
-            return "context"
-        return None
+        return finish_reason_after(
+            stopped=token in self._eos or self._stream.stopped is not None,
+            generated=len(self.generated_ids),
+            prompt_tokens=len(self.prompt_ids),
+            max_new_tokens=self.params.max_new_tokens,
+            context_window=self._context,
+        )
 
     def _next_logits(self) -> torch.Tensor:
         if self._logits is None:

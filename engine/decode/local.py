@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from engine.decode.rules import remaining_tokens, reply_summary, rewind_prefix
 from engine.decode.textstream import TokenTable
 from engine.errors import GenerationError, ModelLoadError
 from engine.model import heap
@@ -276,7 +277,7 @@ class LocalReply:
 
         params = self._params
         if self._prefix:  # the length limit counts the whole reply, prefix included
-            remaining = max(1, params.max_new_tokens - len(self._prefix))
+            remaining = remaining_tokens(params.max_new_tokens, len(self._prefix))
             params = params.with_changes(max_new_tokens=remaining)
         runner = self._runner_factory() if self._runner_factory is not None else None
         return Decoder(self._loaded, params, cancel=self._cancel, runner=runner)
@@ -307,14 +308,11 @@ class LocalReply:
         self._thread.call(self._decoder.reseed, seed)
 
     def _rewind(self, n: int) -> None:
-        generated = list(self._decoder.generated_ids)
-        if n <= len(generated):
+        prefix = rewind_prefix(self._prefix, self._decoder.generated_ids, n)
+        if prefix is None:
             self._decoder.rewind(n)
             return
-        keep = len(self._prefix) + len(generated) - n
-        if keep < 0:
-            raise GenerationError(f"cannot rewind {n} tokens: the reply has fewer")
-        self._prefix = [*self._prefix, *generated][:keep]
+        self._prefix = prefix
         self._cancel.clear()
         self._decoder = self._new_decoder()
         self.prefill()
@@ -331,12 +329,12 @@ class LocalReply:
         return self._decoder.finish_reason
 
     def summary(self) -> GenerationSummary:
-        summary = self._decoder.summary()
-        if not self._prefix:
-            return summary
-        return replace(
-            summary,
+        decoder = self._decoder
+        return reply_summary(
+            decoder.finish_reason,
+            text=decoder.text,
             prompt_tokens=len(self._prompt_ids),
-            completion_tokens=len(self._prefix) + summary.completion_tokens,
-            token_ids=(*self._prefix, *summary.token_ids),
+            steps=decoder.steps,
+            prefill_ms=decoder.prefill_seconds * 1000.0,
+            prefix=self._prefix,
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from engine.decode.rules import StopScan
 from engine.tokens.views import is_special, piece_to_bytes, token_piece
 
 REPLACEMENT = "\ufffd"
@@ -25,21 +26,18 @@ class TextStream:
     """Text deltas for a growing id list; deltas concatenate to the full decode.
 
     ``"".join(deltas) == tokenizer.decode(ids, skip_special_tokens=True)``, minus
-    a matched stop string and anything after it. Call `finish` once when the
-    generation ends to flush text still held back.
+    a matched stop string and anything after it (the cut is `StopScan`'s, the
+    one every engine shares). Call `finish` once when the generation ends to
+    flush text still held back.
     """
 
     def __init__(self, tokenizer: Any, stop: tuple[str, ...] = ()) -> None:
         self._tokenizer = tokenizer
-        self._stop = stop
-        self._max_stop = max((len(s) for s in stop), default=0)
         self._ids: list[int] = []
         self._prefix_offset = 0
         self._read_offset = 0
         self._prefix_text = ""  # decode(ids[prefix_offset:read_offset])
-        self._complete = ""  # all complete text decoded so far
-        self._emitted = 0  # how much of _complete has been handed out
-        self.stopped: str | None = None  # the stop string that matched
+        self._stops = StopScan(stop)  # the complete text goes through the stop rule
 
     @classmethod
     def replay(cls, tokenizer: Any, stop: tuple[str, ...], ids: Iterable[int]) -> TextStream:
@@ -52,7 +50,12 @@ class TextStream:
     @property
     def text(self) -> str:
         """The text emitted so far."""
-        return self._complete[: self._emitted]
+        return self._stops.text
+
+    @property
+    def stopped(self) -> str | None:
+        """The stop string that matched (None: none yet)."""
+        return self._stops.stopped
 
     def push(self, token_id: int) -> str:
         """Add one token; return the text it makes safe to show (may be "")."""
@@ -60,20 +63,24 @@ class TextStream:
         if self.stopped is not None:
             return ""
         window = self._decode(self._ids[self._prefix_offset :])
+        complete = ""
         if len(window) > len(self._prefix_text) and not window.endswith(REPLACEMENT):
-            self._complete += window[len(self._prefix_text) :]
+            complete = window[len(self._prefix_text) :]
             self._prefix_offset, self._read_offset = self._read_offset, len(self._ids)
             self._prefix_text = self._decode(self._ids[self._prefix_offset : self._read_offset])
-        return self._release(final=False)
+        return self._stops.push(complete)
 
     def finish(self) -> str:
         """Flush everything still pending (an incomplete character decodes as U+FFFD)."""
-        if self.stopped is None and self._read_offset < len(self._ids):
+        if self.stopped is not None:
+            return ""
+        complete = ""
+        if self._read_offset < len(self._ids):
             window = self._decode(self._ids[self._prefix_offset :])
-            self._complete += window[len(self._prefix_text) :]
+            complete = window[len(self._prefix_text) :]
             self._prefix_offset = self._read_offset = len(self._ids)
             self._prefix_text = ""
-        return self._release(final=True)
+        return self._stops.push(complete) + self._stops.finish()
 
     def peek(self, token_id: int) -> str:
         """What `token_id` would add if pushed next (best-effort, ignores stop strings)."""
@@ -82,45 +89,6 @@ class TextStream:
 
     def _decode(self, ids: list[int]) -> str:
         return str(self._tokenizer.decode(ids, skip_special_tokens=True))
-
-    def _release(self, *, final: bool) -> str:
-        """Hand out complete text, stopping at a stop string and holding a partial one."""
-        if self.stopped is not None:
-            return ""
-        start = self._emitted
-        end = len(self._complete)
-        if self._stop:
-            match = _first_match(self._complete, self._stop, start)
-            if match is not None:
-                index, stop = match
-                self.stopped = stop
-                self._complete = self._complete[:index]
-                self._emitted = index
-                return self._complete[start:index]
-            if not final:
-                end -= _partial_stop_suffix(self._complete, self._stop, start, self._max_stop)
-        self._emitted = end
-        return self._complete[start:end]
-
-
-def _first_match(text: str, stops: tuple[str, ...], start: int) -> tuple[int, str] | None:
-    """The earliest stop string occurrence at or after `start`."""
-    best: tuple[int, str] | None = None
-    for stop in stops:
-        index = text.find(stop, start)
-        if index >= 0 and (best is None or index < best[0]):
-            best = (index, stop)
-    return best
-
-
-def _partial_stop_suffix(text: str, stops: tuple[str, ...], start: int, longest: int) -> int:
-    """Length of the longest tail of text[start:] that begins some stop string."""
-    limit = min(longest - 1, len(text) - start)
-    for size in range(limit, 0, -1):
-        tail = text[-size:]
-        if any(stop.startswith(tail) for stop in stops):
-            return size
-    return 0
 
 
 # --- per-token data -----------------------------------------------------------------

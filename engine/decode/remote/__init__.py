@@ -6,7 +6,8 @@ and starts `RemoteReply`s. httpx only: nothing here imports torch.
 
 from engine.decode.remote.capabilities import Capabilities, probe
 from engine.decode.remote.client import DEFAULT_TIMEOUT, HttpClient
-from engine.decode.remote.engine import RemoteEngine, RemoteReply
+from engine.decode.remote.engine import RemoteEngine
+from engine.decode.remote.reply import RemoteReply
 
 __all__ = [
     "DEFAULT_TIMEOUT",

@@ -1,0 +1,360 @@
+"""`RemoteReply`: one reply on an OpenAI-compatible server, behind the `Reply` protocol.
+
+Steps come from an open stream (chat, or completions from ids; `StreamReader`)
+or, in step mode, from one-token requests; `_pending` is the proposed next token
+(the server's pick and its candidates) until it is accepted or another is forced.
+When and why the reply stops, its summary and a kept prefix follow the rules
+every engine shares (engine/decode/rules.py).
+
+`done` and `finish_reason` only read state: every request happens in `prefill`,
+`propose` and `step`. So a streamed step is returned once the stream has said
+whether another token follows it (the end of a stream belongs to its last step).
+"""
+
+from __future__ import annotations
+
+import codecs
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from engine.decode.remote.mapping import (
+    UNKNOWN,
+    Token,
+    legacy_tokens,
+    mark_text,
+    processed_rank,
+    rank_of,
+)
+from engine.decode.remote.stream import StreamReader
+from engine.decode.rules import (
+    StopScan,
+    finish_reason_after,
+    remaining_tokens,
+    reply_summary,
+    rewind_prefix,
+)
+from engine.errors import GenerationError, LogitlabError
+from engine.params import SamplingParams
+from engine.records import FinishReason, GenerationSummary, Proposal, Step
+from engine.tokens.chat import ChatMessage
+
+if TYPE_CHECKING:
+    from engine.decode.remote.engine import RemoteEngine
+
+
+class _ReplyText:
+    """A reply's text from its tokens' bytes (specials add none), cut by the stop rule."""
+
+    def __init__(self, stops: Sequence[str], steps: Sequence[Step] = ()) -> None:
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._stops = StopScan(stops)
+        for step in steps:
+            self.push(step)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stops.stopped is not None
+
+    def push(self, step: Step) -> str:
+        return self._stops.push(self._utf8.decode(step.token_bytes) if not step.special else "")
+
+    def finish(self) -> str:
+        return self._stops.push(self._utf8.decode(b"", final=True)) + self._stops.finish()
+
+
+class RemoteReply:
+    """One reply on a remote server (see the module docstring)."""
+
+    def __init__(
+        self,
+        engine: RemoteEngine,
+        params: SamplingParams,
+        cancel: threading.Event | None,
+        *,
+        messages: Sequence[ChatMessage] | None = None,
+        prompt_ids: Sequence[int] | None = None,
+        prefix: Sequence[int] = (),
+    ) -> None:
+        self._engine, self._params = engine, params
+        self._cancel = cancel or threading.Event()
+        self._messages = list(messages) if messages is not None else None
+        self._prompt_ids = list(prompt_ids) if prompt_ids is not None else None
+        self._prefix = [int(i) for i in prefix]
+        self._steps: list[Step] = []
+        self._buffer: deque[Step] = deque()  # read from the stream, not yet committed
+        self._pending: Step | None = None
+        self._reader: StreamReader | None = None
+        self._failure: LogitlabError | None = None  # a read ahead's error, for the next step
+        self._finish: FinishReason | None = None
+        self._prefill_ms = 0.0
+        self._text = _ReplyText(params.stop)
+        self._server_prompt_tokens: int | None = None
+        self.prompt_tokens = len(self._prompt_ids) if self._prompt_ids is not None else 0
+        self.notices: list[str] = []
+
+    # --- protocol ------------------------------------------------------------------------
+
+    def prefill(self) -> float:
+        """Prompt ids where they are needed (a prefix to continue); the server prefills
+        inside the first request, so time to first token is measured to its first token."""
+        started = time.perf_counter()
+        if self._prefix or self._prompt_ids is not None:
+            self._ids_prompt()
+        elif self._engine.capabilities.tokenize_chat and self._messages is not None:
+            self._prompt_ids = self._engine.chat_ids(self._messages)
+            self.prompt_tokens = len(self._prompt_ids)
+        self._prefill_ms = (time.perf_counter() - started) * 1000.0
+        return self._prefill_ms
+
+    def propose(self) -> Proposal:
+        self._check_can_step()
+        if self._pending is None:
+            if not self._buffer and self._reader is not None:
+                self._fill()
+            self._pending = self._buffer.popleft() if self._buffer else self._one_token()
+        p = self._pending
+        return Proposal(
+            index=p.index, sampled=p.token_id, top=p.top, entropy=UNKNOWN, processed_entropy=UNKNOWN
+        )
+
+    def step(self, force: int | None = None) -> Step:
+        self._check_can_step()
+        if force is not None and self._pending is None:
+            self.propose()
+        if self._pending is not None:
+            step, self._pending = self._pending, None
+            if force is not None and force != step.token_id:
+                step = self._forced(step, force)
+                self._end_stream()  # the server went on from its own pick
+        else:
+            step = self._streamed()
+        return self._commit(step)
+
+    def rewind(self, n: int) -> None:
+        """Cut the reply (a kept prefix included) and go on from ids; like the local loop,
+        a rewind starts a branch the user asked for, so it clears a cancel."""
+        prefix = rewind_prefix(self._prefix, [s.token_id for s in self._steps], n)
+        self._engine.need_ids()
+        self._end_stream()
+        self._pending = None
+        if prefix is None:
+            self._steps = self._steps[: len(self._steps) - n]
+        else:
+            self._prefix, self._steps = prefix, []
+        self._finish, self._failure = None, None
+        self._cancel.clear()
+        self._text = _ReplyText(self._params.stop, self._steps)
+        self._ids_prompt()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self._engine.client.close_streams()
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None
+
+    @property
+    def finish_reason(self) -> FinishReason | None:
+        if self._finish is not None:
+            return self._finish
+        return "cancelled" if self._cancel.is_set() else None
+
+    def summary(self) -> GenerationSummary:
+        """The shared summary; a finished reply lets go of its stream (a cancel by event)."""
+        self._end_stream()
+        return reply_summary(
+            self.finish_reason,
+            text="".join(s.text for s in self._steps),
+            prompt_tokens=self._server_prompt_tokens or self.prompt_tokens,
+            steps=self._steps,
+            prefill_ms=self._prefill_ms,
+            prefix=self._prefix,
+        )
+
+    def note(self, line: str) -> None:
+        """A one-line notice for the user (front ends show `notices` once)."""
+        if line not in self.notices:
+            self.notices.append(line)
+
+    # --- committing ------------------------------------------------------------------------
+
+    def _check_can_step(self) -> None:
+        reason = self.finish_reason
+        if reason is not None:
+            raise GenerationError(f"the generation has finished ({reason}); rewind to continue")
+
+    def _commit(self, step: Step) -> Step:
+        """The step's text and finish reason by the shared rules; the server's own reason
+        (its length limit, an abort) where no rule of ours ends the reply."""
+        text = self._text.push(step)
+        server = step.finish_reason
+        made = len(self._prefix) + len(self._steps) + 1
+        finish = finish_reason_after(
+            stopped=server == "stop" or self._text.stopped,
+            generated=made,
+            prompt_tokens=self.prompt_tokens,
+            max_new_tokens=self._params.max_new_tokens,
+            context_window=self._engine.capabilities.context_window,
+        )
+        finish = finish or server
+        if finish is not None:
+            text += self._text.finish()
+            self._finish = finish
+            self._end_stream()
+        step = replace(step, text=text, finish_reason=finish)
+        self._steps.append(step)
+        return step
+
+    def _forced(self, proposed: Step, force: int) -> Step:
+        cand = next((c for c in proposed.top if c.token_id == force), None)
+        data = self._engine.token_bytes(force)
+        logprob = cand.logprob if cand else UNKNOWN
+        processed = cand.processed_logprob if cand else UNKNOWN
+        return Step(
+            index=proposed.index,
+            token_id=force,
+            piece=cand.piece if cand else data.decode("utf-8", errors="replace"),
+            text="",
+            forced=True,
+            logprob=logprob,
+            rank=rank_of(force, data, logprob, proposed.top) if cand else 0,
+            entropy=UNKNOWN,
+            processed_logprob=processed,
+            processed_rank=0,
+            processed_entropy=UNKNOWN,
+            top=proposed.top,
+            elapsed_ms=proposed.elapsed_ms,
+            token_bytes=data,
+        )
+
+    def _step_of(self, token: Token, elapsed_ms: float, finish: FinishReason | None) -> Step:
+        for cand, data in zip(token.top, token.top_bytes, strict=True):
+            self._engine.learn(cand.token_id, data)
+        self._engine.learn(token.token_id, token.data)
+        index = len(self._prefix) + len(self._steps) + len(self._buffer)
+        index += 1 if self._pending is not None else 0
+        return Step(
+            index=index,
+            token_id=token.token_id,
+            piece=token.data.decode("utf-8", errors="replace"),
+            text="",
+            forced=False,
+            logprob=token.logprob,
+            rank=rank_of(token.token_id, token.data, token.logprob, token.top),
+            entropy=UNKNOWN,
+            processed_logprob=token.processed_logprob,
+            processed_rank=processed_rank(token),
+            processed_entropy=UNKNOWN,
+            top=token.top,
+            elapsed_ms=elapsed_ms,
+            special=not token.in_text,
+            token_bytes=token.data,
+            finish_reason=finish,
+        )
+
+    # --- requests ---------------------------------------------------------------------------
+
+    def _ids_prompt(self) -> list[int]:
+        """The prompt as ids (token-id requests need them): given, or the server's tokenizing."""
+        self._engine.need_ids()
+        if self._prompt_ids is None:
+            assert self._messages is not None
+            self._prompt_ids = self._engine.chat_ids(self._messages)
+            self.prompt_tokens = len(self._prompt_ids)
+        return self._prompt_ids
+
+    def _context_ids(self) -> list[int]:
+        return [*self._ids_prompt(), *self._prefix, *(s.token_id for s in self._steps)]
+
+    def _remaining(self) -> int:
+        return remaining_tokens(self._params.max_new_tokens, len(self._prefix) + len(self._steps))
+
+    def _one_token(self) -> Step:
+        """Step mode: one token of the ids so far, with its candidates."""
+        engine = self._engine
+        body = {
+            **engine.sampling_body(self._params, 1),
+            "prompt": self._context_ids(),
+            "logprobs": engine.top_n(self._params),
+        }
+        started = time.perf_counter()
+        answer = engine.client.post("/v1/completions", body)
+        elapsed = (time.perf_counter() - started) * 1000.0
+        choice = (answer.get("choices") or [{}])[0]
+        tokens = mark_text(legacy_tokens(choice.get("logprobs") or {}), choice.get("text") or "")
+        if not tokens:
+            raise GenerationError(f"{engine.url} returned no logprobs for the step")
+        reason = choice.get("finish_reason")
+        # "length" is only the one-token limit of this request
+        finish: FinishReason | None = "stop" if reason == "stop" else None
+        return self._step_of(tokens[0], elapsed, finish)
+
+    def _streamed(self) -> Step:
+        """The next streamed step; when it is the last one read, the stream is read on
+        until it sends another token or ends (its end is this step's finish reason)."""
+        if self._failure is not None:  # the read ahead of the last step failed: now it counts
+            failure, self._failure = self._failure, None
+            raise failure
+        if not self._buffer:
+            self._fill()
+        if not self._buffer:
+            raise GenerationError(f"{self._engine.url} ended the reply without another token")
+        step = self._buffer.popleft()
+        if not self._buffer and step.finish_reason is None and self._reader is not None:
+            try:
+                ended = self._fill()
+            except LogitlabError as exc:  # the step arrived whole: it is kept
+                self._failure, ended = exc, None
+            if ended is not None and not self._buffer:
+                step = replace(step, finish_reason=ended)
+        return step
+
+    def _open_stream(self) -> StreamReader:
+        engine = self._engine
+        sampling = engine.sampling_body(self._params, self._remaining())
+        common = {**sampling, "stream": True, "stream_options": {"include_usage": True}}
+        if self._messages is not None and not self._steps and not self._prefix:
+            body: dict[str, Any] = {
+                **common,
+                "messages": [{"role": m.role, "content": m.content} for m in self._messages],
+                "logprobs": True,
+                "top_logprobs": engine.top_n(self._params),
+            }
+            return StreamReader(engine.client.stream("/v1/chat/completions", body), chat=True)
+        body = {**common, "prompt": self._context_ids(), "logprobs": engine.top_n(self._params)}
+        return StreamReader(engine.client.stream("/v1/completions", body), chat=False)
+
+    def _fill(self) -> FinishReason | None:
+        """Read the next chunk of streamed steps (opening the stream if none is open);
+        the reason the stream ended when it has (a cancel, the server's, else ``stop``)."""
+        if self._reader is None:
+            self._reader = self._open_stream()
+        reader = self._reader
+        chunk = reader.next_chunk()
+        if chunk is None:
+            self._end_stream()
+            if self._cancel.is_set():
+                return "cancelled"
+            return reader.finish or "stop"
+        if chunk.text_only:
+            self.note(f"{self._engine.url} returned no logprobs: text only, no token data")
+        for i, token in enumerate(chunk.tokens):
+            last = i == len(chunk.tokens) - 1
+            self._buffer.append(
+                self._step_of(token, chunk.token_ms, chunk.finish if last else None)
+            )
+        return None
+
+    def _end_stream(self) -> None:
+        """Close the open stream (if any) and forget what it had sent ahead."""
+        self._buffer.clear()
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            if reader.prompt_tokens is not None:
+                self._server_prompt_tokens = reader.prompt_tokens
+            reader.close()
