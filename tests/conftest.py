@@ -47,22 +47,37 @@ def _watch_opens(event: str, args: tuple[Any, ...]) -> None:
 sys.addaudithook(_watch_opens)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    """Watch an unmarked test from the start of its setup: a module- or session-scoped
+    fixture it is the first to need is set up here, before any function fixture."""
+    global _bundled_opens
+    _bundled_opens = None if item.get_closest_marker("real_model") is not None else []
+    item.stash[_OPENS] = _bundled_opens
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    global _bundled_opens
+    yield
+    _bundled_opens = None
+
+
+_OPENS = pytest.StashKey[list[str] | None]()
+
+
 @pytest.fixture(autouse=True)
 def bundled_model_guard(request: pytest.FixtureRequest) -> Iterator[list[str]]:
     """Fails a test not marked ``real_model`` that uses the bundled model; yields the
     paths it opened so far (the guard's own test provokes one on purpose)."""
-    global _bundled_opens
-    if request.node.get_closest_marker("real_model") is not None:
+    opened = request.node.stash.get(_OPENS, None)
+    if opened is None:  # marked real_model
         yield []
         return
     if "real_model" in request.fixturenames:
         pytest.fail("uses the real_model fixture: mark the test real_model", pytrace=False)
-    opened: list[str] = []
-    _bundled_opens = opened
-    try:
-        yield opened
-    finally:
-        _bundled_opens = None
+    yield opened
     if opened:
         pytest.fail(
             f"opened the bundled model without the real_model mark: {opened[:3]}", pytrace=False

@@ -35,7 +35,8 @@ def test_the_guard_refuses_the_real_model_fixture_without_the_mark(tmp_path: Pat
     is refused before it runs, the marked one passes."""
     (tmp_path / "conftest.py").write_text(
         "import pytest\n"
-        "from tests.conftest import bundled_model_guard  # noqa: F401\n\n"
+        "from tests.conftest import (  # noqa: F401\n"
+        "    bundled_model_guard, pytest_runtest_setup, pytest_runtest_teardown)\n\n"
         "@pytest.fixture(scope='session')\n"
         "def real_model():\n"
         "    return object()\n"
