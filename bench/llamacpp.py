@@ -38,10 +38,10 @@ def _peak_mib() -> float:
 
 
 def _engine(backend: str) -> Any:
-    from engine.decode import new_engine
+    from engine.decode import backend_engine
     from engine.model import ModelSpec
 
-    engine = new_engine("llama.cpp" if backend == "backend" else "transformers")
+    engine = backend_engine("llama.cpp" if backend == "backend" else "transformers")
     engine.load(ModelSpec(backend="llama.cpp" if backend == "backend" else "transformers"))
     return engine
 

@@ -226,10 +226,10 @@ def test_prompt_view_renders_the_gguf_template(llama: LlamaEngine) -> None:
 
 
 def test_description_names_the_backend(llama: LlamaEngine) -> None:
-    from engine.decode import engine_for
+    from engine.decode import open_engine
     from engine.sessions.records import ModelRecord
 
-    engine = engine_for(ModelSpec(backend="llama.cpp"))
+    engine = open_engine(ModelSpec(backend="llama.cpp"))
     facts = engine.load(ModelSpec(backend="llama.cpp"))
     assert facts.backend == "llama.cpp" and facts.quantize == "Q4_1"
     assert ModelRecord.from_description(facts).device == "cpu (llama.cpp)"

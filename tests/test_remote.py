@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from engine.decode import RemoteEngine, engine_for, run_reply
+from engine.decode import RemoteEngine, open_engine, run_reply
 from engine.errors import (
     EngineAuthError,
     EngineModelNotFoundError,
@@ -309,7 +309,7 @@ def test_llamacpp_server_gives_the_ids_of_a_local_run() -> None:
     remote = RemoteEngine(os.environ["LOGITLAB_LLAMACPP_URL"])
     remote.load(ModelSpec())
     theirs = run_reply(remote.start(MESSAGES, GREEDY))
-    local = engine_for(ModelSpec(device="cpu"))
+    local = open_engine(ModelSpec(device="cpu"))
     try:
         local.load(ModelSpec(device="cpu"))
         ours = run_reply(local.start(MESSAGES, GREEDY))

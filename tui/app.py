@@ -150,9 +150,9 @@ def make_app(
     `keymap` remaps binding ids to keys (checked: `tui.screens.bindings.checked_keymap`).
     """
     if backend is None:
-        from engine.decode import engine_for
+        from engine.decode import open_engine
 
-        backend = engine_for(spec or ModelSpec())
+        backend = open_engine(spec or ModelSpec())
     return LogitlabApp(
         backend,
         spec or ModelSpec(),

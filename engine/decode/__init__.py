@@ -1,7 +1,8 @@
 """The decode protocol and its implementations: our own loop over transformers
 (`Decoder`: KV cache, sampling, text stream) behind `LocalEngine` / `LocalReply`,
 and GGUF files on llama.cpp (`LlamaEngine`, the same loop over llama.cpp's logits).
-`engine_for(spec)` picks the backend ``--backend`` asks for. `ReplyDriver` drives a
+`open_engine(spec)` (engine/decode/registry.py) is the one place a spec becomes an
+engine: a backend for a local model, `RemoteEngine` for a URL. `ReplyDriver` drives a
 reply for a front end: step mode, branch resume, fan-out, one route for failures.
 
 Torch-free to import: the protocol types are plain; `Decoder`, `LocalEngine` and
@@ -56,10 +57,11 @@ from engine.decode.tree import (
 from engine.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from engine.decode.backends import BackendEngine, engine_for, new_engine
+    from engine.decode.backends import BackendEngine
     from engine.decode.decoder import Decoder
     from engine.decode.llama import LlamaEngine
     from engine.decode.local import LocalEngine, LocalReply
+    from engine.decode.registry import EngineSpec, RemoteSpec, backend_engine, open_engine
     from engine.decode.remote import Capabilities, RemoteEngine, RemoteReply
 
 __getattr__ = lazy_exports(
@@ -73,8 +75,10 @@ __getattr__ = lazy_exports(
         "LocalReply": "local",
         "RemoteEngine": "remote",
         "RemoteReply": "remote",
-        "engine_for": "backends",
-        "new_engine": "backends",
+        "EngineSpec": "registry",
+        "RemoteSpec": "registry",
+        "backend_engine": "registry",
+        "open_engine": "registry",
     },
 )
 
@@ -89,6 +93,7 @@ __all__ = [
     "Decoder",
     "DriverEvent",
     "Engine",
+    "EngineSpec",
     "FanOutFinished",
     "LlamaEngine",
     "LocalEngine",
@@ -101,6 +106,7 @@ __all__ = [
     "ProposalMade",
     "RemoteEngine",
     "RemoteReply",
+    "RemoteSpec",
     "Reply",
     "ReplyDriver",
     "ReplyFailed",
@@ -113,11 +119,11 @@ __all__ = [
     "TokenLookup",
     "TokenTable",
     "TokenizerAccess",
+    "backend_engine",
     "branch_stats",
-    "engine_for",
     "logprob_distribution",
     "model_internals",
-    "new_engine",
+    "open_engine",
     "prompt_scoring",
     "reposition",
     "reseed",

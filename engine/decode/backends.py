@@ -1,9 +1,10 @@
-"""`engine_for(spec)`: the one place a front end's engine is chosen by ``--backend``.
+"""`BackendEngine`: an engine that runs each loaded spec on its own backend.
 
-`BackendEngine` runs each loaded spec on the backend it resolves to
-(engine/model/backend.py: llama.cpp for a GGUF file when the binding is
-installed, else transformers), so a model picked later in the workbench can
-switch backends. Everything but `load` goes to the current engine, optional
+It runs each loaded spec on the backend it resolves to (engine/model/backend.py:
+llama.cpp for a GGUF file when the binding is installed, else transformers), so a
+model picked later in the workbench can switch backends. Front ends get one from
+the registry (`open_engine`, engine/decode/registry.py), which also says how a
+backend's engine is made. Everything but `load` goes to the current engine, optional
 capabilities included: ``isinstance(engine, ModelInternals)`` is true only when
 the current backend can look inside its model.
 """
@@ -11,7 +12,7 @@ the current backend can look inside its model.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -25,21 +26,8 @@ from engine.tokens.chat import ChatMessage
 
 from .protocol import Engine, ProgressFn, PromptView, Reply
 
-
-def new_engine(backend: Backend, thread: EngineThread | None = None) -> Engine:
-    """A bare engine of `backend` (nothing loaded)."""
-    if backend == "llama.cpp":
-        from engine.decode.llama import LlamaEngine
-
-        return LlamaEngine(thread=thread)
-    from engine.decode.local import LocalEngine
-
-    return LocalEngine(thread=thread)
-
-
-def engine_for(spec: ModelSpec) -> BackendEngine:
-    """The engine that runs `spec` (raises the one-line reason when it cannot)."""
-    return BackendEngine(spec)
+# a bare engine of a backend (nothing loaded) on the given thread: the registry's table
+MakeEngine = Callable[[Backend, EngineThread | None], Engine]
 
 
 class BackendEngine:
@@ -49,7 +37,8 @@ class BackendEngine:
     the UI thread): importing it imports torch, which must not delay the first paint.
     """
 
-    def __init__(self, spec: ModelSpec | None = None) -> None:
+    def __init__(self, spec: ModelSpec | None = None, *, make: MakeEngine) -> None:
+        self._make = make
         self._thread = EngineThread()
         self._backend: Backend = resolve_backend(spec or ModelSpec())
         self._engine: Engine | None = None
@@ -62,7 +51,7 @@ class BackendEngine:
     def current(self) -> Engine:
         """The engine of the loaded model's backend (made at once if nothing is loaded)."""
         if self._engine is None:
-            self._engine = new_engine(self._backend, self._thread)
+            self._engine = self._make(self._backend, self._thread)
         return self._engine
 
     @property
@@ -102,7 +91,7 @@ class BackendEngine:
         self, backend: Backend, spec: ModelSpec, progress: ProgressFn | None
     ) -> ModelDescription:
         if backend != self._backend or self._engine is None:
-            self._engine = new_engine(backend, self._thread)  # the old model goes with it
+            self._engine = self._make(backend, self._thread)  # the old model goes with it
             self._backend = backend
         return self._engine.load(spec, progress)
 

@@ -63,7 +63,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.decode import engine_for, run_reply
+    from engine.decode import open_engine, run_reply
     from engine.params import resolve_sampling
 
     prompt = _read_prompt(args.prompt)
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     remote = remote_engine_from(args)  # --engine URL: nothing is loaded here
     spec = remote_spec(args) if remote is not None else model_spec_from(args)
     store = _open_store() if args.save else None  # a refused database fails before the work
-    engine: Engine = remote if remote is not None else engine_for(spec)
+    engine: Engine = remote if remote is not None else open_engine(spec)
     model = engine.load(spec)
     params, _sources = resolve_sampling(model.generation_config, overrides)
     messages = _messages(prompt, args.system)

@@ -51,7 +51,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.decode import LocalEngine
+    from engine.decode import open_engine
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     if not prompt.strip():
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.top <= MAX_TOP:
         raise InvalidParameterError("--top", f"must be between 1 and {MAX_TOP}, not {args.top}")
     spec = internals_spec(model_spec_from(args), "the layer lens")
-    engine = LocalEngine()
+    engine = open_engine(spec)  # on transformers: internals_spec says so
     engine.load(spec)
     if args.raw:
         ids = engine.encode(prompt)

@@ -11,6 +11,7 @@ from engine.model import BACKENDS, DTYPES, LLAMACPP_INSTALL_COMMAND, QUANTIZE, M
 
 if TYPE_CHECKING:
     from engine.decode import RemoteEngine
+    from engine.decode.registry import RemoteSpec
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -157,8 +158,8 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def remote_engine_from(args: argparse.Namespace) -> RemoteEngine | None:
-    """The remote engine the options ask for, or None for a local model.
+def remote_spec_from(args: argparse.Namespace) -> RemoteSpec | None:
+    """The remote server the options name, or None for a local model.
 
     Raises InvalidParameterError (exit 2) for ``--engine`` with local model
     options, or engine options without ``--engine``.
@@ -174,14 +175,23 @@ def remote_engine_from(args: argparse.Namespace) -> RemoteEngine | None:
         if getattr(args, name, None):
             flag = "--" + name.replace("_", "-")
             raise InvalidParameterError("--engine", f"cannot be combined with {flag}")
-    if not args.engine_timeout > 0:
-        raise InvalidParameterError("--engine-timeout", "must be > 0 seconds")
-    from engine.decode import RemoteEngine
+    from engine.decode.registry import RemoteSpec
 
     key = args.api_key or os.environ.get("LOGITLAB_API_KEY") or None
-    return RemoteEngine(url, api_key=key, model=args.engine_model, timeout=args.engine_timeout)
+    return RemoteSpec(url, api_key=key, model=args.engine_model, timeout=args.engine_timeout)
+
+
+def remote_engine_from(args: argparse.Namespace) -> RemoteEngine | None:
+    """The remote engine the options ask for (from the registry), or None for a local model."""
+    spec = remote_spec_from(args)
+    if spec is None:
+        return None
+    from engine.decode.registry import open_engine
+
+    return open_engine(spec)
 
 
 def remote_spec(args: argparse.Namespace) -> ModelSpec:
     """The spec a remote engine is 'loaded' with: the model name (or the URL) to show."""
-    return ModelSpec(model=args.engine_model or args.engine)
+    spec = remote_spec_from(args)
+    return spec.model_spec if spec is not None else ModelSpec()

@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.config import load_config
-    from engine.decode import engine_for
+    from engine.decode import open_engine
     from engine.serve import ServeOptions, create_app, is_loopback, serve
     from tui.cli.sessions_cmd import open_store
 
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config()
     spec = model_spec_from(merge_model_defaults(args, config.model))
     store = None if args.no_record else open_store()
-    engine = engine_for(spec)
+    engine = open_engine(spec)
     model = engine.load(spec)
     options = ServeOptions(
         api_key=api_key,

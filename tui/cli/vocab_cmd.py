@@ -68,10 +68,11 @@ def run(args: argparse.Namespace) -> int:
         index = vocab_index(load_tokenizer(spec).tokenizer)  # no weights needed
         matches = search(index, query, args.by, args.limit)
     else:
-        from engine.decode import LocalEngine
+        from engine.decode import open_engine
 
-        engine = LocalEngine()
-        engine.load(internals_spec(spec, "--near"))
+        internals = internals_spec(spec, "--near")
+        engine = open_engine(internals)
+        engine.load(internals)
         index = engine.vocabulary()
         matches = search(index, query, args.by, args.limit)
         near = engine.nearest(matches[0].id, args.near)

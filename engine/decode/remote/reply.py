@@ -19,8 +19,10 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from engine.decode.remote.capabilities import Capabilities
+from engine.decode.remote.client import HttpClient
 from engine.decode.remote.mapping import (
     UNKNOWN,
     Token,
@@ -42,8 +44,23 @@ from engine.params import SamplingParams
 from engine.records import FinishReason, GenerationSummary, Proposal, Step
 from engine.tokens.chat import ChatMessage
 
-if TYPE_CHECKING:
-    from engine.decode.remote.engine import RemoteEngine
+
+class Server(Protocol):
+    """What a reply needs of its engine (`RemoteEngine`): the connection, what the
+    server offers, its tokenizing and the token bytes learnt so far."""
+
+    client: HttpClient
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def capabilities(self) -> Capabilities: ...
+    def need_ids(self) -> None: ...
+    def chat_ids(self, messages: Sequence[ChatMessage]) -> list[int]: ...
+    def token_bytes(self, token_id: int) -> bytes: ...
+    def learn(self, token_id: int, data: bytes) -> None: ...
+    def sampling_body(self, params: SamplingParams, max_tokens: int) -> dict[str, Any]: ...
+    def top_n(self, params: SamplingParams) -> int: ...
 
 
 class _ReplyText:
@@ -71,7 +88,7 @@ class RemoteReply:
 
     def __init__(
         self,
-        engine: RemoteEngine,
+        engine: Server,
         params: SamplingParams,
         cancel: threading.Event | None,
         *,
