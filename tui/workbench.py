@@ -24,8 +24,8 @@ from engine.errors import InvalidParameterError
 from engine.model import ModelDescription, ModelSpec
 from engine.params import SamplingParams, Source
 from engine.records import Proposal
+from engine.sessions import Conversation, Turn
 from engine.tokens import ChatMessage
-from tui.conversation import Conversation, Turn
 from tui.driver import GenerationRun
 from tui.messages import ContextCounted
 from tui.recorder import NullRecorder, Recorder

@@ -1,4 +1,5 @@
-"""Sessions: records, the SQLite store and its schema, export/import, session files."""
+"""Sessions: records, the SQLite store and its schema, export/import, session files,
+and the chat a front end holds while it goes on (turns, branches) with its mapping."""
 
 from engine.sessions.export import (
     EXPORT_FORMATS,
@@ -24,6 +25,14 @@ from engine.sessions.records import (
     utc_now,
 )
 from engine.sessions.store import SessionStore, save_generation, save_reply
+from engine.sessions.turns import (
+    Conversation,
+    Turn,
+    message_from_turn,
+    set_tree,
+    tree_of,
+    turns_from_session,
+)
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -31,12 +40,14 @@ __all__ = [
     "MAX_IMPORT_BYTES",
     "VERSION",
     "Alternative",
+    "Conversation",
     "ModelRecord",
     "Session",
     "SessionMessage",
     "SessionSettings",
     "SessionStore",
     "SessionSummary",
+    "Turn",
     "branched",
     "default_title",
     "export_json",
@@ -44,6 +55,7 @@ __all__ = [
     "export_text",
     "export_toml",
     "import_session_text",
+    "message_from_turn",
     "read_import",
     "reply_from_steps",
     "rfc3339",
@@ -51,6 +63,9 @@ __all__ = [
     "save_reply",
     "session_from_dict",
     "session_to_dict",
+    "set_tree",
+    "tree_of",
+    "turns_from_session",
     "utc_now",
     "write_export",
 ]

@@ -17,7 +17,7 @@ from textual.screen import Screen
 
 from engine.decode import step_unavailable
 from engine.records import Step
-from tui.conversation import Turn, set_tree, tree_of
+from engine.sessions import Turn, set_tree, tree_of
 from tui.messages import BranchDecoded, FanOutFinished, FanOutProgressed
 from tui.screens.views import STREAM_TITLE, show_reply
 from tui.widgets.chat_pane import ChatPane

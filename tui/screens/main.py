@@ -19,10 +19,9 @@ from textual.widgets import Footer, TabbedContent
 from engine.decode import Engine
 from engine.model import ModelDescription, ModelSpec
 from engine.records import Proposal
-from engine.sessions import Session
+from engine.sessions import Conversation, Session
 from tui import drafts
 from tui import messages as msg
-from tui.conversation import Conversation
 from tui.crash import CrashGuard
 from tui.driver import GenerationRun
 from tui.recorder import Recorder

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 from textual.screen import Screen
 
 from engine.errors import InvalidParameterError, LogitlabError
-from engine.sessions import Session, SessionSettings
-from tui.conversation import Conversation, turns_from_session
+from engine.sessions import Conversation, Session, SessionSettings, turns_from_session
 from tui.drafts import switch_draft
 from tui.messages import ExportReady, SessionActionFailed, SessionLoaded, SessionSaved
 from tui.recorder import Recorder
