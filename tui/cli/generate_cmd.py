@@ -5,8 +5,10 @@ one-line summary); ``--format jsonl`` writes one object per token, then the
 summary object (keys fixed by DESIGN.md). Ctrl+C stops between steps, still
 prints the summary (finish reason ``cancelled``) and exits 130.
 
-The reply runs through the engine's decode protocol (`engine.decode.run_reply`);
-``--save`` stores its steps with `engine.sessions.save_reply`.
+The reply is driven by the engine's `ReplyDriver` (the same driver as the
+workbench's), whose step events stream out as they come; a failure it reports is
+raised again here, so the CLI prints it as one line. ``--save`` stores the steps
+with `engine.sessions.save_reply`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from engine.decode import Engine
-from engine.errors import InvalidParameterError
+from engine.errors import InvalidParameterError, LogitlabError
 from engine.records import GenerationSummary, Step
 from engine.tokens import ChatMessage
 from tui.cli.options import (
@@ -63,7 +65,14 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.decode import open_engine, run_reply
+    from engine.decode import (
+        ReplyDriver,
+        ReplyFailed,
+        ReplyFinished,
+        ReplyResult,
+        StepDecoded,
+        open_engine,
+    )
     from engine.params import resolve_sampling
 
     prompt = _read_prompt(args.prompt)
@@ -80,16 +89,32 @@ def run(args: argparse.Namespace) -> int:
     model = engine.load(spec)
     params, _sources = resolve_sampling(model.generation_config, overrides)
     messages = _messages(prompt, args.system)
-    cancel = threading.Event()
-    if args.raw:  # the same guarded encoding as `logitlab tokenize`
-        reply = engine.start_ids(engine.encode(prompt), params, cancel=cancel)
-    else:
-        reply = engine.start(messages, params, cancel=cancel)
     sink = JsonlSink(sys.stdout, engine.token_display) if args.format == "jsonl" else TextSink()
-    with _sigint_sets(cancel):
-        result = run_reply(reply, on_step=sink.step)
+    taken: list[Step] = []
+
+    def on_event(event: object) -> None:
+        if isinstance(event, StepDecoded):
+            taken.append(event.step)
+            sink.step(event.step)
+
+    driver = ReplyDriver(
+        engine,
+        messages,
+        params,
+        on_event=on_event,
+        # --raw: the same guarded encoding as `logitlab tokenize`, no chat template
+        prompt_ids=engine.encode(prompt) if args.raw else None,
+        render=False,
+    )
+    with _sigint_sets(driver.cancel_event):
+        end = driver.run()
+    if isinstance(end, ReplyFailed):
+        raise end.exception
+    if not isinstance(end, ReplyFinished) or end.summary is None:
+        raise LogitlabError("the engine gave no summary of the reply")
+    result = ReplyResult(steps=tuple(taken), summary=end.summary)
     sink.finish(result.summary)
-    for notice in getattr(reply, "notices", ()):
+    for notice in getattr(driver.reply, "notices", ()):
         print(f"logitlab: warning: {notice}", file=sys.stderr)
     if store is not None:
         from engine.sessions import save_reply
