@@ -7,10 +7,12 @@ text and navigation keys, go to the app while replies stream. Throughout, the
 app must keep running, its screen stack must stay sane, and it must report no
 error. Quitting is neutralised (counted, not done) so the soak runs to the end.
 
+The soak is a number of keys, never a time budget: a loaded machine presses the
+same keys, only slower (the pytest timeout scales with LOGITLAB_TEST_TIMEOUT_SCALE).
 Replay or widen it by hand (LOGITLAB_SOAK_TRACE=N prints the stack after each key
-from key N on; LOGITLAB_SOAK_SECONDS raises the time budget):
+from key N on):
 
-    LOGITLAB_SOAK_SEEDS=1,2,3 LOGITLAB_SOAK_KEYS=5000 LOGITLAB_SOAK_SECONDS=120 \
+    LOGITLAB_SOAK_SEEDS=1,2,3 LOGITLAB_SOAK_KEYS=5000 \
         .venv/bin/python -m pytest tests/test_tui_soak.py -s
 
 The seed is random.Random's; the interleaving with the fake engine's worker
@@ -34,7 +36,16 @@ from textual.screen import Screen
 
 from tests.fake_engine import FakeEngine
 from tests.soak_keys import KeyPicker
-from tests.tui_helpers import fake_app, finished, main_screen, palette_entries, ready, send, until
+from tests.tui_helpers import (
+    TIMEOUT_SCALE,
+    fake_app,
+    finished,
+    main_screen,
+    palette_entries,
+    ready,
+    send,
+    until,
+)
 from tui.app import LogitlabApp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.error import ErrorScreen
@@ -51,8 +62,7 @@ from tui.store_recorder import StoreRecorder
 pytestmark = pytest.mark.anyio
 
 SEEDS = [int(s) for s in os.environ.get("LOGITLAB_SOAK_SEEDS", "20250117").split(",")]
-KEYS = int(os.environ.get("LOGITLAB_SOAK_KEYS", "2000"))
-BUDGET_SECONDS = float(os.environ.get("LOGITLAB_SOAK_SECONDS", "30"))  # stop pressing then
+KEYS = int(os.environ.get("LOGITLAB_SOAK_KEYS", "1000"))
 CHECK_EVERY = 25
 # print each key and the screen stack after it, from this key on (replaying a failure)
 TRACE_FROM = int(os.environ["LOGITLAB_SOAK_TRACE"]) if "LOGITLAB_SOAK_TRACE" in os.environ else None
@@ -141,7 +151,7 @@ async def palette_on_every_screen(pilot: Pilot[None], backend: FakeEngine) -> No
 
 
 @pytest.mark.app_errors  # the ErrorScreen is opened on purpose, once
-@pytest.mark.timeout(BUDGET_SECONDS + 50)
+@pytest.mark.timeout((60 + KEYS / 10) * TIMEOUT_SCALE)  # ends a hang; ~70 keys/s here
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_random_keys_do_not_break_the_app(
     seed: int, recorder: StoreRecorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -191,7 +201,7 @@ async def test_random_keys_do_not_break_the_app(
             await ready(pilot)
             await palette_on_every_screen(pilot, backend)
             check()
-            while pressed < KEYS and time.monotonic() - started < BUDGET_SECONDS:
+            while pressed < KEYS:
                 key = pick()
                 recent.append(key)
                 await pilot.press(key)
@@ -212,4 +222,4 @@ async def test_random_keys_do_not_break_the_app(
         fail(f"{type(exc).__name__}: {exc} (at {' < '.join(reversed(inside))})")
     elapsed = time.monotonic() - started
     print(f"soak seed {seed}: {pressed} keys in {elapsed:.1f} s, {len(quits)} quits ignored")
-    assert pressed >= min(KEYS, 500), f"only {pressed} keys in {BUDGET_SECONDS} s"
+    assert pressed == KEYS
