@@ -47,6 +47,18 @@ def _watch_opens(event: str, args: tuple[Any, ...]) -> None:
 sys.addaudithook(_watch_opens)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A slow machine stretches the `timeout` markers too (LOGITLAB_TEST_TIMEOUT_SCALE)."""
+    from tests.timeouts import TIMEOUT_SCALE
+
+    if TIMEOUT_SCALE == 1.0:
+        return
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        if marker is not None and marker.args:
+            item.add_marker(pytest.mark.timeout(marker.args[0] * TIMEOUT_SCALE), append=False)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
     """Watch an unmarked test from the start of its setup: a module- or session-scoped

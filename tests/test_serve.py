@@ -17,6 +17,7 @@ from transformers import AutoTokenizer
 
 from engine.serve import SERVED_PREFIX, ServeOptions, ServerThread, create_app
 from engine.sessions import SessionStore
+from tests.timeouts import scaled
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -257,7 +258,7 @@ def test_client_disconnect_cancels_the_reply(tiny_engine: Any) -> None:
                 break
         stream.close()
         # the server notices the client leave and cancels the reply (before shutdown would)
-        assert len(holding.cancels) == 1 and holding.cancels[0].wait(60)
+        assert len(holding.cancels) == 1 and holding.cancels[0].wait(scaled(60))
         assert _client(server).models.list().data
     with SessionStore.open_default() as store:
         reply = store.get(store.list()[0].id).messages[-1]
@@ -278,7 +279,7 @@ def test_queue_full_is_503(tiny_engine: Any) -> None:
         # queue one more; whatever the order they arrive in, a third is refused
         blocker = threading.Thread(target=lambda: engine.thread.call(busy))
         blocker.start()
-        assert entered.wait(60)
+        assert entered.wait(scaled(60))
         body = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 1}
         codes: queue.Queue[int] = queue.Queue()
 
@@ -292,7 +293,7 @@ def test_queue_full_is_503(tiny_engine: Any) -> None:
             for p in posts:
                 p.start()
             # nothing can finish with 200 while the engine is held: the first answer is a 503
-            assert codes.get(timeout=60) == 503
+            assert codes.get(timeout=scaled(60)) == 503
         finally:
             hold.set()
             blocker.join(120)

@@ -9,7 +9,8 @@ import pytest
 import tui.screens.main as main_module
 from engine.records import Step
 from tests.fake_engine import FakeEngine
-from tests.tui_helpers import TIMEOUT_SCALE, driving, ready, send, until
+from tests.timeouts import scaled
+from tests.tui_helpers import driving, ready, send, until
 from tui import pacing
 from tui.driver import StepBatcher
 from tui.messages import StepsDecoded
@@ -41,7 +42,7 @@ def test_batcher_posts_the_first_step_at_once_and_the_rest_by_the_deadline() -> 
     # no further step comes (a slow model): the pending ones still land, on the batcher's own
     # timer (no add, no close); how soon is bench/ui.py's to measure
     # (in one batch, unless this thread stalled past the deadline between the two adds)
-    assert three.wait(30 * TIMEOUT_SCALE)
+    assert three.wait(scaled(30))
     assert posted[0] == (0,) and [i for batch in posted[1:] for i in batch] == [1, 2]
     batcher.add(_step(3))
     batcher.close()  # closing flushes what is pending, in order

@@ -37,7 +37,6 @@ from textual.screen import Screen
 from tests.fake_engine import FakeEngine
 from tests.soak_keys import KeyPicker
 from tests.tui_helpers import (
-    TIMEOUT_SCALE,
     fake_app,
     finished,
     main_screen,
@@ -151,7 +150,7 @@ async def palette_on_every_screen(pilot: Pilot[None], backend: FakeEngine) -> No
 
 
 @pytest.mark.app_errors  # the ErrorScreen is opened on purpose, once
-@pytest.mark.timeout((60 + KEYS / 10) * TIMEOUT_SCALE)  # ends a hang; ~70 keys/s here
+@pytest.mark.timeout(60 + KEYS / 10)  # ends a hang (~70 keys/s here); conftest scales it
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_random_keys_do_not_break_the_app(
     seed: int, recorder: StoreRecorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -13,15 +12,13 @@ from textual.pilot import Pilot
 
 from engine.sessions import SessionStore
 from tests.fake_engine import FakeEngine
+from tests.timeouts import TIMEOUT_SCALE
 from tui.app import LogitlabApp, make_app
 from tui.screens.main import MainScreen
 from tui.settings import UISettings
 from tui.store_recorder import StoreRecorder
 
 SIZE = (100, 30)
-# Every wait below is bounded by a wall clock only so that a broken test ends; a slow
-# or loaded machine (CI) raises it with LOGITLAB_TEST_TIMEOUT_SCALE (default 1).
-TIMEOUT_SCALE = float(os.environ.get("LOGITLAB_TEST_TIMEOUT_SCALE") or 1.0)
 
 
 def fake_app(backend: FakeEngine | None = None, **kwargs: object) -> LogitlabApp:
