@@ -263,7 +263,8 @@ class MainScreen(CrashGuard, Screen[None]):
 
     def action_toggle_step_mode(self) -> None:
         if self.workbench.toggle_step_mode():
-            on = self.query_one(StatusBar).step_mode = self.workbench.step_mode
+            on = self.workbench.step_mode
+            self.query_one(StatusBar).step_mode = on
             note = "on: each token waits for you" if on else "off"
             self.notify(f"Step-through mode {note}", markup=False)
 
