@@ -15,12 +15,13 @@ import threading
 import time
 from collections.abc import Sequence
 
-from engine.decode import ProgressFn, PromptView
-from engine.errors import ModelLoadError
+from engine.decode import Engine, ProgressFn, PromptView
+from engine.decode.rules import StopScan, finish_reason_after, reply_summary, rewind_prefix
+from engine.errors import GenerationError, ModelLoadError
 from engine.model import ModelDescription
 from engine.model.spec import ModelSpec
 from engine.params import SamplingParams
-from engine.records import Candidate, GenerationSummary, Proposal, Step
+from engine.records import Candidate, FinishReason, GenerationSummary, Proposal, Step
 from engine.tokens import Origin, TokenInfo, display_bytes, display_text
 from engine.tokens.chat import ChatMessage
 
@@ -29,6 +30,7 @@ START = "<|im_start|>"
 PROBS = (0.92, 0.55, 0.18, 0.75, 0.35, 0.97, 0.62)
 ALTERNATES = (" the", " a", " it", " so", " then")
 WAIT_LIMIT = 10.0
+PREFILL_MS, STEP_MS = 12.0, 25.0  # summaries: 40 tok/s, time to first token 37 ms
 DEFAULT_REPLY = "The capital of **France** is Paris.\nIt is known for the Eiffel Tower."
 
 
@@ -51,6 +53,10 @@ def piece(text: str) -> str:
 
 
 class FakeReply:
+    """A scripted reply. When it stops, how it is summarised and how a kept prefix
+    counts are the engine's shared rules (engine/decode/rules.py), as for every real
+    engine: the contract suite (tests/test_engine_contract.py) runs this one too."""
+
     def __init__(
         self,
         backend: FakeEngine,
@@ -64,19 +70,22 @@ class FakeReply:
         self.cancel_event = cancel
         self.prompt_tokens = prompt_tokens
         self.prefix = list(prefix)
+        self._kept = len(self.prefix)  # how many of `steps` stand in for the kept prefix
         # a stored reply being continued: its tokens stand in as plain steps
         self.steps: list[Step] = [
             Step(i, tid, "", "", False, 0.0, 1, 0.0, 0.0, 1, 0.0) for i, tid in enumerate(prefix)
         ]
-        self._finish: str | None = None
+        self._text = StopScan(params.stop)
+        self._finish: FinishReason | None = None
         self.seeds: list[int] = []
         self.rewound: list[int] = []
 
     # the protocol -------------------------------------------------------------------
     def prefill(self) -> float:
-        return 12.0
+        return PREFILL_MS
 
     def propose(self) -> Proposal:
+        self._check_can_step()
         top = self._candidates(len(self.steps))
         return Proposal(
             index=len(self.steps),
@@ -87,6 +96,7 @@ class FakeReply:
         )
 
     def step(self, force: int | None = None) -> Step:
+        self._check_can_step()
         index = len(self.steps)
         self.backend.maybe_pause(index, self.cancel_event)
         top = self._candidates(index)
@@ -98,16 +108,21 @@ class FakeReply:
         ranked = sorted(top, key=lambda c: -c.logprob)
         rank = next((i + 1 for i, c in enumerate(ranked) if c.token_id == token_id), 99)
         special = text == END
-        finish = None
-        if special:
-            finish = "stop"
-        elif index + 1 >= self.params.max_new_tokens:
-            finish = "length"
+        shown = self._text.push("" if special else text)
+        finish = finish_reason_after(
+            stopped=special or self._text.stopped is not None,
+            generated=index + 1,
+            prompt_tokens=self.prompt_tokens,
+            max_new_tokens=self.params.max_new_tokens,
+            context_window=self.backend.context_window,
+        )
+        if finish is not None:
+            shown += self._text.finish()
         step = Step(
             index=index,
             token_id=token_id,
             piece=piece(text),
-            text="" if special else text,
+            text=shown,
             forced=force is not None,
             logprob=logprob,
             rank=rank,
@@ -116,46 +131,57 @@ class FakeReply:
             processed_rank=rank,
             processed_entropy=_entropy(top) / 2,
             top=top,
-            elapsed_ms=25.0,
+            elapsed_ms=STEP_MS,
             special=special,
             token_bytes=text.encode(),
-            finish_reason=finish,  # type: ignore[arg-type]
+            finish_reason=finish,
         )
         self.steps.append(step)
         self._finish = finish
         return step
 
     def rewind(self, n: int) -> None:
+        decoded = [s.token_id for s in self.steps[self._kept :]]
+        prefix = rewind_prefix([s.token_id for s in self.steps[: self._kept]], decoded, n)
+        if prefix is not None:
+            self._kept = len(prefix)
         del self.steps[len(self.steps) - n :]
         self.rewound.append(n)
         self._finish = None
+        self.cancel_event.clear()  # a rewind starts a branch the user asked for
+        self._text = StopScan(self.params.stop)
+        for s in self.steps[self._kept :]:
+            self._text.push(s.text)
 
     def reseed(self, seed: int) -> None:
         self.seeds.append(seed)
 
     def cancel(self) -> None:
         self.cancel_event.set()
-        self._finish = "cancelled"
 
     @property
     def done(self) -> bool:
-        return self._finish is not None
+        return self.finish_reason is not None
 
     @property
-    def finish_reason(self) -> str | None:
-        return self._finish
+    def finish_reason(self) -> FinishReason | None:
+        if self._finish is not None:
+            return self._finish
+        return "cancelled" if self.cancel_event.is_set() else None
 
     def summary(self) -> GenerationSummary:
-        text = "".join(s.text for s in self.steps)
-        return GenerationSummary(
-            finish_reason=self._finish or "stop",  # type: ignore[arg-type]
-            text=text,
+        return reply_summary(
+            self.finish_reason,
+            text="".join(s.text for s in self.steps),
             prompt_tokens=self.prompt_tokens,
-            completion_tokens=len(self.steps),
-            tokens_per_second=40.0,
-            time_to_first_token_ms=37.0,
-            token_ids=tuple(s.token_id for s in self.steps),
+            steps=self.steps[self._kept :],
+            prefill_ms=PREFILL_MS,
+            prefix=[s.token_id for s in self.steps[: self._kept]],
         )
+
+    def _check_can_step(self) -> None:
+        if self.finish_reason is not None:
+            raise GenerationError(f"the generation has finished ({self.finish_reason})")
 
     # the script ---------------------------------------------------------------------
     def _scripted_id(self, index: int) -> int:
@@ -232,8 +258,9 @@ class FakeEngine:
             while not self.release.is_set() and not cancel.is_set() and time.monotonic() < deadline:
                 time.sleep(0.005)
 
-    def load(self, spec: ModelSpec, progress: ProgressFn) -> ModelDescription:
+    def load(self, spec: ModelSpec, progress: ProgressFn | None = None) -> ModelDescription:
         self.loads.append(spec)
+        progress = progress or (lambda _stage, _fraction, _detail: None)
         progress("resolving", 0.0, spec.display_name)
         progress("converting", 0.3, "first-time conversion of model.gguf (about 30 s)")
         self.load_gate.wait(WAIT_LIMIT)
@@ -332,3 +359,7 @@ class FakeEngine:
 
 def _entropy(top: Sequence[Candidate]) -> float:
     return -sum(c.prob * c.logprob for c in top)
+
+
+# the fake is an `Engine`: mypy checks this file (pyproject's [tool.mypy] files)
+_: Engine = FakeEngine()

@@ -147,6 +147,8 @@ class RemoteReply:
             if force is not None and force != step.token_id:
                 step = self._forced(step, force)
                 self._end_stream()  # the server went on from its own pick
+            elif force is not None:  # the user chose it, as the local loop records
+                step = replace(step, forced=True)
         else:
             step = self._streamed()
         return self._commit(step)
@@ -321,15 +323,14 @@ class RemoteReply:
             self._fill()
         if not self._buffer:
             raise GenerationError(f"{self._engine.url} ended the reply without another token")
-        step = self._buffer.popleft()
-        if not self._buffer and step.finish_reason is None and self._reader is not None:
-            try:
+        if len(self._buffer) == 1 and self._buffer[0].finish_reason is None and self._reader:
+            try:  # read ahead while the step is still in the buffer (indices count it)
                 ended = self._fill()
             except LogitlabError as exc:  # the step arrived whole: it is kept
                 self._failure, ended = exc, None
-            if ended is not None and not self._buffer:
-                step = replace(step, finish_reason=ended)
-        return step
+            if ended is not None and len(self._buffer) == 1:
+                self._buffer[0] = replace(self._buffer[0], finish_reason=ended)
+        return self._buffer.popleft()
 
     def _open_stream(self) -> StreamReader:
         engine = self._engine
@@ -353,8 +354,8 @@ class RemoteReply:
             self._reader = self._open_stream()
         reader = self._reader
         chunk = reader.next_chunk()
-        if chunk is None:
-            self._end_stream()
+        if chunk is None:  # what it sent stays in the buffer
+            self._close_reader()
             if self._cancel.is_set():
                 return "cancelled"
             return reader.finish or "stop"
@@ -370,6 +371,9 @@ class RemoteReply:
     def _end_stream(self) -> None:
         """Close the open stream (if any) and forget what it had sent ahead."""
         self._buffer.clear()
+        self._close_reader()
+
+    def _close_reader(self) -> None:
         if self._reader is not None:
             reader, self._reader = self._reader, None
             if reader.prompt_tokens is not None:
