@@ -8,7 +8,7 @@ foreground until Ctrl+C, cancelling in-flight replies and committing sessions.
 from engine.serve.app import ServeOptions, create_app
 from engine.serve.queue import Job, QueueFullError, Scheduler
 from engine.serve.recorder import SERVED_PREFIX, Recorder
-from engine.serve.server import ServerThread, is_loopback, serve
+from engine.serve.server import ServeBindError, ServerThread, bind, is_loopback, serve
 
 __all__ = [
     "SERVED_PREFIX",
@@ -16,8 +16,10 @@ __all__ = [
     "QueueFullError",
     "Recorder",
     "Scheduler",
+    "ServeBindError",
     "ServeOptions",
     "ServerThread",
+    "bind",
     "create_app",
     "is_loopback",
     "serve",

@@ -7,6 +7,7 @@ uvicorn closes the connections and `close` commits the sessions still pending.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 import threading
@@ -15,6 +16,8 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+
+from engine.errors import LogitlabError
 
 
 class _Server(uvicorn.Server):
@@ -33,13 +36,42 @@ def _config(app: FastAPI, log_level: str) -> uvicorn.Config:
     )
 
 
-def serve(app: FastAPI, host: str, port: int, log_level: str = "warning") -> None:
-    """Serve until Ctrl+C; then cancel in-flight replies and commit sessions."""
+class ServeBindError(LogitlabError):
+    """The address cannot be listened on (a port in use, an address not on this machine)."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on `host`:`port`, made before `serve` prints its URL: a port in
+    use is a one-line error here, not uvicorn's log line and its exit status 3."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen()
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ServeBindError(
+                f"{host}:{port} is already in use; choose another --port"
+            ) from None
+        raise ServeBindError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def serve(
+    app: FastAPI,
+    host: str,
+    port: int,
+    log_level: str = "warning",
+    sock: socket.socket | None = None,
+) -> None:
+    """Serve until Ctrl+C (on `sock` when given, from `bind`); then cancel in-flight
+    replies and commit sessions."""
     config = _config(app, log_level)
     config.host, config.port = host, port
     server = _Server(app, config)
     try:
-        server.run()
+        server.run(sockets=[sock] if sock is not None else None)
     finally:
         app.state.server.close()
 

@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.config import load_config
     from engine.decode import open_engine
-    from engine.serve import ServeOptions, create_app, is_loopback, serve
+    from engine.serve import ServeOptions, bind, create_app, is_loopback, serve
     from tui.cli.sessions_cmd import open_store
 
     if not 0 <= args.port <= 65535:
@@ -71,8 +71,10 @@ def run(args: argparse.Namespace) -> int:
             "anyone who can reach this address can use the model",
             file=sys.stderr,
         )
+    sock = bind(args.host, args.port)  # a port in use: one line, before any URL is shown
+    port = int(sock.getsockname()[1])  # --port 0: the port the system chose
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    url = f"http://{shown}:{args.port}"
+    url = f"http://{shown}:{port}"
     auth = f" -H 'Authorization: Bearer {api_key}'" if api_key else ""
     print(f"logitlab: serving {model.model_id} at {url}/v1 (Ctrl+C stops)", file=sys.stderr)
     print(
@@ -83,5 +85,5 @@ def run(args: argparse.Namespace) -> int:
     )
     if store is not None:
         print(f"  requests are recorded as sessions in {store.path}", file=sys.stderr)
-    serve(app, args.host, args.port)
+    serve(app, args.host, port, sock=sock)
     return 0
