@@ -1,4 +1,5 @@
-"""`Step` records as OpenAI's response shapes (chat and legacy completions).
+"""`Step` records as OpenAI's response shapes (chat and legacy completions): the
+logprobs, whole responses and stream chunks the routes (engine/serve/app.py) send.
 
 `logprob` is the raw softmax (what the model believes), the same number as
 `logitlab generate --format jsonl`; `processed_logprob` (an extension) is of the
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from engine.records import Candidate, FinishReason, GenerationSummary, Step
@@ -112,3 +114,100 @@ def error_body(
     message: str, type_: str, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+# --- whole responses and stream chunks ------------------------------------------------------
+# Chat and legacy completions share one envelope; what differs is the object name and
+# the choice (a message or a text, chat or legacy logprobs), so each is written once.
+
+
+@dataclass(frozen=True)
+class ResponseMeta:
+    """What every body of one response repeats: its id, time, model, and the logprobs
+    asked for (`logprobs` false: none; `top`: candidates per token)."""
+
+    id: str
+    created: int
+    model: str
+    top: int
+    logprobs: bool
+    chat: bool  # chat completions, else legacy completions
+
+    @property
+    def object(self) -> str:
+        return "chat.completion" if self.chat else "text_completion"
+
+    @property
+    def chunk_object(self) -> str:
+        return "chat.completion.chunk" if self.chat else "text_completion"
+
+
+def envelope(meta: ResponseMeta, object_: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": meta.id,
+        "object": object_,
+        "created": meta.created,
+        "model": meta.model,
+        "choices": choices,
+    }
+
+
+def step_logprobs(
+    meta: ResponseMeta, steps: Sequence[Step], bytes_of: BytesOf, offset: int = 0
+) -> dict[str, Any] | None:
+    """The logprobs of `steps` in the response's shape (None when not asked for);
+    `offset`: where these steps' text starts (legacy ``text_offset``)."""
+    if not meta.logprobs:
+        return None
+    if meta.chat:
+        return chat_logprobs(steps, meta.top, bytes_of)
+    return legacy_logprobs(steps, meta.top, bytes_of, offset)
+
+
+def _choice(meta: ResponseMeta, text: str, logprobs: Any, finish: str | None) -> dict[str, Any]:
+    if meta.chat:
+        message = {"role": "assistant", "content": text}
+        return {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": finish}
+    return {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}
+
+
+def response(
+    meta: ResponseMeta, summary: GenerationSummary, steps: Sequence[Step], bytes_of: BytesOf,
+    echo: str = "",
+) -> dict[str, Any]:  # fmt: skip
+    """A whole (non-streamed) response; `echo`: the prompt text legacy ``echo`` puts first."""
+    logprobs = step_logprobs(meta, steps, bytes_of, len(echo))
+    choice = _choice(meta, echo + summary.text, logprobs, finish_reason(summary.finish_reason))
+    body = {**envelope(meta, meta.object, [choice]), "usage": usage(summary)}
+    if meta.chat:
+        body["system_fingerprint"] = None
+    return body
+
+
+def chunk(
+    meta: ResponseMeta, text: str | None, logprobs: Any = None, finish: str | None = None
+) -> dict[str, Any]:
+    """One streamed chunk. Chat: `text` is the delta's content (None: an empty delta,
+    the finish chunk's); the first chunk's role comes from `first_chunk`."""
+    if meta.chat:
+        delta = {} if text is None else {"content": text}
+        choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+    else:
+        choice = {"index": 0, "text": text or "", "logprobs": logprobs, "finish_reason": finish}
+    return envelope(meta, meta.chunk_object, [choice])
+
+
+def first_chunk(meta: ResponseMeta) -> dict[str, Any]:
+    """Chat streams open with the assistant's role and no content."""
+    choice = {
+        "index": 0,
+        "delta": {"role": "assistant", "content": ""},
+        "logprobs": None,
+        "finish_reason": None,
+    }
+    return envelope(meta, meta.chunk_object, [choice])
+
+
+def usage_chunk(meta: ResponseMeta, summary: GenerationSummary) -> dict[str, Any]:
+    """The last chunk when ``stream_options.include_usage``: no choices, the usage."""
+    return {**envelope(meta, meta.chunk_object, []), "usage": usage(summary)}

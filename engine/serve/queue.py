@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.decode.protocol import Engine, steps
-from engine.decode.run import ReplyResult
+from engine.decode.protocol import Engine
+from engine.decode.run import ReplyResult, run_reply
 from engine.params import SamplingParams
 from engine.records import Step
 
@@ -121,13 +121,9 @@ class Scheduler:
                     self._live.discard(job)
 
     def _run(self, job: Job) -> ReplyResult:
+        """The loop the CLI runs too (`run_reply`), each step handed to the request."""
         reply = self._engine.start_ids(job.prompt_ids, job.params, cancel=job.cancel)
-        reply.prefill()
-        taken: list[Step] = []
-        for step in steps(reply):
-            taken.append(step)
-            job.emit(step)
-        return ReplyResult(steps=tuple(taken), summary=reply.summary())
+        return run_reply(reply, on_step=job.emit)
 
 
 def _direct(fn: Callable[..., Any], *args: Any) -> Any:
