@@ -239,7 +239,7 @@ def test_forward_migration_keeps_data(
     isolated_user_dirs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from engine.sessions import schema as store_schema
-    from engine.sessions import store as store_module
+    from engine.sessions import connection as store_module  # where migrations run
 
     path = isolated_user_dirs / "sessions.db"
     with SessionStore(path) as s1:
