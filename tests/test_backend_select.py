@@ -141,3 +141,38 @@ def test_backend_module_never_imports_the_binding() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+# --- with the real binding (skipped without it) ----------------------------------------
+
+
+def test_auto_picks_the_installed_binding_unfaked() -> None:
+    pytest.importorskip("llama_cpp")
+    assert backend_module.llama_cpp_available()
+    assert resolve_backend(ModelSpec()) == "llama.cpp"
+    assert resolve_backend(ModelSpec(model="/models/x.Q4_K_M.gguf")) == "llama.cpp"
+    assert resolve_backend(ModelSpec(quantize="4bit")) == "transformers"
+    assert gguf_without_binding(ModelSpec()) is None
+
+
+@pytest.mark.real_model
+@pytest.mark.timeout(300)
+def test_auto_runs_the_bundled_gguf_on_the_installed_binding() -> None:
+    """`logitlab info` with no --backend, as a user runs it: the bundled GGUF file is
+    loaded by llama.cpp (not fallen back from: that would print a warning)."""
+    import json
+    import os
+    import subprocess
+
+    pytest.importorskip("llama_cpp")
+    result = subprocess.run(
+        [sys.executable, "-m", "tui.cli.main", "info", "--device", "cpu", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["backend"] == "llama.cpp"
+    assert "running on transformers" not in result.stderr
