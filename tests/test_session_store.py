@@ -238,8 +238,8 @@ def test_newer_schema_is_refused_and_left_untouched(isolated_user_dirs: Path) ->
 def test_forward_migration_keeps_data(
     isolated_user_dirs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from engine.sessions import schema as store_schema
     from engine.sessions import connection as store_module  # where migrations run
+    from engine.sessions import schema as store_schema
 
     path = isolated_user_dirs / "sessions.db"
     with SessionStore(path) as s1:
