@@ -252,6 +252,8 @@ class Shared(Generic[T]):
         self.name = name
 
     def __get__(self, screen: Any, owner: type | None = None) -> T:
+        if screen is None:  # on the class: the value belongs to each screen's workbench
+            raise AttributeError(self.name)
         value: T = getattr(screen.workbench, self.name)
         return value
 
