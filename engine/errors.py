@@ -141,3 +141,12 @@ class ConfigError(LogitlabError):
 class FeatureUnavailableError(LogitlabError):
     """The engine cannot offer this feature (hidden states or step mode on a remote
     server, say); the message is one line a front end shows in place of the feature."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as the one line a front end shows: ours already are one; another
+    library's gets its type name and its first line (a traceback goes to a log, if any)."""
+    if isinstance(exc, LogitlabError):
+        return str(exc)
+    lines = f"{type(exc).__name__}: {exc}".strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from engine.decode.protocol import Engine, PromptView, Reply
 from engine.decode.tree import reposition, reseed
-from engine.errors import LogitlabError
+from engine.errors import LogitlabError, one_line
 from engine.params import SamplingParams
 from engine.records import GenerationSummary, Proposal, Step
 from engine.tokens.chat import ChatMessage
@@ -123,14 +123,6 @@ OnEvent = Callable[[DriverEvent], object]
 Terminal = ReplyFinished | ReplyFailed | FanOutFinished
 
 _ACCEPT, _CONTINUE, _STOP = "accept", "continue", "stop"
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one line: ours already are; others get their type name."""
-    if isinstance(exc, LogitlabError):
-        return str(exc)
-    text = f"{type(exc).__name__}: {exc}".strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 class ReplyDriver:

@@ -13,7 +13,7 @@ from typing import Any
 from textual.screen import Screen
 
 from engine.decode import ModelInternals, model_internals
-from engine.errors import FeatureUnavailableError, LogitlabError
+from engine.errors import FeatureUnavailableError, one_line
 from engine.model import LensResult
 from tui.messages import LensComputed, LensFailed
 from tui.widgets.inspector import Inspector
@@ -105,10 +105,8 @@ class LensActions:
         post = self.screen.post_message
         try:
             result = internals.lens(ids, position, top=LENS_TOP, target=target)
-        except LogitlabError as exc:
-            post(LensFailed(key, label, str(exc)))
-        except Exception as exc:  # a backend error: one line, not a crash
-            post(LensFailed(key, label, f"{type(exc).__name__}: {exc}".splitlines()[0]))
+        except Exception as exc:  # ours or a backend's error: one line, not a crash
+            post(LensFailed(key, label, one_line(exc)))
         else:
             post(LensComputed(key, label, result))
 

@@ -15,7 +15,7 @@ from typing import Any
 from textual.screen import Screen
 
 from engine.decode import prompt_scoring, token_lookup, tokenizer_access
-from engine.errors import FeatureUnavailableError, LogitlabError
+from engine.errors import FeatureUnavailableError, one_line
 from engine.params import SamplingParams
 from engine.records import PromptScores, Proposal, Step, TokenProbe
 from tui.messages import ProbeFailed, PromptScored, TokenProbed
@@ -26,13 +26,6 @@ from tui.widgets.token_stream import TokenStream
 from tui.workbench import Workbench
 
 Key = tuple[object, ...]
-
-
-def one_line(exc: Exception) -> str:
-    """A backend's error as one line (ours already are)."""
-    if isinstance(exc, LogitlabError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 class ProbeActions:
