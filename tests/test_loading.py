@@ -65,7 +65,10 @@ def test_second_load_reuses_the_converted_cache(real_model: Any) -> None:
     torch.testing.assert_close(a, b)
 
 
-def test_conversion_key_changes_with_file_content(tmp_path: Path) -> None:
+def test_conversion_key_changes_with_file_content(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOGITLAB_CACHE_DIR", str(tmp_path / "cache"))  # not the user's memo
     first = tmp_path / "m.gguf"
     first.write_bytes(b"GGUF" + b"\0" * 100)
     key = gguf_cache.file_key(first)
