@@ -10,8 +10,7 @@ from engine.errors import InvalidParameterError
 from engine.model import BACKENDS, DTYPES, LLAMACPP_INSTALL_COMMAND, QUANTIZE, ModelSpec
 
 if TYPE_CHECKING:
-    from engine.decode import RemoteEngine
-    from engine.decode.registry import RemoteSpec
+    from engine.decode import RemoteEngine, RemoteSpec
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -175,7 +174,7 @@ def remote_spec_from(args: argparse.Namespace) -> RemoteSpec | None:
         if getattr(args, name, None):
             flag = "--" + name.replace("_", "-")
             raise InvalidParameterError("--engine", f"cannot be combined with {flag}")
-    from engine.decode.registry import RemoteSpec
+    from engine.decode import RemoteSpec
 
     key = args.api_key or os.environ.get("LOGITLAB_API_KEY") or None
     return RemoteSpec(url, api_key=key, model=args.engine_model, timeout=args.engine_timeout)
@@ -186,7 +185,7 @@ def remote_engine_from(args: argparse.Namespace) -> RemoteEngine | None:
     spec = remote_spec_from(args)
     if spec is None:
         return None
-    from engine.decode.registry import open_engine
+    from engine.decode import open_engine
 
     return open_engine(spec)
 
