@@ -181,6 +181,16 @@ def test_prompt_and_tokens(subject: Subject) -> None:
     assert isinstance(subject.engine.token_display(step.token_id), str)
 
 
+def test_start_ids_continues_exactly_those_ids(subject: Subject) -> None:
+    """The prompt's ids given as ids (no template, no re-tokenizing) reply as the
+    messages do."""
+    ids = subject.engine.render_prompt(MESSAGES).ids
+    by_ids = run_reply(subject.engine.start_ids(ids, _params(max_new_tokens=5)))
+    by_messages = _run(subject, max_new_tokens=5)
+    assert _ids(by_ids) == _ids(by_messages)
+    assert by_ids.summary.prompt_tokens == len(ids)
+
+
 # --- prefill, propose, step ------------------------------------------------------------
 
 
