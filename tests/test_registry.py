@@ -12,8 +12,7 @@ import pytest
 from engine.decode import BackendEngine, RemoteEngine, open_engine
 from engine.decode.registry import BACKEND_ENGINES, RemoteSpec, load_spec
 from engine.errors import InvalidParameterError
-from engine.model.backend import Backend
-from engine.model.spec import BACKENDS, ModelSpec
+from engine.model.spec import BACKENDS, Backend, ModelSpec
 
 
 def test_every_backend_name_has_an_engine() -> None:

@@ -17,9 +17,9 @@ from dataclasses import replace
 from typing import Any
 
 from engine.errors import LogitlabError, ModelLoadError, NativeCrashError
-from engine.model.backend import Backend, gguf_without_binding, resolve_backend
+from engine.model.backend import gguf_without_binding, resolve_backend
 from engine.model.description import ModelDescription
-from engine.model.spec import ModelSpec
+from engine.model.spec import Backend, ModelSpec
 from engine.model.thread import EngineThread
 from engine.params import SamplingParams
 from engine.tokens.chat import ChatMessage

@@ -7,8 +7,9 @@ examples) calls `open_engine`: a `ModelSpec` (a hub id, a checkpoint, a GGUF fil
 a `RemoteSpec` (``--engine URL``) gets a `RemoteEngine`.
 
 Adding a backend: its module (an `Engine` with a ``thread`` keyword), its name in
-`Backend` / `BACKENDS` and its rule in `resolve_backend`, and one line in
-`BACKEND_ENGINES` here; tests/test_registry.py checks the names agree.
+`Backend` (engine/model/spec.py; ``--backend`` offers it from there), its rule in
+`resolve_backend` when ``auto`` should pick it, and one line in `BACKEND_ENGINES`
+here; tests/test_registry.py checks the table and the names agree.
 
 Torch-free to import: each backend's module is imported when its engine is made.
 """
@@ -22,8 +23,7 @@ from typing import TYPE_CHECKING, overload
 from engine.decode.backends import BackendEngine
 from engine.decode.protocol import Engine
 from engine.errors import InvalidParameterError
-from engine.model.backend import Backend
-from engine.model.spec import ModelSpec
+from engine.model.spec import Backend, ModelSpec
 from engine.model.thread import EngineThread
 
 if TYPE_CHECKING:

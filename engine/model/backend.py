@@ -7,12 +7,9 @@ binding could be imported.
 from __future__ import annotations
 
 import importlib.util
-from typing import Literal
 
 from engine.errors import InvalidParameterError, ModelLoadError
-from engine.model.spec import ModelSpec
-
-Backend = Literal["transformers", "llama.cpp"]
+from engine.model.spec import Backend, ModelSpec
 
 INSTALL_COMMAND = "pip install -e '.[llamacpp]'"
 INSTALL_HINT = (

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from engine.errors import InvalidParameterError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 QUANTIZE = ("none", "8bit", "4bit")
-BACKENDS = ("auto", "transformers", "llama.cpp")
+# the backends a spec may name; each has its engine in engine/decode/registry.py
+Backend = Literal["transformers", "llama.cpp"]
+BACKENDS: tuple[str, ...] = ("auto", *get_args(Backend))
 _CUDA_N = re.compile(r"^cuda:\d+$")
 
 
