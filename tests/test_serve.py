@@ -239,9 +239,12 @@ class _HoldingEngine:
         return _HeldReply(reply, cancel, self._free)
 
 
+FREE_STEPS = 20  # decoded at once; the next one waits for the cancel
+
+
 def test_client_disconnect_cancels_the_reply(tiny_engine: Any) -> None:
     engine, model = tiny_engine
-    holding = _HoldingEngine(engine, 5)
+    holding = _HoldingEngine(engine, FREE_STEPS)
     options = ServeOptions(record=True)
     with ServerThread(create_app(holding, model, options, SessionStore.open_default())) as server:
         stream = _client(server).chat.completions.create(
@@ -253,8 +256,9 @@ def test_client_disconnect_cancels_the_reply(tiny_engine: Any) -> None:
             stream=True,
             extra_body={"top_k": -1, "min_p": 0.0},
         )
-        for i, _chunk in enumerate(stream):
-            if i == 3:
+        # the first token to arrive (a loaded server may send several in one chunk)
+        for chunk in stream:
+            if any(choice.delta.content for choice in chunk.choices):
                 break
         stream.close()
         # the server notices the client leave and cancels the reply (before shutdown would)
@@ -263,7 +267,7 @@ def test_client_disconnect_cancels_the_reply(tiny_engine: Any) -> None:
     with SessionStore.open_default() as store:
         reply = store.get(store.list()[0].id).messages[-1]
     assert reply.finish_reason == "cancelled"
-    assert len(reply.steps) <= 6  # the free steps, and at most the one held at the cancel
+    assert len(reply.steps) <= FREE_STEPS + 1  # the free ones, and the one held at the cancel
 
 
 def test_queue_full_is_503(tiny_engine: Any) -> None:
