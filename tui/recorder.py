@@ -40,8 +40,12 @@ class Recorder(Protocol):
     def model_loaded(self, facts: ModelDescription) -> None: ...
 
     def message_completed(
-        self, turn: Turn, settings: UISettings, params: SamplingParams
-    ) -> None: ...
+        self, turn: Turn, settings: UISettings, params: SamplingParams, *, checkpoint: bool = False
+    ) -> None:
+        """Commit `turn`. ``checkpoint``: a reply still being decoded, saved as far as it
+        has come (as ``cancelled``, which it is if the process dies now); its completion
+        replaces it."""
+        ...
 
     def settings_changed(self, settings: UISettings, params: SamplingParams) -> None: ...
 
@@ -78,7 +82,9 @@ class NullRecorder:
     def model_loaded(self, facts: ModelDescription) -> None:
         pass
 
-    def message_completed(self, turn: Turn, settings: UISettings, params: SamplingParams) -> None:
+    def message_completed(
+        self, turn: Turn, settings: UISettings, params: SamplingParams, *, checkpoint: bool = False
+    ) -> None:
         pass
 
     def settings_changed(self, settings: UISettings, params: SamplingParams) -> None:

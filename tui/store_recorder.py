@@ -16,6 +16,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from textual.message import Message
 
@@ -76,13 +77,17 @@ class StoreRecorder:
         # looked at under another model keeps the model that produced it
         self._facts = facts
 
-    def message_completed(self, turn: Turn, settings: UISettings, params: SamplingParams) -> None:
+    def message_completed(
+        self, turn: Turn, settings: UISettings, params: SamplingParams, *, checkpoint: bool = False
+    ) -> None:
         if self.store is None or self._facts is None:
             return
         replace_last = turn.role == "assistant" and any(t is turn for t in self._stored)
         if not replace_last:
             self._stored.append(turn)
         message = message_from_turn(turn)
+        if checkpoint and message.finish_reason is None:
+            message = replace(message, finish_reason="cancelled")  # what a crash now leaves
         wanted = SessionSettings(settings.system_prompt, params)
         record = ModelRecord.from_description(self._facts)
         self._submit(lambda: self._commit(message, replace_last, wanted, record))

@@ -164,8 +164,24 @@ def describe_llama(loaded: LlamaModel) -> ModelInfo:
             "tokenizer": loaded.tokenizer_source,
             "tokenizer_agrees_with_llama_cpp": loaded.tokenizer_agrees,
             "offload": loaded.offload,
+            "native": native_facts(loaded),
         },
     )
+
+
+def native_facts(loaded: LlamaModel) -> dict[str, Any]:
+    """The binding's system info, the buffer types in use and the self-test behind them
+    (`engine.model.llama_safety`)."""
+    native = loaded.native
+    if native is None:
+        return {}
+    return {
+        "system_info": native.system_info,
+        "extra_buffer_types": native.config.extra_bufts,
+        "buffer_types": list(native.verdict.buffers),
+        "self_test": native.verdict.detail,
+        "not_used": list(native.skipped),
+    }
 
 
 def gguf_parameter_counts(loaded: LlamaModel) -> dict[str, Any]:

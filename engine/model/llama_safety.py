@@ -20,6 +20,7 @@ some quantizations' matrix multiplies, so they stay on wherever they are safe.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -229,10 +230,9 @@ def _read_cache() -> dict[str, Any]:
 
 
 def _write_cache(cache: dict[str, Any]) -> None:
-    try:
+    # unwritable: the verdict holds for this process; the next one tests again
+    with contextlib.suppress(OSError):
         write_atomically(_cache_path(), json.dumps(cache, indent=1), make_parents=True)
-    except OSError:
-        pass  # the verdict holds for this process; the next one tests again
 
 
 def _from_cache(entry: Any) -> Verdict | None:

@@ -44,10 +44,10 @@ def model_params(extra_bufts: bool) -> Iterator[None]:
     The constructor does not expose the field (llama-cpp-python 0.3.36); it starts
     from ``llama_model_default_params()``, so that function is wrapped for the
     duration of one construction. Loads run on one engine thread at a time."""
-    import llama_cpp
-    import llama_cpp.llama as llama_module
+    import importlib
 
-    original = llama_module.llama_cpp.llama_model_default_params
+    binding: Any = importlib.import_module("llama_cpp.llama").llama_cpp  # the module Llama uses
+    original = binding.llama_model_default_params
 
     def defaults() -> Any:
         params = original()
@@ -55,12 +55,11 @@ def model_params(extra_bufts: bool) -> Iterator[None]:
             params.use_extra_bufts = extra_bufts
         return params
 
-    llama_module.llama_cpp.llama_model_default_params = defaults
+    binding.llama_model_default_params = defaults
     try:
         yield
     finally:
-        llama_module.llama_cpp.llama_model_default_params = original
-        del llama_cpp
+        binding.llama_model_default_params = original
 
 
 def _crash_on_purpose(extra_bufts: bool) -> None:

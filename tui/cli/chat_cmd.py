@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from tui import theming
     from tui.app import make_app
     from tui.crash import crash_line
+    from tui.fatal_log import crash_notice, unreported_crashes
     from tui.screens.bindings import checked_keymap
     from tui.settings import UISettings
     from tui.store_recorder import StoreRecorder
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config()
     themes, problems = theming.load_themes()
     theme, warnings = theming.initial_theme_name(args.theme, config.theme, themes)
+    warnings = [*(crash_notice(path, what) for path, what in unreported_crashes()), *warnings]
     remote = remote_engine_from(args)  # --engine URL: the workbench over a server
     spec = (
         remote_spec(args)

@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         open_engine,
     )
     from engine.params import resolve_sampling
+    from tui.cli.notices import print_notices
 
     prompt = _read_prompt(args.prompt)
     if args.raw and args.system is not None:
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     spec = remote_spec(args) if remote is not None else model_spec_from(args)
     store = _open_store() if args.save else None  # a refused database fails before the work
     engine: Engine = remote if remote is not None else open_engine(spec)
-    model = engine.load(spec)
+    model = print_notices(engine.load(spec))
     params, _sources = resolve_sampling(model.generation_config, overrides)
     messages = _messages(prompt, args.system)
     sink = JsonlSink(sys.stdout, engine.token_display) if args.format == "jsonl" else TextSink()

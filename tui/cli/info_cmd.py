@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     remote = remote_engine_from(args)
     if remote is not None:
         return _remote_info(remote, args)
+    from engine.errors import NativeCrashError
     from engine.model import (
         describe,
         describe_llama,
@@ -43,9 +44,15 @@ def run(args: argparse.Namespace) -> int:
     )
 
     spec = model_spec_from(args)
+    info = None
     if resolve_backend(spec) == "llama.cpp":
-        info = describe_llama(load_llama(spec))
-    else:
+        try:
+            info = describe_llama(load_llama(spec))
+        except NativeCrashError as exc:  # auto: as the engines do, run it on transformers
+            if spec.backend != "auto":
+                raise
+            print(f"logitlab: warning: running on transformers: {exc}", file=sys.stderr)
+    if info is None:
         info = describe(load(spec))
         tip = gguf_without_binding(spec)
         if tip and args.format == "text":
@@ -103,6 +110,7 @@ def format_text(info: dict[str, Any], *, tree: bool = False) -> str:
             f"  {'file size':<20} {gguf['file_size_bytes'] / 2**20:.1f} MiB",
             f"  {'file type':<20} {gguf['file_type']}  ({gguf['tensor_count']} tensors)",
             f"  {'offload':<20} {gguf['offload']}",
+            *_native_lines(gguf.get("native") or {}),
             f"  {'tokenizer':<20} {gguf['tokenizer']}"
             + ("" if gguf["tokenizer_agrees_with_llama_cpp"] else "  (DIFFERS from llama.cpp's)"),
             "  quantization by tensor group",
@@ -146,3 +154,18 @@ def _remote_info(remote: Any, args: argparse.Namespace) -> int:
             lines += ["", f"  {why}"]
         sys.stdout.write("\n".join(lines) + "\n")
     return 0
+
+
+def _native_lines(native: dict[str, Any]) -> list[str]:
+    """llama.cpp's system info, buffer types and self-test, as `info` prints them."""
+    if not native:
+        return []
+    buffers = ", ".join(native["buffer_types"]) or "?"
+    state = "on" if native["extra_buffer_types"] else "off"
+    lines = [
+        f"  {'system info':<20} {native['system_info']}",
+        f"  {'buffer types':<20} {buffers}  (extra buffer types {state})",
+        f"  {'self-test':<20} {native['self_test']}",
+    ]
+    lines += [f"  {'not used':<20} {line}" for line in native["not_used"]]
+    return lines

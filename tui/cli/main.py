@@ -38,7 +38,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. From the shell (`argv` None) a native crash leaves a crash log
+    (`tui.fatal_log`); a caller passing `argv` (tests) keeps its own fault handler."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if argv is not None:
+        return _main(args_list)
+    from tui import fatal_log
+
+    armed = fatal_log.arm(args_list)
+    try:
+        return _main(args_list)
+    finally:
+        if armed is not None:
+            armed.disarm()
+
+
+def _main(args_list: list[str]) -> int:
     parser = build_parser()
     if not any(a in COMMANDS for a in args_list if not a.startswith("-")) and not {
         "-h",

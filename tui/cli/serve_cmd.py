@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.config import load_config
     from engine.decode import open_engine
     from engine.serve import ServeOptions, bind, create_app, is_loopback, serve
+    from tui.cli.notices import print_notices
     from tui.cli.sessions_cmd import open_store
 
     if not 0 <= args.port <= 65535:
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     spec = model_spec_from(merge_model_defaults(args, config.model))
     store = None if args.no_record else open_store()
     engine = open_engine(spec)
-    model = engine.load(spec)
+    model = print_notices(engine.load(spec))
     options = ServeOptions(
         api_key=api_key,
         record=not args.no_record,

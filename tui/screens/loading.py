@@ -84,6 +84,8 @@ class LoadingScreen(ScreenGuard, Screen[ModelDescription]):
         self.query_one("#loading-stage", Static).update(f"{event.stage}{detail}")
 
     def on_model_loaded(self, event: ModelLoaded) -> None:
+        for notice in event.facts.notices:  # a backend fallen back from, and why
+            self.app.notify(notice, severity="warning", timeout=15, markup=False)
         if self.app.screen is not self:  # the palette or the picker: close once it is gone
             self._loaded = event.facts
             return
