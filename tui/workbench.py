@@ -101,6 +101,12 @@ class Workbench:
             self.params = params
             self.recorder.message_completed(turn, self.settings, params)
 
+    def checkpoint(self, turn: Turn | None) -> None:
+        """Save a reply still being decoded as far as it has come, so a native crash
+        (which no handler sees) loses at most the last second of it."""
+        if turn is not None and (params := self.reply_params()) is not None:
+            self.recorder.message_completed(turn, self.settings, params, checkpoint=True)
+
     def reset(self, conversation: Conversation | None = None) -> None:
         """Show another conversation (a new or reopened session): no run, no proposal."""
         self.conversation = conversation or Conversation()

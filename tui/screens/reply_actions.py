@@ -32,6 +32,7 @@ from tui.widgets.step_view import StepView
 from tui.widgets.token_stream import TokenStream
 from tui.workbench import Workbench
 
+CHECKPOINT_EVERY = 1.0  # s: a reply in progress is saved this often (native crashes)
 PROGRESS_EVERY = 1.0  # seconds between the status bar's tok/s and context updates
 
 
@@ -42,6 +43,7 @@ class ReplyActions:
         self._prefill_ms = 0.0
         self._step_ms: list[float] = []  # compute time of the reply's steps (tok/s)
         self._progress_shown = 0.0  # time.monotonic() of the status bar's last numbers
+        self._checkpointed = 0.0  # time.monotonic() of the last save of the reply in progress
         self._pacer = FramePacer()
 
     async def send(self, text: str) -> None:
@@ -81,6 +83,7 @@ class ReplyActions:
     def started(self, event: GenerationStarted) -> None:
         self.prompt_tokens, self._prefill_ms = event.prompt_tokens, event.prefill_ms
         self._pacer.reset()
+        self._checkpointed = time.monotonic()
         status = self.screen.query_one(StatusBar)
         status.context_used = event.prompt_tokens
         status.state = "generating"
@@ -104,6 +107,9 @@ class ReplyActions:
             if first or time.monotonic() - self._progress_shown >= PROGRESS_EVERY:
                 self.show_progress()
             await screen.query_one(ChatPane).append(delta)
+        if time.monotonic() - self._checkpointed >= CHECKPOINT_EVERY:
+            self._checkpointed = time.monotonic()
+            self.workbench.checkpoint(self.workbench.conversation.last_reply)
 
     def show_progress(self) -> None:
         """The reply's decode rate and the context it fills, in the status bar."""
