@@ -7,6 +7,12 @@ The key hashes the file's bytes and the transformers version, so a changed file
 (or a converter that changed) is converted again. A directory is complete only
 when its ``logitlab-conversion.json`` marker exists; conversion writes to a
 temporary directory and renames it into place.
+
+The checkpoint is a standard one, as ``save_pretrained`` writes a tied model: the
+embedding's name (``model.embed_tokens.weight``) is kept and the tied output
+(``lm_head.weight``) omitted, so vLLM, SGLang and lm-eval load the same files. The
+marker's ``format`` says which writer made a directory: an older one is converted
+again once.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from collections.abc import Callable
 from functools import cache
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 from engine.paths import cache_dir
 
 MARKER = "logitlab-conversion.json"
+FORMAT = 2  # 1 (no "format" in the marker): tied weights saved under lm_head.weight
 KEYS = "keys.json"  # path -> {"stat": [...], "key": ...}: a hash already computed
 _HASH_CHUNK = 4 << 20
 
@@ -92,10 +100,34 @@ def converted_dir(path: Path) -> Path:
     return cache_dir() / "converted" / f"{path.stem}-{file_key(path)}"
 
 
+def _complete(target: Path) -> bool:
+    """A finished conversion by the current writer (an older format is converted again)."""
+    try:
+        marker = json.loads((target / MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and marker.get("format") == FORMAT
+
+
 def cached_conversion(path: Path) -> Path | None:
     """The converted directory for this GGUF file if a complete one exists."""
     target = converted_dir(path)
-    return target if (target / MARKER).is_file() else None
+    return target if _complete(target) else None
+
+
+def standard_state_dict(model: Any) -> dict[str, Any]:
+    """The tensors to save, as ``save_pretrained`` saves a tied model: of names that share
+    one tensor, the first in the model's order (the input embedding, registered before the
+    output head) is kept, the others dropped; loaders tie them again from the config."""
+    seen: set[tuple[int, int, tuple[int, ...]]] = set()
+    tensors: dict[str, Any] = {}
+    for name, tensor in model.state_dict().items():
+        where = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if where in seen:
+            continue  # a tied duplicate (lm_head.weight of tied embeddings)
+        seen.add(where)
+        tensors[name] = tensor.contiguous()
+    return tensors
 
 
 def convert(path: Path, load_gguf: Callable[[Path], tuple[object, object]]) -> Path:
@@ -103,10 +135,10 @@ def convert(path: Path, load_gguf: Callable[[Path], tuple[object, object]]) -> P
 
     Returns the directory holding a regular transformers checkpoint.
     """
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file
 
     target = converted_dir(path)
-    if (target / MARKER).is_file():
+    if _complete(target):
         return target
     model, tokenizer = load_gguf(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -118,10 +150,11 @@ def convert(path: Path, load_gguf: Callable[[Path], tuple[object, object]]) -> P
             delattr(config, "quantization_config")
         config.save_pretrained(tmp)
         model.generation_config.save_pretrained(tmp)  # type: ignore[attr-defined]
-        # save_model drops tied duplicates (lm_head shares embed_tokens)
-        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})  # type: ignore[arg-type]
+        tensors = standard_state_dict(model)
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         tokenizer.save_pretrained(tmp)  # type: ignore[attr-defined]
         marker = {
+            "format": FORMAT,
             "source": str(path),
             "size": path.stat().st_size,
             "transformers": transformers_version(),
