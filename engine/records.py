@@ -120,6 +120,95 @@ class PromptScores:
         logprob = self.logprobs[position]
         return None if logprob is None else -logprob / math.log(2)
 
+    @classmethod
+    def from_scores(cls, ids: Sequence[int], scores: Sequence[TokenScore]) -> PromptScores:
+        """The workbench's view of `PromptScoring.score(ids)` (positions 1.., in order)."""
+        logprobs: list[float | None] = [None] * len(ids)
+        ranks: list[int | None] = [None] * len(ids)
+        for s in scores:
+            logprobs[s.position] = s.logprob
+            ranks[s.position] = s.rank if s.rank > 0 else None
+        return cls(ids=tuple(int(i) for i in ids), logprobs=tuple(logprobs), ranks=tuple(ranks))
+
+
+@dataclass(frozen=True)
+class ScoredCandidate:
+    """One of a scored position's top-N: a token the model expected there (raw)."""
+
+    token_id: int
+    logprob: float  # raw
+    piece: str = ""  # the raw vocabulary piece, where the engine knows it ("" otherwise)
+
+    @property
+    def prob(self) -> float:
+        return math.exp(self.logprob)
+
+
+@dataclass(frozen=True)
+class TokenScore:
+    """How the model scored the token at `position` of a text given the tokens before
+    it (teacher forcing): what `PromptScoring.score` returns, one per scored position.
+
+    `logprob`, `rank` and `entropy` are of the raw distribution at that position (the
+    softmax of the logits after token ``position - 1``), as a `Step`'s are. `rank` is
+    1-based (1 + how many tokens score strictly higher); 0 where unknown (a remote
+    server that reports only its top-N). `entropy` is in nats; NaN where unknown.
+    `top` is the N most likely tokens there, most likely first.
+    """
+
+    position: int
+    token_id: int
+    logprob: float
+    rank: int
+    entropy: float
+    top: tuple[ScoredCandidate, ...] = ()
+    piece: str = ""  # the raw vocabulary piece, where the engine knows it ("" otherwise)
+
+    @property
+    def prob(self) -> float:
+        return math.exp(self.logprob)
+
+    @property
+    def nll(self) -> float:
+        """Negative log-likelihood, nats: what perplexity averages."""
+        return -self.logprob
+
+    @property
+    def surprisal_bits(self) -> float:
+        """-log2 p: how surprised the model was by the token, in bits."""
+        return -self.logprob / math.log(2)
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    """Totals over scored tokens: `tokens` scored, `nll_sum` nats in all.
+
+    `nll` is the mean nats per scored token, `ppl` = exp(nll). `bits_per_byte(n)` is
+    the total in bits over `n` UTF-8 bytes of the scored text.
+    """
+
+    tokens: int = 0
+    nll_sum: float = 0.0
+
+    @classmethod
+    def of(cls, scores: Sequence[TokenScore]) -> ScoreSummary:
+        return cls(len(scores), math.fsum(-s.logprob for s in scores))
+
+    def plus(self, scores: Sequence[TokenScore]) -> ScoreSummary:
+        more = ScoreSummary.of(scores)
+        return ScoreSummary(self.tokens + more.tokens, self.nll_sum + more.nll_sum)
+
+    @property
+    def nll(self) -> float:
+        return self.nll_sum / self.tokens if self.tokens else math.nan
+
+    @property
+    def ppl(self) -> float:
+        return math.exp(self.nll) if self.tokens else math.nan
+
+    def bits_per_byte(self, n_bytes: int) -> float:
+        return self.nll_sum / math.log(2) / n_bytes if n_bytes > 0 else math.nan
+
 
 @dataclass(frozen=True)
 class GenerationSummary:

@@ -88,7 +88,7 @@ def _llama_cpp(request: pytest.FixtureRequest) -> Subject:
         "llama.cpp",
         engine,
         eos_id=int(loaded.eos_token_ids[0]),
-        capabilities=frozenset({"tokenizer", "lookup"}),
+        capabilities=frozenset({"tokenizer", "lookup", "scoring"}),
         closers=[engine.thread.close],
     )
 

@@ -285,9 +285,8 @@ def test_a_looked_up_token_equals_what_the_step_recorded(llama: LlamaEngine) -> 
     _check_steps_match(llama, SAMPLED, list(result.steps))  # type: ignore[arg-type]
 
 
-def test_prompt_surprisal_is_refused_in_one_line(llama: LlamaEngine) -> None:
-    from engine.decode import prompt_scoring
-    from engine.errors import FeatureUnavailableError
+def test_prompt_surprisal_is_offered(llama: LlamaEngine) -> None:
+    """llama.cpp scores prompts (tests/test_score.py checks the numbers)."""
+    from engine.decode import full_distributions, prompt_scoring
 
-    with pytest.raises(FeatureUnavailableError, match=r"llama\.cpp.*last position"):
-        prompt_scoring(llama)
+    assert prompt_scoring(llama) is llama and full_distributions(llama) is llama

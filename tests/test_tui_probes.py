@@ -14,7 +14,7 @@ from textual.widgets import Static
 
 from engine.errors import InvalidParameterError
 from engine.params import SamplingParams
-from engine.records import PromptScores, TokenProbe
+from engine.records import TokenProbe, TokenScore
 from engine.tokens.vocab import VocabEntry
 from tests.fake_engine import FakeEngine
 from tests.tui_helpers import fake_app, replied, screen_text, until
@@ -139,13 +139,14 @@ class ProbeEngine(FakeEngine):
         rank = 57 + len(ids)  # differs by step, so a moved cursor shows new numbers
         return tuple(TokenProbe(t, math.log(0.003), rank, -math.inf, 4, "top-k") for t in tokens)
 
-    def prompt_scores(self, ids: Sequence[int]) -> PromptScores:
+    def score(
+        self, ids: Sequence[int], *, top: int = 0, start: int = 1
+    ) -> tuple[TokenScore, ...]:
         self.scored.append(tuple(ids))
-        probs = [None, *(0.9 if i % 3 else 0.001 for i in range(1, len(ids)))]
-        return PromptScores(
-            ids=tuple(ids),
-            logprobs=tuple(None if p is None else math.log(p) for p in probs),
-            ranks=tuple(None if p is None else (1 if p > 0.5 else 900) for p in probs),
+        probs = [0.9 if i % 3 else 0.001 for i in range(start, len(ids))]
+        return tuple(
+            TokenScore(i, ids[i], math.log(p), 1 if p > 0.5 else 900, 1.0)
+            for i, p in enumerate(probs, start)
         )
 
 

@@ -27,6 +27,7 @@ from engine.decode.driver import (
 )
 from engine.decode.protocol import (
     Engine,
+    FullDistributions,
     ModelInternals,
     ProgressFn,
     PromptScoring,
@@ -34,6 +35,7 @@ from engine.decode.protocol import (
     Reply,
     TokenizerAccess,
     TokenLookup,
+    full_distributions,
     logprob_distribution,
     model_internals,
     prompt_scoring,
@@ -95,6 +97,7 @@ __all__ = [
     "Engine",
     "EngineSpec",
     "FanOutFinished",
+    "FullDistributions",
     "LlamaEngine",
     "LocalEngine",
     "LocalReply",
@@ -121,6 +124,7 @@ __all__ = [
     "TokenizerAccess",
     "backend_engine",
     "branch_stats",
+    "full_distributions",
     "logprob_distribution",
     "model_internals",
     "open_engine",

@@ -6,7 +6,9 @@ model picked later in the workbench can switch backends. Front ends get one from
 the registry (`open_engine`, engine/decode/registry.py), which also says how a
 backend's engine is made. Everything but `load` goes to the current engine, optional
 capabilities included: ``isinstance(engine, ModelInternals)`` is true only when
-the current backend can look inside its model.
+the current backend can look inside its model. Scoring is delegated the same way:
+`score` and `logprob_rows` (`PromptScoring`, `FullDistributions`) are the current
+backend's, transformers and llama.cpp both.
 """
 
 from __future__ import annotations

@@ -12,12 +12,19 @@ One llama.cpp context holds one KV cache. Every runner of an engine shares it
 forward it syncs the context to them, keeping the longest common prefix. So
 replies can interleave (the workbench branching, the server's queue) and a
 branch re-prefills only what differs.
+
+Scoring (`PromptScoring.score`, `FullDistributions.logprob_rows`):
+`SharedContext.logit_chunks` evaluates a token path in batches of ``n_batch`` with
+llama.cpp's logits switched on for every position whose distribution is wanted
+(``batch.logits[i]``), and reads them all at once (``llama_get_logits``: ``[n,
+vocab]`` float32): one decode per batch, never one per token. The prefix before the
+first wanted position reuses the cache where it already holds it.
 """
 
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -62,38 +69,71 @@ class SharedContext:
 
     def run(self, target: list[int]) -> torch.Tensor:
         """Make the KV cache hold `target` and return the logits after its last id."""
-        if len(target) > self.n_ctx:
-            raise GenerationError(
-                f"{len(target)} tokens do not fit llama.cpp's context of {self.n_ctx}"
-            )
-        common = 0
-        for ours, theirs in zip(self.cached, target, strict=False):
-            if ours != theirs:
-                break
-            common += 1
-        common = min(common, len(target) - 1)  # the last id is always evaluated: its logits
-        if common < len(self.cached):
-            self._lib.llama_memory_seq_rm(self.memory, 0, common, -1)
-            del self.cached[common:]
-        for start in range(common, len(target), self.n_batch):
-            self._decode(target[start : start + self.n_batch], start)
-            self.cached.extend(target[start : start + self.n_batch])
+        self._fits(len(target))
+        self._sync(target, evaluate_last=True)
         pointer = self._lib.llama_get_logits_ith(self.ctx, -1)
         row = np.ctypeslib.as_array(
             ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(self.n_vocab,)
         )
         return torch.from_numpy(row.copy())  # [vocab] float32; llama.cpp reuses its buffer
 
-    def _decode(self, ids: list[int], first_position: int) -> None:
+    def logit_chunks(
+        self, ids: list[int], start: int, next_token: bool = False
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """``(first_position, logits [n, vocab] float32)`` per batch for positions
+        ``start .. len(ids) - 1`` (and ``len(ids)`` with `next_token`): row i is the
+        distribution over the token at ``first_position + i`` (see the module doc)."""
+        stop = len(ids) + 1 if next_token else len(ids)  # positions start .. stop - 1
+        if start >= stop:
+            return
+        inputs, first_needed = ids[: stop - 1], start - 1  # input indices with logits
+        self._fits(len(inputs))
+        self._sync(inputs[:first_needed], evaluate_last=False)
+        for lo in range(first_needed, len(inputs), self.n_batch):
+            hi = min(lo + self.n_batch, len(inputs))
+            if self.cached != inputs[:lo]:  # another runner used the context meanwhile
+                self._sync(inputs[:lo], evaluate_last=False)
+            self._decode(inputs[lo:hi], lo, outputs_from=0)
+            self.cached.extend(inputs[lo:hi])
+            pointer = self._lib.llama_get_logits(self.ctx)
+            rows = np.ctypeslib.as_array(
+                ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(hi - lo, self.n_vocab)
+            )
+            yield lo + 1, torch.from_numpy(rows.copy())  # llama.cpp reuses its buffer
+
+    def _fits(self, n: int) -> None:
+        if n > self.n_ctx:
+            raise GenerationError(f"{n} tokens do not fit llama.cpp's context of {self.n_ctx}")
+
+    def _sync(self, target: list[int], *, evaluate_last: bool) -> None:
+        """Make the KV cache hold exactly `target`, keeping the longest common prefix;
+        `evaluate_last`: the last id is evaluated even if held (its logits are wanted)."""
+        common = 0
+        for ours, theirs in zip(self.cached, target, strict=False):
+            if ours != theirs:
+                break
+            common += 1
+        if evaluate_last:
+            common = min(common, len(target) - 1)
+        if common < len(self.cached):
+            self._lib.llama_memory_seq_rm(self.memory, 0, common, -1)
+            del self.cached[common:]
+        for start in range(common, len(target), self.n_batch):
+            self._decode(target[start : start + self.n_batch], start)
+            self.cached.extend(target[start : start + self.n_batch])
+
+    def _decode(self, ids: list[int], first_position: int, *, outputs_from: int = -1) -> None:
+        """Evaluate `ids` at `first_position..`; logits for the batch's entries from
+        index `outputs_from` on (-1: the last only)."""
         batch = self.batch
         batch.n_tokens = len(ids)
+        first_output = len(ids) - 1 if outputs_from < 0 else outputs_from
         for i, token in enumerate(ids):
             batch.token[i] = token
             batch.pos[i] = first_position + i
             batch.n_seq_id[i] = 1
             batch.seq_id[i][0] = 0
-            batch.logits[i] = False
-        batch.logits[len(ids) - 1] = True
+            batch.logits[i] = i >= first_output
         code = self._lib.llama_decode(self.ctx, batch)
         if code != 0:
             # the cache may hold part of the batch now: forget what we know of it
@@ -126,7 +166,8 @@ class LlamaRunner:
 
 class LlamaEngine(TokenizerEngine):
     """A GGUF file in llama.cpp, behind the `Engine` protocol. Offers the tokenizer
-    playground and vocabulary (`TokenizerAccess`); not hidden states or embeddings."""
+    playground and vocabulary (`TokenizerAccess`), token look-up, scoring
+    (`PromptScoring`, `FullDistributions`); not hidden states or embeddings."""
 
     backend = "llama.cpp"  # what a refusal names (`protocol._name`)
 
@@ -162,6 +203,14 @@ class LlamaEngine(TokenizerEngine):
         if shared is None:
             raise ModelLoadError("no model is loaded")
         return lambda: LlamaRunner(shared)
+
+    def _logit_chunks(
+        self, ids: list[int], start: int, next_token: bool
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        shared = self._shared
+        if shared is None:
+            raise ModelLoadError("no model is loaded")
+        return shared.logit_chunks(ids, start, next_token)
 
     def llama_tokenize(self, text: str, *, allow_special: bool = False) -> list[int]:
         """llama.cpp's own tokenization of `text` (to compare with `encode`)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from engine.records import (
     Proposal,
     Step,
     TokenProbe,
+    TokenScore,
 )
 from engine.tokens.chat import ChatMessage, chat_prompt_ids, render_chat
 from engine.tokens.views import TokenInfo, encode_text, special_tokens_summary, token_view
@@ -125,6 +126,45 @@ class TokenizerEngine:
 
             runner = TransformersRunner(self.loaded.model, self.loaded.device)
         return next_token_probes(runner, ids, params, tokens)
+
+    # --- PromptScoring, FullDistributions (see engine/decode/protocol.py) ------------------
+
+    def _logit_chunks(
+        self, ids: list[int], start: int, next_token: bool
+    ) -> Iterator[tuple[int, Any]]:
+        """Raw logits ``[n, vocab]`` per chunk for positions ``start..`` (on the engine
+        thread): how this backend runs a token path (engine/decode/scoring.py)."""
+        raise NotImplementedError
+
+    def score(self, ids: Sequence[int], *, top: int = 0, start: int = 1) -> tuple[TokenScore, ...]:
+        from engine.decode.scoring import check_request
+
+        path = check_request(ids, start=start, top=top, context_window=self.loaded.context_window)
+        return self._thread.call(self._score, path, top, start)
+
+    def _score(self, ids: list[int], top: int, start: int) -> tuple[TokenScore, ...]:
+        from engine.decode.probe import pieces_of
+        from engine.decode.scoring import score_logits
+
+        records: list[TokenScore] = []
+        pieces = pieces_of(self.loaded)
+        for first, logits in self._logit_chunks(ids, start, False):
+            targets = ids[first : first + logits.shape[0]]
+            records += score_logits(logits, targets, first, top=top, pieces=pieces)
+        return tuple(records)
+
+    def logprob_rows(
+        self, ids: Sequence[int], start: int = 1, *, next_token: bool = False
+    ) -> Iterator[tuple[int, Any]]:
+        from engine.decode.scoring import check_request, on_thread, rows_of
+
+        path = check_request(ids, start=start, top=0, context_window=self.loaded.context_window)
+        return on_thread(self._thread, rows_of(self._logit_chunks(path, start, next_token)))
+
+    def prompt_scores(self, ids: Sequence[int]) -> PromptScores:
+        """The Prompt tab's view of `score(ids)`."""
+        path = [int(i) for i in ids]
+        return PromptScores.from_scores(path, self.score(path))
 
     def chat_ids(
         self, messages: Sequence[ChatMessage], *, allow_special: bool = False
@@ -225,12 +265,14 @@ class LocalEngine(TokenizerEngine):
 
         return ties_embeddings(self.loaded.model)
 
-    # --- PromptScoring -----------------------------------------------------------------
+    # --- PromptScoring, FullDistributions: teacher forcing in chunks (probe.py) --------
 
-    def prompt_scores(self, ids: Sequence[int]) -> PromptScores:
-        from engine.decode.probe import prompt_scores
+    def _logit_chunks(
+        self, ids: list[int], start: int, next_token: bool
+    ) -> Iterator[tuple[int, Any]]:
+        from engine.decode.probe import logit_chunks
 
-        return self._thread.call(prompt_scores, self.loaded, [int(i) for i in ids])
+        return logit_chunks(self.loaded.model, ids, start, next_token=next_token)
 
 
 class LocalReply:

@@ -10,31 +10,35 @@ counting every id of the prefix) and reads each asked-for token's raw and
 processed log-probability, rank and, where it was removed, the processor that
 did it.
 
-Prompt surprisal: `prompt_scores` scores each prompt token by the logits at the
-position before it (teacher forcing), so a person sees which words of their
-system prompt the model did not expect. The forward runs in chunks over one KV
-cache, so only a chunk's logits (``[chunk, vocab]``) are ever held.
+Scoring (`PromptScoring.score`, `FullDistributions.logprob_rows` on transformers):
+`logit_chunks` runs a token path through the model by teacher forcing, in chunks
+over one KV cache, and yields each chunk's raw logits for the positions asked for
+(``[chunk, vocab]`` at most, so memory stays bounded whatever the length). The
+prefix before the first scored position runs in large chunks with the logits of
+its last position only (``logits_to_keep``). engine/decode/scoring.py turns the
+logits into records, as it does for llama.cpp. `prompt_scores` is the Prompt tab's
+older per-position view of the same numbers.
 
 Call both on the engine's thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+import inspect
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from engine.decode.sampling import Stages, process, why_dropped
+from engine.decode.scoring import MAX_CHUNK, chunk_for, score_logits
 from engine.errors import InvalidParameterError
 from engine.params import SamplingParams
-from engine.records import PromptScores, TokenProbe
+from engine.records import PromptScores, TokenProbe, TokenScore
 
 if TYPE_CHECKING:
     from engine.decode.decoder import ModelRunner
     from engine.model.loading import LoadedModel
-
-CHUNK = 256  # prompt positions per forward: 256 x 49k vocab x 4 bytes = 50 MB of logits
 
 
 @torch.inference_mode()
@@ -89,34 +93,76 @@ def token_probes(
     )
 
 
-def prompt_scores(loaded: LoadedModel, ids: list[int], chunk: int = CHUNK) -> PromptScores:
+def prompt_scores(loaded: LoadedModel, ids: list[int], chunk: int | None = None) -> PromptScores:
     """Each token's raw log-probability and rank given the tokens before it."""
+    from engine.decode.scoring import check_request
+
+    path = check_request(ids, start=1, top=0, context_window=loaded.context_window)
+    return PromptScores.from_scores(path, score_path(loaded, path, chunk=chunk))
+
+
+def score_path(
+    loaded: LoadedModel,
+    ids: list[int],
+    *,
+    top: int = 0,
+    start: int = 1,
+    chunk: int | None = None,
+) -> tuple[TokenScore, ...]:
+    """`PromptScoring.score` on transformers (arguments checked by the caller)."""
+    records: list[TokenScore] = []
+    for first, logits in logit_chunks(loaded.model, ids, start, chunk=chunk):
+        targets = ids[first : first + logits.shape[0]]
+        records += score_logits(logits, targets, first, top=top, pieces=pieces_of(loaded))
+    return tuple(records)
+
+
+@torch.inference_mode()
+def logit_chunks(
+    model: Any,  # a transformers causal LM
+    ids: list[int],
+    start: int,
+    *,
+    next_token: bool = False,
+    chunk: int | None = None,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(first_position, logits)`` per chunk: raw logits ``[n, vocab]`` (the model's
+    dtype and device), row i the distribution over the token at position
+    ``first_position + i`` given the ids before it. Positions ``start .. len(ids) - 1``
+    (and ``len(ids)`` with `next_token`). One KV cache, one thread (the engine's)."""
     from engine.decode.kv_cache import new_cache
 
-    if not ids:
-        raise InvalidParameterError("ids", "is empty; there is no prompt to score")
-    if len(ids) > loaded.context_window:
-        raise InvalidParameterError(
-            "ids", f"{len(ids)} tokens do not fit the context window of {loaded.context_window}"
-        )
-    model = loaded.model
+    stop = len(ids) + 1 if next_token else len(ids)  # positions start .. stop - 1
+    if start >= stop:
+        return
     device = next(model.parameters()).device
-    logprobs: list[float | None] = [None]
-    ranks: list[int | None] = [None]
-    with torch.inference_mode():
-        cache = new_cache(model.config)
-        for start in range(0, len(ids) - 1, chunk):
-            inputs = ids[start : start + chunk]
-            targets = ids[start + 1 : start + 1 + chunk]
-            out = model(
-                input_ids=torch.tensor([inputs], device=device),
-                past_key_values=cache,
-                use_cache=True,
-            )
-            scores = torch.log_softmax(out.logits[0, : len(targets)].float(), dim=-1)  # [n, vocab]
-            target = torch.tensor(targets, device=device)[:, None]  # [n, 1]
-            chosen = scores.gather(1, target)  # [n, 1]
-            rank = (scores > chosen).sum(dim=-1) + 1  # [n]
-            logprobs += chosen[:, 0].tolist()
-            ranks += [int(r) for r in rank.tolist()]
-    return PromptScores(ids=tuple(ids), logprobs=tuple(logprobs), ranks=tuple(ranks))
+    step = chunk or chunk_for(int(model.config.get_text_config().vocab_size))
+    keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+    cache = new_cache(model.config)
+    first_needed, end = start - 1, stop - 1  # input indices whose logits are wanted
+    bounds = [(a, min(a + MAX_CHUNK, first_needed)) for a in range(0, first_needed, MAX_CHUNK)]
+    bounds += [(a, min(a + step, end)) for a in range(first_needed, end, step)]
+    for lo, hi in bounds:
+        wanted = max(0, hi - max(lo, first_needed))
+        extra = {"logits_to_keep": max(wanted, 1)} if keep else {}
+        out = model(
+            input_ids=torch.tensor([ids[lo:hi]], device=device),
+            past_key_values=cache,
+            use_cache=True,
+            **extra,
+        )
+        if wanted:
+            yield hi - wanted + 1, out.logits[0, -wanted:]  # [wanted, vocab]
+
+
+def pieces_of(loaded: object) -> Callable[[list[int]], list[str]]:
+    """The raw vocabulary pieces of ids ("" for an id the tokenizer does not have)."""
+    tokenizer = getattr(loaded, "tokenizer", None)
+
+    def pieces(ids: list[int]) -> list[str]:
+        if tokenizer is None:
+            return [""] * len(ids)
+        found = tokenizer.convert_ids_to_tokens(ids)
+        return [p if isinstance(p, str) else "" for p in found]
+
+    return pieces

@@ -7,6 +7,21 @@ CLI and the server use only these names, so another implementation (llama.cpp,
 an OpenAI-compatible server) plugs in under all of them. Methods may block:
 front ends with an event loop call them from a worker thread.
 
+Optional capabilities (`ModelInternals`, `TokenizerAccess`, `TokenLookup`,
+`PromptScoring`, `FullDistributions`) are protocols an engine may implement; a
+front end asks through the helper of the same name (`prompt_scoring(engine)`...),
+which returns the engine or raises a one-line `FeatureUnavailableError`.
+
+Scoring (`PromptScoring.score`): for a token path ``ids`` and each position ``p`` in
+``start .. len(ids) - 1``, the raw logprob of ``ids[p]`` given ``ids[:p]``, its
+1-based rank, the entropy (nats) of that distribution and its top-N, as
+`engine.records.TokenScore` records in position order. The first token is never
+scored (no context). Engines compute it in chunks so memory stays bounded, and
+reduce logits to records in one shared place, engine/decode/scoring.py
+(`score_logits`; `check_request` is the argument rule). `FullDistributions` is the
+lower level under it: the whole float32 log-softmax row of every position, chunk by
+chunk (the compare view reads two models' rows on the same path).
+
 Torch-free on purpose: importing the protocol costs nothing.
 """
 
@@ -24,15 +39,17 @@ from engine.params import SamplingParams
 from engine.records import (
     FinishReason,
     GenerationSummary,
-    PromptScores,
     Proposal,
     Step,
     TokenProbe,
+    TokenScore,
 )
 from engine.tokens.chat import ChatMessage
 from engine.tokens.views import TokenInfo
 
 if TYPE_CHECKING:
+    import torch
+
     from engine.model.embeddings import Neighbour
     from engine.model.lens import LensResult
     from engine.tokens.vocab import VocabIndex
@@ -200,10 +217,51 @@ class TokenLookup(Protocol):
 
 @runtime_checkable
 class PromptScoring(Protocol):
-    """An engine that can score a prompt against itself (teacher forcing)."""
+    """An engine that can score a token path against itself (teacher forcing): the
+    Prompt tab's surprisal, `logitlab score`, the server's ``echo`` + ``logprobs``.
 
-    def prompt_scores(self, ids: Sequence[int]) -> PromptScores:
-        """Each token's raw log-probability and rank given the ones before it."""
+    Implemented by the transformers engine (`LocalEngine`), llama.cpp (`LlamaEngine`)
+    and, where the server can score a prompt, the remote engine; `BackendEngine`
+    offers it when its current backend does. `PromptScores.from_scores(ids, scores)`
+    turns the records into the workbench's per-position view.
+    """
+
+    def score(self, ids: Sequence[int], *, top: int = 0, start: int = 1) -> tuple[TokenScore, ...]:
+        """One `TokenScore` per position ``start .. len(ids) - 1``, in order: the raw
+        logprob, 1-based rank and entropy (nats) of ``ids[p]`` given ``ids[:p]``, and
+        the `top` (0..50) most likely tokens there.
+
+        The whole of `ids` is the context (it must fit the context window); `start`
+        only skips reporting earlier positions (a sliding window scores its new
+        tokens), ``start == len(ids)`` reports none. Computed in chunks (memory
+        bounded by a chunk's ``[chunk, vocab]`` rows), on the engine's thread; blocks.
+        Bad arguments raise `InvalidParameterError`; equal to one full forward of
+        `ids` within float32 noise (transformers: 1e-4 on logprobs).
+        """
+        ...
+
+
+@runtime_checkable
+class FullDistributions(Protocol):
+    """An engine that can give the whole next-token distribution at every position of
+    a token path (transformers and llama.cpp; not a remote server)."""
+
+    def logprob_rows(
+        self, ids: Sequence[int], start: int = 1, *, next_token: bool = False
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """``(first_position, rows)`` chunk by chunk, positions ascending and contiguous:
+        ``rows`` is float32 ``[n, vocab]`` log-softmax on the CPU, row ``i`` the raw
+        distribution over the token at position ``first_position + i`` given
+        ``ids[:first_position + i]``. Positions run ``start .. len(ids) - 1``, and
+        ``len(ids)`` too with `next_token` (the distribution after the last id).
+
+        Each chunk is computed on the engine's thread when the iterator is advanced
+        (a chunk's rows are at most `scoring.ROW_BUDGET` bytes); the caller's torch
+        work on them runs on its own thread (wrap it in ``engine.thread.call`` to
+        keep torch on one thread, see engine/model/thread.py). Consume or close the
+        iterator before other work on the same engine: llama.cpp's one KV cache is
+        shared, and an interleaved reply costs a re-evaluation of the path.
+        """
         ...
 
 
@@ -236,12 +294,30 @@ def token_lookup(engine: object) -> TokenLookup:
 
 
 def prompt_scoring(engine: object) -> PromptScoring:
-    """`engine` as a `PromptScoring`, or a FeatureUnavailableError saying why not."""
+    """`engine` as a `PromptScoring`, or a FeatureUnavailableError saying why not.
+
+    An engine that has a `score` method but cannot use it now (a remote server that
+    offers neither ``prompt_logprobs`` nor ``echo`` with ``logprobs``) may define
+    ``score_unavailable() -> str | None``: its line is the refusal."""
     if isinstance(engine, PromptScoring):
-        return engine
+        check = getattr(engine, "score_unavailable", None)
+        why = check() if callable(check) else None
+        if why is None:
+            return engine
+        raise FeatureUnavailableError(why)
     raise FeatureUnavailableError(
         f"this engine ({_name(engine)}) cannot score the prompt: it returns logits "
         "for the last position only"
+    )
+
+
+def full_distributions(engine: object) -> FullDistributions:
+    """`engine` as a `FullDistributions`, or a FeatureUnavailableError saying why not."""
+    if isinstance(engine, FullDistributions):
+        return engine
+    raise FeatureUnavailableError(
+        f"this engine ({_name(engine)}) cannot give whole distributions: it reports "
+        "only the top candidates"
     )
 
 

@@ -1,5 +1,6 @@
 """The workbench's probes beyond the recorded top-N: any token at the selected step
-(the Step tab's look-up, `/`) and the prompt's surprisal (the Prompt tab, `s`).
+(the Step tab's look-up, `/`) and the prompt's surprisal (the Prompt tab, `s`: the
+engine's `PromptScoring.score`, so on every backend that can score a prompt).
 
 Both run on a worker (the engine does the forward on its own thread) and post
 their result; both are cached, so moving back to a step or prompt shows it at
@@ -176,7 +177,7 @@ class ProbeActions:
     def _score(self, scoring: object, ids: tuple[int, ...]) -> None:
         post = self.screen.post_message
         try:
-            scores = prompt_scoring(scoring).prompt_scores(ids)
+            scores = PromptScores.from_scores(ids, prompt_scoring(scoring).score(ids))
         except Exception as exc:  # a backend error: one line, not a crash
             post(ProbeFailed("surprisal", ids, one_line(exc)))
             return
