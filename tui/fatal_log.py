@@ -35,11 +35,13 @@ class FatalLog:
     handle: TextIO
 
     def disarm(self) -> None:
-        """The command ended normally: stop the handler and remove the empty log."""
+        """The command ended: stop the handler and remove the log, unless a crash was
+        written into it (by a child that inherited it: `tui.terminal_guard`)."""
         faulthandler.disable()
         try:
             self.handle.close()
-            self.path.unlink(missing_ok=True)
+            if _what(self.path.read_text(encoding="utf-8", errors="replace")) is None:
+                self.path.unlink(missing_ok=True)
         except OSError:
             pass
 

@@ -7,8 +7,10 @@ its own thread, from snapshots of its turns; the writer only talks to the
 store and posts `SessionSaved` / `SessionSaveFailed` back.
 
 Branching: the reply tree is written whole (`SessionStore.rewrite_last_assistant`)
-when a branch completes, or is switched to or deleted; a branch being decoded
-is not written, so a crash mid-branch leaves the stored tree as it was.
+when a branch completes, or is switched to or deleted. A reply (or branch) still
+being decoded is checkpointed once a second as `cancelled`: mid-branch that is the
+tree with the branch so far as its current path and every older path kept, so a
+native crash loses at most the last second and never an older branch.
 """
 
 from __future__ import annotations

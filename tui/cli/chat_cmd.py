@@ -22,7 +22,8 @@ def register(subparsers: Any) -> None:
     add_engine_options(parser)
     parser.add_argument("--session", metavar="ID", help="resume a saved session")
     parser.add_argument("--theme", metavar="NAME", help="colour theme (see themes/README.md)")
-    parser.set_defaults(run=run)
+    # a native crash must not leave the terminal broken: run it supervised
+    parser.set_defaults(run=run, takes_terminal=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from engine.errors import InvalidParameterError, LogitlabError
 
@@ -47,13 +48,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     armed = fatal_log.arm(args_list)
     try:
-        return _main(args_list)
+        return _main(args_list, shell=True, crash_log=armed.path if armed is not None else None)
     finally:
         if armed is not None:
             armed.disarm()
 
 
-def _main(args_list: list[str]) -> int:
+def _main(args_list: list[str], *, shell: bool = False, crash_log: Path | None = None) -> int:
+    """Parse and run one command. From the shell, a command that takes over the terminal
+    runs supervised (`tui.terminal_guard`); `crash_log`: the armed crash log, if any."""
     parser = build_parser()
     if not any(a in COMMANDS for a in args_list if not a.startswith("-")) and not {
         "-h",
@@ -64,6 +67,15 @@ def _main(args_list: list[str]) -> int:
     if getattr(args, "run", None) is None:
         parser.print_help()
         return EXIT_USAGE
+    if shell and getattr(args, "takes_terminal", False):
+        from tui.terminal_guard import supervise
+
+        return supervise(lambda: _dispatch(parser, args), crash_log)
+    return _dispatch(parser, args)
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Run the parsed command, mapping its errors to one line and an exit code."""
     debug = bool(getattr(args, "debug", False))
     try:
         return int(args.run(args) or 0)
