@@ -16,7 +16,7 @@ from engine.model.default_model import default_gguf_path
 from engine.model.spec import ModelSpec
 from engine.paths import data_dir
 
-pytestmark = [pytest.mark.real_model, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.real_model, pytest.mark.fresh_selftest, pytest.mark.timeout(600)]
 
 
 def test_extra_bufts_crash_falls_back_to_the_safe_configuration(
