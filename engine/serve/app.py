@@ -7,7 +7,10 @@ shared state are engine/serve/state.py, the response bodies openai_shapes.py,
 waiting on a job and streaming it streaming.py. Every request renders / encodes its prompt and checks it
 against the context window on the event loop (fast, tokenizer only), then waits
 its turn in the FIFO; the decode itself is the workbench's (`Engine.start_ids`,
-`Reply.step`), so served numbers equal `logitlab generate`'s.
+`Reply.step`), so served numbers equal `logitlab generate`'s. Prompt scoring
+(``echo`` + ``logprobs``, ``prompt_logprobs``, ``max_tokens: 0``) is the engine's
+`PromptScoring.score` in the same FIFO (engine/serve/completions.py), so served
+scores equal `logitlab score`'s.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from engine.decode.protocol import Engine
 from engine.errors import InvalidParameterError
 from engine.model.description import ModelDescription
 from engine.serve import openai_shapes as shapes
+from engine.serve.completions import completion_body, prompt_fields, scoring
 from engine.serve.errors import Guard, install_handlers
 from engine.serve.openai_shapes import ResponseMeta
 from engine.serve.schemas import (
@@ -101,16 +105,23 @@ def _routes(app: FastAPI, s: ServerState) -> None:
         refuse_unsupported(body)
         top = chat_top_logprobs(body)
         messages = chat_messages(body.messages)
-        params = s.params(body, body.max_completion_tokens or body.max_tokens, s.kept(top))
+        asked = body.max_completion_tokens
+        max_tokens = asked if asked is not None else body.max_tokens
+        how = scoring(body, max_tokens, None)
+        if how.top is not None:
+            s.check_scoring(how.param)
+        params = s.params(body, max_tokens or None, s.kept(top))
         ids = s.engine.render_prompt(messages).ids
-        s.check_length(ids, "messages")
-        job = s.submit(ids, params, messages)
+        s.check_length(ids, "messages", room=1 if how.generate else 0)
+        job = s.submit(ids, params, messages, score_top=how.top, generate=how.generate)
         meta = _meta(s, "chatcmpl-", top, bool(body.logprobs), chat=True)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return sse(stream(job, meta, s.engine.token_bytes, include_usage))
-        result = await collect(job, request)
-        return shapes.response(meta, result.summary, result.steps, s.engine.token_bytes)
+        done = await collect(job, request)
+        bytes_of = s.engine.token_bytes
+        answer = shapes.response(meta, done.result.summary, done.result.steps, bytes_of)
+        return {**answer, **prompt_fields(ids, done, how, bytes_of)}
 
     @app.post("/v1/completions", response_model=None)
     async def completions(body: CompletionRequest, request: Request) -> Any:
@@ -121,21 +132,31 @@ def _routes(app: FastAPI, s: ServerState) -> None:
         top = body.logprobs
         if top is not None and not 0 <= top <= MAX_TOP_LOGPROBS:
             raise InvalidParameterError("logprobs", f"must be in [0, {MAX_TOP_LOGPROBS}]")
-        if body.echo and top is not None:
-            raise InvalidParameterError(
-                "echo", "cannot be combined with logprobs (no prompt scoring)"
-            )
-        ids, prompt_text = s.completion_prompt(body.prompt)
-        params = s.params(body, body.max_tokens, s.kept(top or 0))
-        s.check_length(ids, "prompt")
-        job = s.submit(ids, params, [ChatMessage("user", prompt_text)])
+        how = scoring(body, body.max_tokens, top if body.echo else None)
+        if how.top is not None:
+            s.check_scoring(how.param)
+        prompts = s.completion_prompts(body.prompt)
+        if body.stream and len(prompts) > 1:
+            raise InvalidParameterError("prompt", "stream one prompt at a time")
+        params = s.params(body, body.max_tokens or None, s.kept(top or 0))
+        for ids, _text in prompts:
+            s.check_length(ids, "prompt", room=1 if how.generate else 0)
+        jobs = [
+            s.submit(ids, params, [ChatMessage("user", text)], score_top=how.top,
+                     generate=how.generate)
+            for ids, text in prompts
+        ]  # fmt: skip
         meta = _meta(s, "cmpl-", top or 0, top is not None, chat=False)
-        echo = prompt_text if body.echo else ""
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return sse(stream(job, meta, s.engine.token_bytes, include_usage, echo))
-        result = await collect(job, request)
-        return shapes.response(meta, result.summary, result.steps, s.engine.token_bytes, echo)
+            echo = prompts[0][1] if body.echo else ""
+            return sse(stream(jobs[0], meta, s.engine.token_bytes, include_usage, echo))
+        try:
+            ends = [await collect(job, request) for job in jobs]
+        finally:
+            for job in jobs:  # one failed, or the client left: the rest need not run
+                job.cancel.set()
+        return completion_body(meta, ends, prompts, how, body.echo, s.engine.token_bytes)
 
     @app.post("/tokenize")
     async def tokenize(body: TokenizeRequest) -> dict[str, Any]:

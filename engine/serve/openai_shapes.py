@@ -164,11 +164,24 @@ def step_logprobs(
     return legacy_logprobs(steps, meta.top, bytes_of, offset)
 
 
-def _choice(meta: ResponseMeta, text: str, logprobs: Any, finish: str | None) -> dict[str, Any]:
+def choice(
+    meta: ResponseMeta, text: str, logprobs: Any, finish: str | None, index: int = 0
+) -> dict[str, Any]:
+    """One choice of a whole response: a message (chat) or a text (legacy)."""
     if meta.chat:
         message = {"role": "assistant", "content": text}
-        return {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": finish}
-    return {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}
+        return {"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish}
+    return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish}
+
+
+def whole(
+    meta: ResponseMeta, choices: list[dict[str, Any]], usage_: dict[str, int]
+) -> dict[str, Any]:
+    """A whole (non-streamed) response around its choices."""
+    body = {**envelope(meta, meta.object, choices), "usage": usage_}
+    if meta.chat:
+        body["system_fingerprint"] = None
+    return body
 
 
 def response(
@@ -177,11 +190,8 @@ def response(
 ) -> dict[str, Any]:  # fmt: skip
     """A whole (non-streamed) response; `echo`: the prompt text legacy ``echo`` puts first."""
     logprobs = step_logprobs(meta, steps, bytes_of, len(echo))
-    choice = _choice(meta, echo + summary.text, logprobs, finish_reason(summary.finish_reason))
-    body = {**envelope(meta, meta.object, [choice]), "usage": usage(summary)}
-    if meta.chat:
-        body["system_fingerprint"] = None
-    return body
+    one = choice(meta, echo + summary.text, logprobs, finish_reason(summary.finish_reason))
+    return whole(meta, [one], usage(summary))
 
 
 def chunk(

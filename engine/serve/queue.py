@@ -8,6 +8,11 @@ on a client: a slow reader only lets its own queue grow, so the next job starts
 as soon as this one's decode ends. Setting a job's cancel event (a client went
 away, the server is stopping) stops its reply before the next step, or skips
 it if it has not started.
+
+A job may score its prompt first (`score_top`: ``echo`` with ``logprobs``, vLLM's
+``prompt_logprobs``): the engine's `PromptScoring.score` runs on the same worker,
+in the same FIFO, and its records go to the request as one `Scored` event before
+any step; ``generate=False`` (``max_tokens: 0``) scores without generating.
 """
 
 from __future__ import annotations
@@ -20,10 +25,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.decode.protocol import Engine
+from engine.decode.protocol import Engine, prompt_scoring
 from engine.decode.run import ReplyResult, run_reply
 from engine.params import SamplingParams
-from engine.records import Step
+from engine.records import GenerationSummary, Step, TokenScore
 
 
 class QueueFullError(Exception):
@@ -31,10 +36,19 @@ class QueueFullError(Exception):
 
 
 @dataclass(frozen=True)
+class Scored:
+    """A scoring job's first event: the prompt's records (positions 1..)."""
+
+    scores: tuple[TokenScore, ...]
+
+
+@dataclass(frozen=True)
 class Finished:
-    """The last event of a job: its result (None when cancelled before it started)."""
+    """The last event of a job: its result (None when cancelled before it started) and,
+    for a scoring job, the prompt's records."""
 
     result: ReplyResult | None
+    scores: tuple[TokenScore, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -42,7 +56,7 @@ class Failed:
     error: BaseException
 
 
-Event = Step | Finished | Failed
+Event = Step | Scored | Finished | Failed
 
 
 @dataclass(eq=False)  # hashed by identity: the scheduler keeps a set of live jobs
@@ -50,7 +64,9 @@ class Job:
     prompt_ids: Sequence[int]
     params: SamplingParams
     loop: asyncio.AbstractEventLoop
-    on_result: Callable[[ReplyResult], None] | None = None
+    on_result: Callable[[Finished], None] | None = None
+    score_top: int | None = None  # score the prompt first, with this many candidates
+    generate: bool = True  # False: score only (``max_tokens: 0``)
     cancel: threading.Event = field(default_factory=threading.Event)
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
 
@@ -110,20 +126,33 @@ class Scheduler:
                 if job.cancel.is_set():
                     job.emit(Finished(None))
                     continue
-                result = self._call(self._run, job)
-                job.emit(Finished(result))
+                finished = self._call(self._run, job)
+                job.emit(finished)
                 if job.on_result is not None:
-                    job.on_result(result)
+                    job.on_result(finished)
             except Exception as exc:  # reported to the request, never kills the worker
                 job.emit(Failed(exc))
             finally:
                 with self._lock:
                     self._live.discard(job)
 
-    def _run(self, job: Job) -> ReplyResult:
-        """The loop the CLI runs too (`run_reply`), each step handed to the request."""
+    def _run(self, job: Job) -> Finished:
+        """The prompt's scores when asked, then the loop the CLI runs too (`run_reply`),
+        each step handed to the request."""
+        scores = None
+        if job.score_top is not None:
+            scores = prompt_scoring(self._engine).score(job.prompt_ids, top=job.score_top)
+            job.emit(Scored(scores))
+        if not job.generate:
+            return Finished(score_only(job.prompt_ids), scores)
         reply = self._engine.start_ids(job.prompt_ids, job.params, cancel=job.cancel)
-        return run_reply(reply, on_step=job.emit)
+        return Finished(run_reply(reply, on_step=job.emit), scores)
+
+
+def score_only(prompt_ids: Sequence[int]) -> ReplyResult:
+    """The result of a job that generated nothing (``max_tokens: 0``)."""
+    summary = GenerationSummary("length", "", len(prompt_ids), 0, 0.0, 0.0)
+    return ReplyResult(steps=(), summary=summary)
 
 
 def _direct(fn: Callable[..., Any], *args: Any) -> Any:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.errors import InvalidParameterError
 
 MAX_TOP_LOGPROBS = 20  # OpenAI's bound
+MAX_BATCH = 64  # prompts in one legacy completions request
 
 
 class TextPart(BaseModel):
@@ -53,6 +54,8 @@ class SamplingFields(BaseModel):
     top_k: int | None = None  # vLLM: -1 or 0 = off
     min_p: float | None = None
     repetition_penalty: float | None = None
+    # vLLM's extension: score the prompt, N candidates per position (0: the token only)
+    prompt_logprobs: int | None = None
 
 
 class ChatCompletionRequest(SamplingFields):

@@ -9,15 +9,15 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from engine.decode.protocol import Engine
-from engine.decode.run import ReplyResult
-from engine.errors import InvalidParameterError
+from engine.decode.protocol import Engine, prompt_scoring
+from engine.errors import FeatureUnavailableError, InvalidParameterError
 from engine.model.description import ModelDescription
 from engine.params import SamplingParams, resolve_sampling
 from engine.serve.errors import ApiError
-from engine.serve.queue import Job, QueueFullError, Scheduler
+from engine.serve.queue import Finished, Job, QueueFullError, Scheduler
 from engine.serve.recorder import Recorder
 from engine.serve.schemas import (
+    MAX_BATCH,
     MAX_TOP_LOGPROBS,
     ChatCompletionRequest,
     ChatMessageIn,
@@ -45,7 +45,10 @@ class ServerState:
         self.name = model.model_id
         self.created = int(time.time())
         self.scheduler = Scheduler(engine, max_queue)
-        self.recorder = Recorder(store, model) if record and store is not None else None
+        recorder = (
+            Recorder(store, model, engine.token_bytes) if record and store is not None else None
+        )
+        self.recorder = recorder
 
     # --- request -> job ----------------------------------------------------------------
 
@@ -65,29 +68,46 @@ class ServerState:
         """Candidates the decode records: what was asked, and a few more for the session."""
         return max(asked, RECORDED_CANDIDATES) if self.recorder is not None else asked
 
-    def check_length(self, ids: Sequence[int], param: str) -> None:
+    def check_length(self, ids: Sequence[int], param: str, room: int = 1) -> None:
+        """The prompt fits the context window with `room` tokens to spare (0: scored only)."""
         if not ids:
             raise ApiError(400, f"{param}: the prompt is empty", param=param)
         window = self.model.context_window
-        if len(ids) >= window:
+        if len(ids) > window - room:
             raise ApiError(
                 400,
                 f"the prompt is {len(ids)} tokens but the model's context window is {window}; "
-                f"shorten it to at most {window - 1} tokens",
+                f"shorten it to at most {window - room} tokens",
                 param=param,
                 code="context_length_exceeded",
             )
 
+    def check_scoring(self, param: str) -> None:
+        """400 in one line where this engine cannot score a prompt."""
+        try:
+            prompt_scoring(self.engine)
+        except FeatureUnavailableError as exc:
+            raise ApiError(400, f"{param}: {exc.message}", param=param, code="unsupported") from exc
+
     def submit(
-        self, ids: Sequence[int], params: SamplingParams, messages: list[ChatMessage]
+        self,
+        ids: Sequence[int],
+        params: SamplingParams,
+        messages: list[ChatMessage],
+        *,
+        score_top: int | None = None,
+        generate: bool = True,
     ) -> Job:
+        """Queue a job: generate (`params`), after scoring the prompt with `score_top`
+        candidates when asked; `generate` False: score only."""
         recorder = self.recorder
 
-        def record(result: ReplyResult) -> None:
-            if recorder is not None:
-                recorder.record(params, messages, result)
+        def record(finished: Finished) -> None:
+            if recorder is not None and finished.result is not None:
+                recorder.record(params, messages, finished.result, ids, finished.scores)
 
-        job = Job(ids, params, asyncio.get_running_loop(), on_result=record)
+        loop = asyncio.get_running_loop()
+        job = Job(ids, params, loop, on_result=record, score_top=score_top, generate=generate)
         try:
             self.scheduler.submit(job)
         except QueueFullError as exc:
@@ -104,17 +124,25 @@ class ServerState:
 
     # --- prompts and ids ------------------------------------------------------------------
 
-    def completion_prompt(self, prompt: Any) -> tuple[list[int], str]:
-        """A legacy prompt (text, or one list of token ids) as (ids, text)."""
+    def completion_prompts(self, prompt: Any) -> list[tuple[list[int], str]]:
+        """A legacy prompt as (ids, text) per prompt: text, a list of token ids, or a
+        batch (a list of texts, a list of id lists: lm-eval sends these)."""
+        if isinstance(prompt, str) or (prompt and all(isinstance(p, int) for p in prompt)):
+            return [self._one_prompt(prompt)]
+        if not prompt:
+            raise InvalidParameterError("prompt", "is empty")
+        if len(prompt) > MAX_BATCH:
+            raise InvalidParameterError(
+                "prompt", f"holds {len(prompt)} prompts; send at most {MAX_BATCH} at once"
+            )
+        return [self._one_prompt(p) for p in prompt]
+
+    def _one_prompt(self, prompt: str | list[int]) -> tuple[list[int], str]:
         if isinstance(prompt, str):
             return self.engine.encode(prompt), prompt
-        if prompt and all(isinstance(p, int) for p in prompt):
-            ids = [int(p) for p in prompt]
-            self.check_ids(ids, "prompt")
-            return ids, self.decode(ids)
-        if isinstance(prompt, list) and len(prompt) == 1:  # a batch of one is fine
-            return self.completion_prompt(prompt[0])
-        raise InvalidParameterError("prompt", "give one prompt (a string or a list of token ids)")
+        ids = [int(p) for p in prompt]
+        self.check_ids(ids, "prompt")
+        return ids, self.decode(ids)
 
     def check_ids(self, ids: Sequence[int], param: str) -> None:
         vocab = int(self.model.config.get("vocab_size") or 0)

@@ -4,7 +4,8 @@ The probe lists the models (and picks one), reads the context window, then tries
 the endpoints the workbench needs: `/tokenize` of chat messages (exact prompt
 ids), `/v1/completions` with a list of token ids and `logprobs` (step-through
 and branching), and reads the answer for token ids, the number of candidates
-and which distribution the logprobs are of.
+and which distribution the logprobs are of; then how the server scores a prompt
+(``prompt_logprobs`` or ``echo`` with ``logprobs``: engine/decode/remote/score.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from engine.decode.remote.client import HttpClient
+from engine.decode.remote.score import probe_scoring
 from engine.errors import EngineModelNotFoundError, EngineServerError
 
 Distribution = Literal["raw+processed", "raw", "processed", "unknown"]
@@ -34,6 +36,7 @@ class Capabilities:
     max_top_logprobs: int  # 0: unknown until a reply comes back
     distribution: Distribution
     ids_in_logprobs: str  # "token_id field" | "token_id:N strings" | "none"
+    prompt_scoring: str = "none"  # "prompt_logprobs" | "echo" | "none" (remote/score.py)
 
     def step_unavailable(self) -> str | None:
         """Why step mode cannot run on this server (None: it can)."""
@@ -55,6 +58,7 @@ class Capabilities:
             ("max top_logprobs", str(self.max_top_logprobs or "unknown")),
             ("probabilities", self.distribution),
             ("token ids", self.ids_in_logprobs),
+            ("prompt scoring", self.prompt_scoring),
         ]
 
     def as_dict(self) -> dict[str, Any]:
@@ -70,6 +74,7 @@ class Capabilities:
             "max_top_logprobs": self.max_top_logprobs,
             "distribution": self.distribution,
             "ids_in_logprobs": self.ids_in_logprobs,
+            "prompt_scoring": self.prompt_scoring,
         }
 
 
@@ -167,6 +172,7 @@ def probe(client: HttpClient, wanted: str | None) -> Capabilities:
                 distribution = "raw+processed"
             elif server == "vllm":
                 distribution = "raw"  # vLLM's default --logprobs-mode raw_logprobs
+    scoring = probe_scoring(client, model, list(text_ids or []) * 2) if token_id_prompts else "none"
     return Capabilities(
         url=client.url,
         server=server,
@@ -179,4 +185,5 @@ def probe(client: HttpClient, wanted: str | None) -> Capabilities:
         max_top_logprobs=top,
         distribution=distribution,  # type: ignore[arg-type]
         ids_in_logprobs=ids_in,
+        prompt_scoring=scoring,
     )

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.decode.protocol import ProgressFn, PromptView
+from engine.decode.remote import score as remote_score
 from engine.decode.remote.capabilities import Capabilities, probe
 from engine.decode.remote.client import DEFAULT_TIMEOUT, HttpClient
 from engine.decode.remote.reply import RemoteReply
@@ -28,6 +29,7 @@ from engine.errors import FeatureUnavailableError, ModelLoadError
 from engine.model.description import ModelDescription
 from engine.model.spec import ModelSpec
 from engine.params import SamplingParams
+from engine.records import PromptScores, TokenScore
 from engine.tokens.chat import ChatMessage
 from engine.tokens.views import TokenInfo
 
@@ -67,6 +69,19 @@ class RemoteEngine:
 
     def close(self) -> None:
         self.client.close()
+
+    # --- PromptScoring: the server's prompt_logprobs or echo (remote/score.py) ----------
+
+    def score(self, ids: Sequence[int], *, top: int = 0, start: int = 1) -> tuple[TokenScore, ...]:
+        return remote_score.score(self.client, self.capabilities, ids, top=top, start=start)
+
+    def score_unavailable(self) -> str | None:
+        """Why this server cannot score a prompt (None: it can, or not connected yet)."""
+        return remote_score.unavailable(self._caps) if self._caps is not None else None
+
+    def prompt_scores(self, ids: Sequence[int]) -> PromptScores:
+        """The Prompt tab's view of `score(ids)`."""
+        return PromptScores.from_scores(ids, self.score(ids))
 
     def load(self, spec: ModelSpec, progress: ProgressFn | None = None) -> ModelDescription:
         report = progress or (lambda _stage, _fraction, _detail: None)
