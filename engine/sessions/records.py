@@ -13,11 +13,12 @@ the part of the old reply that the new one no longer shares is kept as an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from engine.compare.records import Comparison
 from engine.model.description import ModelDescription
 from engine.params import SamplingParams
 from engine.records import Step
@@ -122,6 +123,20 @@ class SessionMessage:
 
 
 @dataclass(frozen=True)
+class StoredComparison:
+    """A comparison of a reply against another run (engine/compare), kept with the session.
+
+    `message_index`: the index in `Session.messages` of the reply it compares. `data`:
+    `Comparison.to_json(extended=True)` as plain JSON (`Comparison.from_json(data)` reads
+    it back), so a session can be stored, exported and diffed without the compare engine.
+    """
+
+    message_index: int
+    created_at: datetime
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Session:
     """A whole conversation with the model and settings it ran under."""
 
@@ -133,6 +148,7 @@ class Session:
     settings: SessionSettings
     messages: tuple[SessionMessage, ...] = ()
     draft: str = ""  # typed in the message box, not sent yet (not part of the export)
+    comparisons: tuple[StoredComparison, ...] = ()  # in the order they were made
 
 
 @dataclass(frozen=True)
@@ -238,3 +254,29 @@ def settings_from_dict(data: dict[str, Any]) -> SessionSettings:
     return SessionSettings(
         system_prompt=data.get("system_prompt", ""), sampling=SamplingParams(**sampling)
     )
+
+
+# the numbers `Comparison.from_json` reads as 0 when absent, though an export leaves
+# them out because they were null (TOML has no null): -inf logprobs, unknown KL
+_NULLABLE_NUMBERS = ("logprob_a", "logprob_b", "kl")
+
+
+def comparison_data(data: Mapping[str, Any]) -> dict[str, Any]:
+    """`data` read as a comparison and written back as `Comparison.to_json(extended=True)`:
+    the one form the store keeps and the exports carry. Null values an export left out
+    (TOML has no null) read as null again. Raises ValueError naming the bad field."""
+    steps = data.get("steps")
+    if isinstance(steps, list):
+        steps = [_with_nulls(s) for s in steps]
+        data = {**data, "steps": steps}
+    return Comparison.from_json(dict(data)).to_json(extended=True)
+
+
+def _with_nulls(step: Any) -> Any:
+    if not isinstance(step, dict):
+        return step
+    out = {**{k: None for k in _NULLABLE_NUMBERS}, **step}
+    for side in ("top_a", "top_b"):
+        if isinstance(out.get(side), list):
+            out[side] = [{"logprob": None, **c} if isinstance(c, dict) else c for c in out[side]]
+    return out

@@ -4,15 +4,18 @@ NaN: a filtered token's processed logprob is NULL, an unknown entropy -1."""
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from engine.records import Candidate, Step
 from engine.sessions.records import (
     Alternative,
     Session,
     SessionMessage,
+    StoredComparison,
     parse_rfc3339,
     rfc3339,
     utc_now,
@@ -80,6 +83,32 @@ def insert_alternative(
         ),
     )
     insert_steps(conn, None, int(cur.lastrowid or 0), alt.steps)
+
+
+def insert_comparison(
+    conn: sqlite3.Connection, message_id: int, created_at: str, data: Mapping[str, Any]
+) -> None:
+    conn.execute(
+        "INSERT INTO comparisons (message_id, created_at, data) VALUES (?,?,?)",
+        (message_id, created_at, json.dumps(data, ensure_ascii=False, allow_nan=False)),
+    )
+
+
+def load_comparisons(
+    conn: sqlite3.Connection, session_id: str, messages: tuple[SessionMessage, ...]
+) -> tuple[StoredComparison, ...]:
+    """The session's comparisons in the order they were made, each pointing at its
+    message by index in `messages` (the session's, as loaded)."""
+    index = {m.id: i for i, m in enumerate(messages)}
+    rows = conn.execute(
+        "SELECT c.message_id, c.created_at, c.data FROM comparisons c"
+        " JOIN messages m ON m.id = c.message_id WHERE m.session_id = ? ORDER BY c.id",
+        (session_id,),
+    ).fetchall()
+    return tuple(
+        StoredComparison(index[mid], parse_rfc3339(created_at), json.loads(data))
+        for mid, created_at, data in rows
+    )
 
 
 def _neg_inf_to_null(value: float) -> float | None:

@@ -15,7 +15,7 @@ import json
 from engine.errors import InvalidParameterError, StoreError
 from engine.sessions.records import SessionSettings, settings_from_dict, settings_to_dict
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -100,6 +100,17 @@ MIGRATIONS: dict[int, list[str]] = {
     # why the sampler could not pick a candidate ("top-p", "greedy"; NULL: it could,
     # or the row is older than this column)
     4: ["ALTER TABLE candidates ADD COLUMN dropped_by TEXT"],
+    # comparisons of a reply against another run (engine/compare), in the order they
+    # were made; `data` is the comparison's JSON (`Comparison.to_json(extended=True)`)
+    5: [
+        """CREATE TABLE comparisons (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+            created_at TEXT NOT NULL,
+            data TEXT NOT NULL
+        )""",
+        "CREATE INDEX comparisons_message ON comparisons (message_id)",
+    ],
 }
 
 

@@ -9,13 +9,16 @@ database found at open was moved.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from engine.decode.run import ReplyResult
 from engine.errors import SessionError, SessionNotFoundError
@@ -31,7 +34,9 @@ from engine.sessions.records import (
     SessionMessage,
     SessionSettings,
     SessionSummary,
+    StoredComparison,
     branched,
+    comparison_data,
     default_title,
     parse_rfc3339,
     reply_from_steps,
@@ -161,6 +166,33 @@ class SessionStore:
             rows.insert_alternative(conn, message_id, position, alternative)
             rows.touch(conn, sid)
 
+    def add_comparison(
+        self,
+        session_id: str,
+        message_id: int,
+        data: Mapping[str, Any],
+        created_at: datetime | None = None,
+    ) -> StoredComparison:
+        """Keep a comparison of the stored message `message_id` (`SessionMessage.id`):
+        `data` is `Comparison.to_json(extended=True)`. It stays with the message while
+        the reply is rewritten in place, and goes with the session."""
+        data = _checked(data)
+        when = rfc3339(created_at or utc_now())
+        with self._tx() as conn:
+            sid = self._resolve(conn, session_id)
+            row = conn.execute(
+                "SELECT position FROM messages WHERE id = ? AND session_id = ?", (message_id, sid)
+            ).fetchone()
+            if row is None:
+                raise SessionNotFoundError(f"session {sid} has no message {message_id}")
+            index = conn.execute(
+                "SELECT count(*) FROM messages WHERE session_id = ? AND position < ?",
+                (sid, row[0]),
+            ).fetchone()[0]
+            rows.insert_comparison(conn, message_id, when, data)
+            rows.touch(conn, sid)
+        return StoredComparison(index, parse_rfc3339(when), data)
+
     def update_settings(self, session_id: str, settings: SessionSettings) -> None:
         with self._tx() as conn:
             sid = self._resolve(conn, session_id)
@@ -202,8 +234,18 @@ class SessionStore:
             if taken or not session.id:
                 session = replace(session, id=uuid.uuid4().hex)
             rows.insert_session(conn, session)
-            for position, message in enumerate(session.messages):
+            ids = [
                 rows.insert_message(conn, session.id, position, message)
+                for position, message in enumerate(session.messages)
+            ]
+            for c in session.comparisons:
+                if not 0 <= c.message_index < len(ids):
+                    raise SessionError(
+                        f"a comparison is of message {c.message_index}, but the session has"
+                        f" {len(ids)}"
+                    )
+                when = rfc3339(c.created_at)
+                rows.insert_comparison(conn, ids[c.message_index], when, _checked(c.data))
         return self.get(session.id)
 
     # --- reading ------------------------------------------------------------------
@@ -220,6 +262,7 @@ class SessionStore:
             ).fetchone()
             model = ModelRecord(row[4], row[5], row[6], row[7], row[8])
             messages = tuple(rows.load_messages(conn, sid))
+            comparisons = rows.load_comparisons(conn, sid, messages)
         return Session(
             id=row[0],
             title=row[1],
@@ -229,6 +272,7 @@ class SessionStore:
             settings=settings_from_json(row[9]),
             messages=messages,
             draft=row[10],
+            comparisons=comparisons,
         )
 
     def list(self, search: str = "") -> list[SessionSummary]:
@@ -268,6 +312,17 @@ class SessionStore:
                     f"session id prefix {session_id!r} is ambiguous: give more characters"
                 )
         raise SessionNotFoundError(f"no session {session_id!r} (see `logitlab sessions list`)")
+
+
+def _checked(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A comparison's JSON as the store keeps it (and `get` gives back: lists, no
+    tuples); a malformed one, or one JSON cannot hold, is one line."""
+    try:
+        text = json.dumps(comparison_data(data), ensure_ascii=False, allow_nan=False)
+        text.encode("utf-8")  # a lone surrogate cannot be stored
+        return dict(json.loads(text))
+    except (ValueError, TypeError) as exc:
+        raise SessionError(f"cannot store the comparison: {exc}") from exc
 
 
 def save_generation(
