@@ -40,6 +40,7 @@ class RemoteSpec:
     api_key: str | None = None
     model: str | None = None  # which model, when the server hosts several
     timeout: float = DEFAULT_REMOTE_TIMEOUT
+    tokenizer: str | None = None  # pieces of the server's token ids from this tokenizer
 
     def __post_init__(self) -> None:
         if not self.timeout > 0:
@@ -95,7 +96,13 @@ def open_engine(spec: EngineSpec) -> Engine:
     if isinstance(spec, RemoteSpec):
         from engine.decode.remote import RemoteEngine
 
-        return RemoteEngine(spec.url, api_key=spec.api_key, model=spec.model, timeout=spec.timeout)
+        return RemoteEngine(
+            spec.url,
+            api_key=spec.api_key,
+            model=spec.model,
+            timeout=spec.timeout,
+            tokenizer=spec.tokenizer,
+        )
     return BackendEngine(spec, make=backend_engine)
 
 

@@ -149,6 +149,12 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         "--engine-model", metavar="NAME", help="which model, when the server hosts several"
     )
     group.add_argument(
+        "--engine-tokenizer",
+        metavar="NAME_OR_PATH",
+        help="the served model's tokenizer (hub id or directory): exact pieces and bytes "
+        "of the token ids a server sends (default: the server's /detokenize)",
+    )
+    group.add_argument(
         "--engine-timeout",
         type=float,
         default=60.0,
@@ -165,7 +171,7 @@ def remote_spec_from(args: argparse.Namespace) -> RemoteSpec | None:
     """
     url = getattr(args, "engine", None)
     if url is None:
-        for name in ("api_key", "engine_model"):
+        for name in ("api_key", "engine_model", "engine_tokenizer"):
             if getattr(args, name, None) is not None:
                 flag = "--" + name.replace("_", "-")
                 raise InvalidParameterError(flag, "only applies with --engine URL")
@@ -177,7 +183,13 @@ def remote_spec_from(args: argparse.Namespace) -> RemoteSpec | None:
     from engine.decode import RemoteSpec
 
     key = args.api_key or os.environ.get("LOGITLAB_API_KEY") or None
-    return RemoteSpec(url, api_key=key, model=args.engine_model, timeout=args.engine_timeout)
+    return RemoteSpec(
+        url,
+        api_key=key,
+        model=args.engine_model,
+        timeout=args.engine_timeout,
+        tokenizer=getattr(args, "engine_tokenizer", None),
+    )
 
 
 def remote_engine_from(args: argparse.Namespace) -> RemoteEngine | None:

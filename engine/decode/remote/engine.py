@@ -24,6 +24,7 @@ from engine.decode.protocol import ProgressFn, PromptView
 from engine.decode.remote import score as remote_score
 from engine.decode.remote.capabilities import Capabilities, probe
 from engine.decode.remote.client import DEFAULT_TIMEOUT, HttpClient
+from engine.decode.remote.pieces import Pieces, ServerSource, Source, TokenizerSource
 from engine.decode.remote.reply import RemoteReply
 from engine.errors import FeatureUnavailableError, ModelLoadError
 from engine.model.description import ModelDescription
@@ -44,11 +45,13 @@ class RemoteEngine:
         api_key: str | None = None,
         model: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        tokenizer: str | None = None,
     ) -> None:
         self.client = HttpClient(url, api_key, timeout)
         self.wanted = model
+        self.tokenizer = tokenizer  # a tokenizer the user named for the server's ids
         self._caps: Capabilities | None = None
-        self._bytes: dict[int, bytes] = {}  # token id -> bytes, learnt from replies
+        self._pieces: Pieces | None = None  # per connection: what each id stands for
 
     @property
     def url(self) -> str:
@@ -87,6 +90,12 @@ class RemoteEngine:
         report = progress or (lambda _stage, _fraction, _detail: None)
         report("connecting", 0.0, self.url)
         self._caps = caps = probe(self.client, self.wanted)
+        source: Source = (
+            TokenizerSource.load(self.tokenizer)
+            if self.tokenizer
+            else ServerSource(self.client, caps.model)
+        )
+        self._pieces = Pieces(source)
         report("ready", 1.0, caps.model)
         return ModelDescription(
             spec=spec,
@@ -121,7 +130,7 @@ class RemoteEngine:
                 id=tid,
                 piece=piece,
                 display=piece,
-                bytes=self._bytes.get(tid, b""),
+                bytes=self._known_bytes(tid),
                 special=piece.startswith("<") and piece.endswith(">") and len(piece) > 2,
                 partial=False,
                 origin="template",
@@ -160,26 +169,27 @@ class RemoteEngine:
         )
         return [int(i) for i in answer.get("tokens") or []]
 
+    @property
+    def pieces(self) -> Pieces:
+        """What each token id stands for (pieces.py): learnt from replies, else looked up."""
+        if self._pieces is None:
+            raise ModelLoadError(f"not connected to {self.url} yet")
+        return self._pieces
+
+    def _known_bytes(self, token_id: int) -> bytes:
+        facts = self.pieces.known(token_id)
+        return facts.data if facts is not None else b""
+
     def learn(self, token_id: int, data: bytes) -> None:
-        if token_id >= 0 and data:
-            self._bytes.setdefault(token_id, data)
+        self.pieces.learn(token_id, data)
 
     def token_bytes(self, token_id: int) -> bytes:
-        if token_id < 0:
-            return b""
-        if token_id not in self._bytes:
-            answer = self.client.try_post(
-                "/detokenize", {"model": self.capabilities.model, "tokens": [token_id]}
-            )
-            text = answer.get("prompt") if isinstance(answer, dict) else None
-            self._bytes[token_id] = str(text).encode("utf-8") if text is not None else b""
-        return self._bytes[token_id]
+        return self.pieces.get(token_id).data if token_id >= 0 else b""
 
     def token_display(self, token_id: int) -> str:
         if token_id < 0:
             return "?"
-        data = self.token_bytes(token_id)  # as the local engine shows it: decoded bytes
-        return data.decode("utf-8", errors="backslashreplace") if data else f"<{token_id}>"
+        return self.pieces.get(token_id).display  # as the local engine shows it
 
     # --- replies -----------------------------------------------------------------------
 

@@ -5,6 +5,9 @@ and legacy completions (``tokens``, ``token_logprobs``, ``top_logprobs``). Token
 ids come from logitlab's ``token_id`` / ``token_ids`` / ``top_candidates``
 extensions or vLLM's ``return_tokens_as_token_ids`` (``"token_id:123"``);
 where a server gives none, the id is -1 (unknown) and forcing is not offered.
+A token reported by id only (``"token_id:123"``) carries no text here (its `bytes`
+field, where sent, spells the id string): it is `id_only`, and the reply fills in its
+piece, bytes and special flag from the vocabulary (engine/decode/remote/pieces.py).
 
 Probabilities: ``logprob`` is the server's number. ``processed_logprob`` is the
 server's post-sampling number where it reports one (logitlab serve); otherwise
@@ -37,6 +40,9 @@ class Token:
     top: tuple[Candidate, ...]
     top_bytes: tuple[bytes, ...]
     in_text: bool = True  # False: the token is not in the reply's text (EOS, a special)
+    piece: str = ""  # the vocabulary piece where known ("Ġis"); "" -> the decoded bytes
+    special: bool = False  # the vocabulary says it is a special token
+    id_only: bool = False  # the server sent "token_id:N": piece and bytes still unknown
 
 
 def _float(value: Any, unknown: float = UNKNOWN) -> float:
@@ -55,6 +61,7 @@ def _id_of(entry: dict[str, Any], token: str) -> int:
 
 
 def id_from_string(token: str) -> int:
+    """The id in vLLM's ``"token_id:N"`` (-1 for any other token string)."""
     if token.startswith("token_id:"):
         try:
             return int(token[len("token_id:") :])
@@ -64,11 +71,11 @@ def id_from_string(token: str) -> int:
 
 
 def _bytes_of(entry: dict[str, Any], token: str) -> bytes:
+    if id_from_string(token) >= 0:
+        return b""  # vLLM's bytes here are the id string's (or lossy): looked up instead
     raw = entry.get("bytes")
     if isinstance(raw, list):
         return bytes(int(b) & 0xFF for b in raw)
-    if token.startswith("token_id:"):
-        return b""
     return token.encode("utf-8")
 
 
@@ -101,6 +108,7 @@ def chat_token(entry: dict[str, Any]) -> Token:
         ),
         top=tuple(c for c, _ in cands),
         top_bytes=tuple(b for _, b in cands),
+        id_only=id_from_string(token) >= 0,
     )
 
 
@@ -134,6 +142,7 @@ def legacy_tokens(logprobs: dict[str, Any]) -> list[Token]:
                 ),
                 top=tuple(c for c, _ in cands),
                 top_bytes=tuple(b for _, b in cands),
+                id_only=id_from_string(token) >= 0,
             )
         )
     return out

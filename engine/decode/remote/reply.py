@@ -31,6 +31,7 @@ from engine.decode.remote.mapping import (
     processed_rank,
     rank_of,
 )
+from engine.decode.remote.pieces import Pieces
 from engine.decode.remote.stream import StreamReader
 from engine.decode.rules import (
     StopScan,
@@ -54,6 +55,8 @@ class Server(Protocol):
     @property
     def url(self) -> str: ...
     @property
+    def pieces(self) -> Pieces: ...
+    @property
     def capabilities(self) -> Capabilities: ...
     def need_ids(self) -> None: ...
     def chat_ids(self, messages: Sequence[ChatMessage]) -> list[int]: ...
@@ -64,11 +67,17 @@ class Server(Protocol):
 
 
 class _ReplyText:
-    """A reply's text from its tokens' bytes (specials add none), cut by the stop rule."""
+    """A reply's text from its tokens' bytes (specials add none), cut by the stop rule.
 
-    def __init__(self, stops: Sequence[str], steps: Sequence[Step] = ()) -> None:
+    A token whose bytes are not known exactly (part of a UTF-8 character, looked up on
+    the server: pieces.py) is held, and the held ids are decoded together once they
+    spell whole characters, as the local loop's text stream does."""
+
+    def __init__(self, stops: Sequence[str], pieces: Pieces, steps: Sequence[Step] = ()) -> None:
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._stops = StopScan(stops)
+        self._pieces = pieces
+        self._held: list[int] = []
         for step in steps:
             self.push(step)
 
@@ -77,10 +86,24 @@ class _ReplyText:
         return self._stops.stopped is not None
 
     def push(self, step: Step) -> str:
-        return self._stops.push(self._utf8.decode(step.token_bytes) if not step.special else "")
+        if step.special:
+            return self._stops.push(self._release())
+        if not self._held and self._pieces.exact(step.token_id):
+            return self._stops.push(self._utf8.decode(step.token_bytes))
+        self._held.append(step.token_id)
+        text = self._pieces.decode(self._held)
+        if text.endswith("\ufffd"):
+            return ""  # the rest of the character is still to come
+        self._held = []
+        return self._stops.push(text)
 
     def finish(self) -> str:
-        return self._stops.push(self._utf8.decode(b"", final=True)) + self._stops.finish()
+        tail = self._utf8.decode(b"", final=True) + self._release()
+        return self._stops.push(tail) + self._stops.finish()
+
+    def _release(self) -> str:
+        held, self._held = self._held, []
+        return self._pieces.decode(held) if held else ""
 
 
 class RemoteReply:
@@ -108,7 +131,7 @@ class RemoteReply:
         self._failure: LogitlabError | None = None  # a read ahead's error, for the next step
         self._finish: FinishReason | None = None
         self._prefill_ms = 0.0
-        self._text = _ReplyText(params.stop)
+        self._text = _ReplyText(params.stop, engine.pieces)
         self._server_prompt_tokens: int | None = None
         self.prompt_tokens = len(self._prompt_ids) if self._prompt_ids is not None else 0
         self.notices: list[str] = []
@@ -166,8 +189,15 @@ class RemoteReply:
             self._prefix, self._steps = prefix, []
         self._finish, self._failure = None, None
         self._cancel.clear()
-        self._text = _ReplyText(self._params.stop, self._steps)
+        self._text = _ReplyText(self._params.stop, self._engine.pieces, self._steps)
         self._ids_prompt()
+
+    def reseed(self, seed: int) -> None:
+        """A fresh sampling seed from here on (a fan-out's next continuation): the next
+        request sends it; what was read or proposed under the old seed is dropped."""
+        self._end_stream()
+        self._pending = None
+        self._params = self._params.with_changes(seed=seed)
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -231,13 +261,14 @@ class RemoteReply:
 
     def _forced(self, proposed: Step, force: int) -> Step:
         cand = next((c for c in proposed.top if c.token_id == force), None)
-        data = self._engine.token_bytes(force)
+        facts = self._engine.pieces.get(force)
+        data = facts.data
         logprob = cand.logprob if cand else UNKNOWN
         processed = cand.processed_logprob if cand else UNKNOWN
         return Step(
             index=proposed.index,
             token_id=force,
-            piece=cand.piece if cand else data.decode("utf-8", errors="replace"),
+            piece=cand.piece if cand else facts.piece,
             text="",
             forced=True,
             logprob=logprob,
@@ -248,6 +279,7 @@ class RemoteReply:
             processed_entropy=UNKNOWN,
             top=proposed.top,
             elapsed_ms=proposed.elapsed_ms,
+            special=facts.special,
             token_bytes=data,
         )
 
@@ -260,7 +292,7 @@ class RemoteReply:
         return Step(
             index=index,
             token_id=token.token_id,
-            piece=token.data.decode("utf-8", errors="replace"),
+            piece=token.piece or token.data.decode("utf-8", errors="replace"),
             text="",
             forced=False,
             logprob=token.logprob,
@@ -271,7 +303,7 @@ class RemoteReply:
             processed_entropy=UNKNOWN,
             top=token.top,
             elapsed_ms=elapsed_ms,
-            special=not token.in_text,
+            special=token.special or not token.in_text,
             token_bytes=token.data,
             finish_reason=finish,
         )
@@ -305,7 +337,8 @@ class RemoteReply:
         answer = engine.client.post("/v1/completions", body)
         elapsed = (time.perf_counter() - started) * 1000.0
         choice = (answer.get("choices") or [{}])[0]
-        tokens = mark_text(legacy_tokens(choice.get("logprobs") or {}), choice.get("text") or "")
+        tokens = engine.pieces.fill(legacy_tokens(choice.get("logprobs") or {}))
+        tokens = mark_text(tokens, choice.get("text") or "")
         if not tokens:
             raise GenerationError(f"{engine.url} returned no logprobs for the step")
         reason = choice.get("finish_reason")
@@ -343,9 +376,11 @@ class RemoteReply:
                 "logprobs": True,
                 "top_logprobs": engine.top_n(self._params),
             }
-            return StreamReader(engine.client.stream("/v1/chat/completions", body), chat=True)
+            events = engine.client.stream("/v1/chat/completions", body)
+            return StreamReader(events, chat=True, fill=engine.pieces.fill)
         body = {**common, "prompt": self._context_ids(), "logprobs": engine.top_n(self._params)}
-        return StreamReader(engine.client.stream("/v1/completions", body), chat=False)
+        events = engine.client.stream("/v1/completions", body)
+        return StreamReader(events, chat=False, fill=engine.pieces.fill)
 
     def _fill(self) -> FinishReason | None:
         """Read the next chunk of streamed steps (opening the stream if none is open);

@@ -10,7 +10,7 @@ it feeds (indices, stop rules, committing): `RemoteReply` turns its `Chunk`s int
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,9 +48,16 @@ class StreamReader:
     last finish reason it reported. Closing ends the underlying response.
     """
 
-    def __init__(self, events: Iterator[dict[str, Any]], *, chat: bool) -> None:
+    def __init__(
+        self,
+        events: Iterator[dict[str, Any]],
+        *,
+        chat: bool,
+        fill: Callable[[Sequence[Token]], list[Token]] = list,
+    ) -> None:
         self._events = events
         self._chat = chat
+        self._fill = fill  # pieces and bytes of tokens sent by id only (`Pieces.fill`)
         self._chunks = self._read()
         self._last = time.perf_counter()
         self.prompt_tokens: int | None = None
@@ -92,5 +99,6 @@ class StreamReader:
             entries = [text_only(text)]
         now = time.perf_counter()
         share = (now - self._last) * 1000.0 / max(len(entries), 1)
-        self._last = now
+        entries = self._fill(entries)
+        self._last = time.perf_counter()  # a vocabulary lookup is not the server's time
         return Chunk(tuple(mark_text(entries, text)), share, finish, text_only=bare)
