@@ -1,8 +1,8 @@
 """The numbers of a comparison: KL(A‖B) per position, exact or estimated, and totals.
 
 Exact: both sides gave the whole log-softmax row, ``KL = Σ_v p_A(v) (log p_A(v) -
-log p_B(v))``, summed in float64 (identical rows give exactly 0; a token A gives no
-mass adds nothing).
+log p_B(v))``, each term in float32 and their sum in float64 (identical rows give
+exactly 0; a token A gives no mass adds nothing).
 
 Estimate: a side that reports only its top-N (a remote server) leaves most of its
 row unknown. The estimate is the KL between the two distributions coarsened to the
@@ -25,13 +25,16 @@ import torch
 
 from engine.compare.records import EMPTY_SUMMARY, CompareStep, CompareSummary
 
+REST_FLOOR = 1e-6  # probability mass too small to be more than float rounding
+
 
 def kl_rows(logprobs_a: torch.Tensor, logprobs_b: torch.Tensor) -> torch.Tensor:
     """KL(A‖B) per row, nats, float64 [n]; rows are log-softmax [n, vocab] of each side."""
-    a, b = logprobs_a.double(), logprobs_b.double()
-    p = a.exp()
+    a, b = logprobs_a.float(), logprobs_b.float()
+    p = a.exp()  # [n, vocab]
     terms = torch.where(p > 0, p * (a - b), torch.zeros_like(a))  # 0·log 0 = 0
-    return terms.sum(dim=-1).clamp_min(0.0)  # rounding can dip a hair below 0
+    # terms in float32 (a row's work), their sum in float64: equal rows give exactly 0
+    return terms.sum(dim=-1, dtype=torch.float64).clamp_min(0.0)  # rounding dips below 0
 
 
 def kl_estimate(known_a: Mapping[int, float], known_b: Mapping[int, float]) -> float:
@@ -47,9 +50,10 @@ def kl_estimate(known_a: Mapping[int, float], known_b: Mapping[int, float]) -> f
         mass_b += math.exp(lb)
         if pa > 0:
             kl += pa * (la - lb)
-    rest_a, rest_b = max(0.0, 1.0 - mass_a), max(0.0, 1.0 - mass_b)
-    if rest_a > 0:
-        kl += rest_a * (math.log(rest_a) - math.log(rest_b)) if rest_b > 0 else math.inf
+    # the rest bin; masses below REST_FLOOR are rounding (everything was reported)
+    rest_a, rest_b = 1.0 - mass_a, max(REST_FLOOR, 1.0 - mass_b)
+    if rest_a > REST_FLOOR:
+        kl += rest_a * (math.log(rest_a) - math.log(rest_b))
     return max(0.0, kl)
 
 

@@ -233,7 +233,7 @@ class Side:
             "spec": dict(spec.given),
             "model": model.model_id,
             "source": model.source,
-            "backend": model.backend,
+            "backend": "remote" if remote is not None else model.backend,
             "engine": remote.url if remote is not None else None,
             "device": model.device,
             "dtype": model.dtype,
