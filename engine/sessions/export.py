@@ -33,6 +33,15 @@ empty/absent; TOML has no null, so nothing is ever written as null/"None"):
   reply trees carry ``alternatives`` (``[{content, created_at, finish_reason?,
   logprobs?}]``, tokens indexed from their branch point); import reads both.
 
+- top level: ``comparisons`` (omitted when there are none): the comparisons of a
+  reply against another run made in the workbench, in the order they were made,
+  ``[{message, created_at, comparison}]``: ``message`` is the index in
+  ``messages`` of the reply compared, ``comparison`` the ``compare --format
+  json`` object with its extensions (`Comparison.to_json(extended=True)`: each
+  step's ``top_a``/``top_b``, ``b_path``, ``b_tokens``, ``problem``,
+  ``version``), its null values omitted like every other absent value (a
+  missing ``kl``/``logprob_*`` is null: unknown, or -inf).
+
 A raw logprob of -inf (JSON cannot hold it) is written as -9999.0, the value
 OpenAI uses for "practically impossible".
 """
@@ -41,11 +50,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import tomli_w
 
+from engine.compare.records import CompareStep, Comparison
 from engine.errors import InvalidParameterError
 from engine.records import Candidate, Step
 from engine.sessions.files import FORMAT, VERSION
@@ -54,8 +65,10 @@ from engine.sessions.records import (
     ModelRecord,
     Session,
     SessionMessage,
+    StoredComparison,
     rfc3339,
     settings_to_dict,
+    without_nulls,
 )
 
 NEG_INF_LOGPROB = -9999.0
@@ -77,7 +90,7 @@ def export_text(session: Session, fmt: str, *, low_prob_tokens: int = 0) -> str:
 def session_to_dict(session: Session) -> dict[str, Any]:
     """The DESIGN.md export tree (plus the optional additions in the module doc)."""
     m = session.model
-    return {
+    out: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
         "id": session.id,
@@ -87,6 +100,17 @@ def session_to_dict(session: Session) -> dict[str, Any]:
         "model": _model(m),
         "settings": settings_to_dict(session.settings),
         "messages": [_message(msg) for msg in session.messages],
+    }
+    if session.comparisons:
+        out["comparisons"] = [_comparison(c) for c in session.comparisons]
+    return out
+
+
+def _comparison(c: StoredComparison) -> dict[str, Any]:
+    return {
+        "message": c.message_index,
+        "created_at": rfc3339(c.created_at),
+        "comparison": without_nulls(c.data),
     }
 
 
@@ -244,7 +268,7 @@ def export_markdown(session: Session, *, low_prob_tokens: int = 0) -> str:
     ]
     if session.settings.system_prompt:
         lines += ["", "**System prompt**", "", *_quote(session.settings.system_prompt)]
-    for msg in session.messages:
+    for index, msg in enumerate(session.messages):
         heading = f"## {msg.role.capitalize()} · {_when(msg.created_at)}"
         if msg.finish_reason:
             heading += f" · {msg.finish_reason}"
@@ -253,6 +277,9 @@ def export_markdown(session: Session, *, low_prob_tokens: int = 0) -> str:
             lines += ["", *_branches_markdown(msg)]
         if low_prob_tokens > 0 and msg.steps:
             lines += ["", *_low_prob_table(msg.steps, low_prob_tokens)]
+        for c in session.comparisons:
+            if c.message_index == index:
+                lines += ["", *_comparison_markdown(c)]
     return "\n".join(lines) + "\n"
 
 
@@ -279,6 +306,116 @@ def _branches_markdown(msg: SessionMessage) -> list[str]:
                 + _code(tail[:120])
             )
     return lines
+
+
+# what a side's line shows when it differs from the other side (the model always)
+_SIDE_KEYS = ("backend", "engine", "device", "dtype", "quantize", "template", "batch")
+_SAMPLING_KEYS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "seed")
+LARGEST_KL_STEPS = 5
+
+
+def _comparison_markdown(stored: StoredComparison) -> list[str]:
+    """The comparison in short: both sides (what differs), the tokenization, the
+    summary, and the steps where the sides disagree most."""
+    head = f"**Comparison** ({_when(stored.created_at)})"
+    try:
+        c = Comparison.from_json(dict(stored.data))
+    except ValueError as exc:  # the store and import check it: a hand-built session
+        return [f"{head}: unreadable ({exc})"]
+    a, b = _side_settings(c.a), _side_settings(c.b)
+    differ = [k for k in (*_SIDE_KEYS, *_SAMPLING_KEYS) if a.get(k) != b.get(k)]
+    lines = [
+        head,
+        "",
+        f"- **A:** {_side_line(c.a, a, differ)}",
+        f"- **B:** {_side_line(c.b, b, differ)}",
+        f"- **Tokenization:** {_tokenization_markdown(c)}",
+    ]
+    if c.problem:
+        lines.append(f"- **No steps:** {c.problem}")
+    if not c.steps:
+        return lines
+    s = c.summary
+    estimate = "" if all(st.exact for st in c.steps) else " (top-N estimate)"
+    divergence = "none" if c.first_divergence is None else f"step {c.first_divergence}"
+    same = "?" if s.same_top1 is None else f"{s.same_top1:.1%}"
+    lines += [
+        f"- **Summary:** {s.steps} steps · mean KL {_figure(s.mean_kl)}{estimate} · max KL"
+        f" {_figure(s.max_kl)} · same top-1 {same} · first divergence {divergence}"
+        f" · PPL A {_figure(s.ppl_a)} / B {_figure(s.ppl_b)}",
+        "",
+        *_largest_kl_table(c.steps),
+    ]
+    return lines
+
+
+def _side_settings(side: Mapping[str, Any]) -> dict[str, Any]:
+    sampling = side.get("sampling")
+    values = {k: side.get(k) for k in _SIDE_KEYS}
+    if isinstance(sampling, Mapping):
+        values.update({k: sampling.get(k) for k in _SAMPLING_KEYS})
+    return values
+
+
+def _side_line(side: Mapping[str, Any], values: dict[str, Any], differ: list[str]) -> str:
+    shown = [_code(str(side.get("model", "?")))]
+    shown += [f"{k.replace('_', '-')} {_setting(k, values.get(k))}" for k in differ]
+    return " · ".join(shown) if differ else f"{shown[0]} (no setting differs)"
+
+
+def _setting(key: str, value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if key == "batch" and isinstance(value, Mapping):
+        others = len(value.get("prompts") or ())
+        mask = "on" if value.get("mask") else "off"
+        plural = "" if others == 1 else "s"
+        return f"with {others} other prompt{plural}, {value.get('padding')} padding, mask {mask}"
+    return _compact(value) if isinstance(value, Mapping | list) else str(value)
+
+
+def _tokenization_markdown(c: Comparison) -> str:
+    t = c.tokenization
+    if t.same:
+        return f"same ({len(t.a_ids)} tokens)"
+    i = t.first_difference or 0
+
+    def at(ids: tuple[int, ...], texts: tuple[str, ...]) -> str:
+        if i >= len(ids):
+            return "(ends)"
+        return f"{ids[i]} {_code(texts[i])}" if i < len(texts) else str(ids[i])
+
+    return (
+        f"differs at token {i}: A {at(t.a_ids, t.a_tokens)}, B {at(t.b_ids, t.b_tokens)}"
+        f" ({len(t.a_ids)} and {len(t.b_ids)} tokens)"
+    )
+
+
+def _largest_kl_table(steps: tuple[CompareStep, ...]) -> list[str]:
+    known = [st for st in steps if not math.isnan(st.kl)]
+    worst = sorted(known, key=lambda st: (-st.kl, st.step))[:LARGEST_KL_STEPS]
+    rows = [
+        f"| {st.step} | {_code(st.token)} | {_figure(st.kl)} | {math.exp(st.logprob_a):.4f}"
+        f" | {math.exp(st.logprob_b):.4f} | {'yes' if st.agree else 'no'} |"
+        for st in worst
+    ]
+    unknown = len(steps) - len(known)
+    note = f"; KL unknown at {unknown}" if unknown else ""
+    return [
+        f"Steps with the largest KL ({len(worst)} of {len(steps)}{note}):",
+        "",
+        "| step | token | KL | p A | p B | same top-1 |",
+        "|---:|---|---:|---:|---:|---|",
+        *rows,
+    ]
+
+
+def _figure(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "?"
+    return "inf" if math.isinf(value) else f"{value:.4g}"
 
 
 def _prob(logprob: float) -> str:

@@ -34,6 +34,8 @@ from engine.sessions.records import (
     Session,
     SessionMessage,
     SessionSettings,
+    StoredComparison,
+    comparison_data,
     settings_from_dict,
 )
 
@@ -221,7 +223,8 @@ def session_from_dict(data: Any) -> Session:
         raise SessionImportError(
             f"unsupported version {version} (this logitlab reads version {VERSION})", "version"
         )
-    messages = _get(data, "messages", "", _list)
+    messages = tuple(_each(_get(data, "messages", "", _list), "messages", _message))
+    comparisons = _get(data, "comparisons", "", _list, [])
     return Session(
         id=_get(data, "id", "", _str),
         title=_get(data, "title", "", _str),
@@ -229,8 +232,36 @@ def session_from_dict(data: Any) -> Session:
         updated_at=_get(data, "updated_at", "", _timestamp),
         model=_model(_get(data, "model", "", _obj)),
         settings=_settings(_get(data, "settings", "", _obj)),
-        messages=tuple(_each(messages, "messages", _message)),
+        messages=messages,
+        comparisons=tuple(
+            _comparison(_obj(item, f"comparisons[{i}]"), f"comparisons[{i}]", len(messages))
+            for i, item in enumerate(comparisons)
+        ),
     )
+
+
+def _comparison(d: dict[str, Any], path: str, messages: int) -> StoredComparison:
+    """A comparison of a reply (see engine/sessions/export.py); the comparison object is
+    checked whole by `Comparison.from_json`, its null numbers may be left out."""
+    index = _get(d, "message", path, _int)
+    if index >= messages:
+        raise SessionImportError(
+            f"no message {index}: the session has {messages}", f"{path}.message"
+        )
+    created_at = _get(d, "created_at", path, _timestamp)
+    where = f"{path}.comparison"
+    raw = _get(d, "comparison", path, _obj)
+    try:
+        data = comparison_data(raw)
+    except ValueError as exc:  # "steps[3].kl: must be a number", "comparison.steps: ..."
+        field, _, message = str(exc).partition(": ")
+        field = field.removeprefix("comparison").lstrip(".")
+        raise SessionImportError(message, f"{where}.{field}" if field else where) from exc
+    try:
+        json.dumps(data, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (ValueError, TypeError) as exc:
+        raise SessionImportError(f"cannot be stored: {exc}", where) from exc
+    return StoredComparison(index, created_at, data)
 
 
 def _model(d: dict[str, Any]) -> ModelRecord:

@@ -264,12 +264,30 @@ _NULLABLE_NUMBERS = ("logprob_a", "logprob_b", "kl")
 def comparison_data(data: Mapping[str, Any]) -> dict[str, Any]:
     """`data` read as a comparison and written back as `Comparison.to_json(extended=True)`:
     the one form the store keeps and the exports carry. Null values an export left out
-    (TOML has no null) read as null again. Raises ValueError naming the bad field."""
+    (TOML has no null) read as null again; the sides' descriptions (``a``, ``b``: free
+    form) keep no null members, so that a file says all of them, and their keys in
+    sorted order (a TOML file moves tables after values). Raises ValueError naming the
+    bad field."""
     steps = data.get("steps")
     if isinstance(steps, list):
         steps = [_with_nulls(s) for s in steps]
         data = {**data, "steps": steps}
-    return Comparison.from_json(dict(data)).to_json(extended=True)
+    out = Comparison.from_json(dict(data)).to_json(extended=True)
+    sides = {k: without_nulls(out[k], sort_keys=True) for k in ("a", "b")}
+    return {**out, **sides}
+
+
+def without_nulls(value: Any, *, sort_keys: bool = False) -> Any:
+    """`value` with every null member of an object left out, at any depth (TOML has
+    no null: an absent value is omitted); `sort_keys`: objects' keys sorted too."""
+    if isinstance(value, Mapping):
+        keys = sorted(value) if sort_keys else list(value)
+        return {
+            k: without_nulls(value[k], sort_keys=sort_keys) for k in keys if value[k] is not None
+        }
+    if isinstance(value, list | tuple):
+        return [without_nulls(v, sort_keys=sort_keys) for v in value]
+    return value
 
 
 def _with_nulls(step: Any) -> Any:
