@@ -13,7 +13,9 @@
    both gave whole rows, an estimate flagged ``exact: false`` otherwise).
 4. **B runs free** from its prompt (B's sampling settings, the path's length as the
    budget); the first step where its own choice leaves the path is
-   `first_divergence`.
+   `first_divergence`. A greedy B's choices while it follows the path are its top-1s
+   on the rows just scored (the same prefix, the same distribution), so
+   `first_divergence` is exactly where `top1_b` first leaves the path (`_b_free`).
 
 `compare` opens both sides from specs and closes them; `compare_sides` runs on sides
 already open (the workbench's current engine as A). Both report `CompareProgress`
@@ -133,13 +135,7 @@ def compare_sides(
                           problem=problem)  # fmt: skip
     shared = _shared_path(a, prompt_a, path, text, max_new_tokens, report, stop)
     steps = list(_steps(a, b, prompt_a, prompt_b, shared, top, report, stop))
-    report(CompareProgress("free", "B", 0, len(shared)))
-    b_path = b.generate(
-        prompt_b,
-        len(shared),
-        stop,
-        lambda n: report(CompareProgress("free", "B", n, len(shared))),
-    ) if shared else []  # fmt: skip
+    b_path = _b_free(b, prompt_b, shared, steps, report, stop)
     from engine.compare.kl import summarize
 
     return Comparison(
@@ -152,6 +148,57 @@ def compare_sides(
         b_path=tuple(b_path),
         b_tokens=b.displays(b_path),
     )
+
+
+def _b_free(
+    b: Side,
+    prompt_b: list[int],
+    path: list[int],
+    steps: Sequence[CompareStep],
+    report: ProgressFn,
+    stop: threading.Event,
+) -> list[int]:
+    """B's own continuation of its prompt, at most as long as the path.
+
+    A greedy B with whole rows (not in a batch) picks its top-1 while it follows the
+    path: the same prefix gives the very distribution just scored, so its choices up to
+    the first divergence are read from those rows (consistent with `top1_b` to the bit,
+    where a second evaluation could break a near tie the other way) and it runs free
+    from its first own choice. Otherwise (sampling, a batch, a top-N side) B runs free
+    from the prompt."""
+    if not path:
+        return []
+    total = len(path)
+    eos = _eos_ids(b)
+    if b.params.greedy and b.spec.batch is None and eos is not None and len(steps) == total:
+        leave = next((s.step for s in steps if s.top1_b != s.token_id), None)
+        if leave is None:
+            return list(path)
+        head = [*path[:leave], steps[leave].top1_b]
+        if head[-1] in eos or len(head) >= total:
+            return head
+        report(CompareProgress("free", "B", len(head), total))
+        rest = b.generate(
+            [*prompt_b, *head],
+            total - len(head),
+            stop,
+            lambda n: report(CompareProgress("free", "B", len(head) + n, total)),
+        )
+        return [*head, *rest]
+    report(CompareProgress("free", "B", 0, total))
+    return b.generate(
+        prompt_b, total, stop, lambda n: report(CompareProgress("free", "B", n, total))
+    )
+
+
+def _eos_ids(side: Side) -> frozenset[int] | None:
+    """The end-of-sequence ids of a side whose rows are whole (None: not known here)."""
+    from engine.decode.protocol import FullDistributions
+
+    loaded = getattr(side.engine, "loaded", None)
+    if not isinstance(side.engine, FullDistributions) or loaded is None:
+        return None
+    return frozenset(int(i) for i in loaded.eos_token_ids)
 
 
 def vocabulary_problem(a: Side, b: Side, ids: Sequence[int] = ()) -> str | None:
