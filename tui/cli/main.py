@@ -16,7 +16,8 @@ from pathlib import Path
 from engine.errors import InvalidParameterError, LogitlabError
 
 # each module defines register(subparsers) and sets a `run(args) -> int` default
-COMMANDS = ("chat", "generate", "tokenize", "info", "sessions", "serve", "lens", "vocab")
+COMMANDS = ("chat", "generate", "tokenize", "info", "sessions", "serve", "lens", "vocab", "score",
+            "compare")  # fmt: skip
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
