@@ -199,6 +199,13 @@ BRANCH_COMMANDS: tuple[PaletteCommand, ...] = (
         "fan_out",
     ),
     PaletteCommand("branch", "Previous reply", "Show an earlier reply's tokens", "reply_move(-1)"),
+    PaletteCommand(
+        "branch",
+        "Compare this reply…",
+        "Against another backend, dtype, settings or a padded batch: KL per token, "
+        "where the runs part",
+        "compare",
+    ),
     PaletteCommand("branch", "Next reply", "Show a later reply's tokens", "reply_move(1)"),
 )
 
@@ -216,6 +223,25 @@ BRANCHES_VIEW_COMMANDS: tuple[PaletteCommand, ...] = (
         "delete",
     ),
     PaletteCommand("branches", "Close Branches view", "Back to the workbench", "close"),
+)
+
+COMPARE_VIEW_COMMANDS: tuple[PaletteCommand, ...] = (
+    PaletteCommand(
+        "compare",
+        "Compare: next disagreement",
+        "The next step whose top-1 differ",
+        "disagreement(1)",
+    ),
+    PaletteCommand(
+        "compare",
+        "Compare: previous disagreement",
+        "The previous step whose top-1 differ",
+        "disagreement(-1)",
+    ),
+    PaletteCommand(
+        "compare", "Compare: first divergence", "Where B running free left A's path", "divergence"
+    ),
+    PaletteCommand("compare", "Close Compare view", "Back to the workbench (Esc)", "close"),
 )
 
 # the tokenizer playground's own actions
@@ -269,6 +295,7 @@ class AreaCommands(Provider):
             *BROWSER_COMMANDS,
             *PLAYGROUND_COMMANDS,
             *BRANCHES_VIEW_COMMANDS,
+            *COMPARE_VIEW_COMMANDS,
         )
         return [c for c in every if c.area == self.AREA]
 
@@ -374,6 +401,11 @@ class BranchesViewCommands(AreaCommands):
     SCOPE = "branches"
 
 
+class CompareViewCommands(AreaCommands):
+    AREA = "compare"
+    SCOPE = "compare"
+
+
 class AppCommands(AreaCommands):
     AREA = "app"
     SCOPE = "any"
@@ -390,5 +422,6 @@ PROVIDERS = (
     PlaygroundCommands,
     BranchCommands,
     BranchesViewCommands,
+    CompareViewCommands,
     AppCommands,
 )

@@ -7,8 +7,8 @@ not block it. `NullRecorder` keeps nothing (tests, or sessions switched off);
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from textual.message import Message
 
@@ -54,6 +54,10 @@ class Recorder(Protocol):
         non-empty draft), so that neither a crash nor a quit loses what was typed."""
         ...
 
+    def comparison_made(self, turn: Turn, data: Mapping[str, Any]) -> None:
+        """Keep a comparison of the reply `turn` (`Comparison.to_json(extended=True)`)."""
+        ...
+
     def new_session(self) -> None:
         """Forget the current session: the next message starts a new one."""
         ...
@@ -91,6 +95,9 @@ class NullRecorder:
         pass
 
     def draft_changed(self, draft: str, settings: UISettings, params: SamplingParams) -> None:
+        pass
+
+    def comparison_made(self, turn: Turn, data: Mapping[str, Any]) -> None:
         pass
 
     def new_session(self) -> None:

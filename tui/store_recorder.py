@@ -16,9 +16,10 @@ native crash loses at most the last second and never an older branch.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from typing import Any
 
 from textual.message import Message
 
@@ -106,6 +107,25 @@ class StoreRecorder:
         wanted = SessionSettings(settings.system_prompt, params)
         record = ModelRecord.from_description(self._facts)
         self._submit(lambda: self._write_draft(draft, wanted, record))
+
+    def comparison_made(self, turn: Turn, data: Mapping[str, Any]) -> None:
+        if self.store is None or not any(t is turn for t in self._stored):
+            return
+        index = next(i for i, t in enumerate(self._stored) if t is turn)
+        self._submit(lambda: self._add_comparison(index, data))
+
+    def _add_comparison(self, index: int, data: Mapping[str, Any]) -> None:
+        """Keep `data` with the stored message of turn `index` (a system message, which
+        the screen holds as a setting, is not a turn)."""
+        store, sid = self.store, self._session_id
+        if store is None or sid is None:
+            return
+        messages = [m for m in store.get(sid).messages if m.role != "system"]
+        message = messages[index] if index < len(messages) else None
+        if message is None or message.id is None:
+            return
+        store.add_comparison(sid, message.id, data)
+        self._post(SessionSaved(sid))
 
     def new_session(self) -> None:
         self._stored = []

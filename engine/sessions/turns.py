@@ -10,9 +10,10 @@ turn keeps whole paths (a `ReplyTree` via `tree_of` / `set_tree`).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from engine.decode import Branch, ReplyTree, shared_prefix
 from engine.records import Step
@@ -33,6 +34,8 @@ class Turn:
     slot: int = 0
     seed: int | None = None  # the seed of the current branch, if it was fanned out
     created_at: float = field(default_factory=time.time)
+    # comparisons of this reply against other runs (`Comparison.to_json(extended=True)`)
+    comparisons: list[Mapping[str, Any]] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -165,7 +168,10 @@ def turns_from_session(session: Session) -> tuple[list[Turn], str | None]:
     """The turns a stored session shows as, and the text of a system message if it has one."""
     turns: list[Turn] = []
     system: str | None = None
-    for message in session.messages:
+    compared: dict[int, list[Mapping[str, Any]]] = {}
+    for stored in session.comparisons:
+        compared.setdefault(stored.message_index, []).append(stored.data)
+    for index, message in enumerate(session.messages):
         if message.role == "system":
             system = message.content if system is None else system
             continue
@@ -177,6 +183,7 @@ def turns_from_session(session: Session) -> tuple[list[Turn], str | None]:
                 finish_reason=message.finish_reason if message.role == "assistant" else None,
                 alternatives=[_branch_of(message, a) for a in message.alternatives],
                 created_at=message.created_at.timestamp(),
+                comparisons=compared.get(index, []),
             )
         )
         if message.role == "assistant" and turns[-1].finish_reason is None:

@@ -17,6 +17,8 @@ def every_binding() -> list[Binding]:
     the screens the workbench opens later are not imported at start)."""
     from tui.screens import (
         branches,
+        compare,
+        compare_dialog,
         confirm,
         error,
         export,
@@ -37,6 +39,8 @@ def every_binding() -> list[Binding]:
         prompt_tokens.PromptTokens.BINDINGS,
         token_lookup.TokenLookupInput.BINDINGS,
         branches.BranchesScreen.BINDINGS,
+        compare.CompareScreen.BINDINGS,
+        compare_dialog.CompareDialog.BINDINGS,
         confirm.ConfirmScreen.BINDINGS,
         error.ErrorScreen.BINDINGS,
         export.ExportScreen.BINDINGS,

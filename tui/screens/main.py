@@ -26,6 +26,7 @@ from tui.crash import CrashGuard
 from tui.driver import GenerationRun
 from tui.recorder import Recorder
 from tui.screens.branch_actions import BranchActions
+from tui.screens.compare_actions import CompareActions
 from tui.screens.lens_actions import LensActions
 from tui.screens.model_actions import ModelActions
 from tui.screens.probe_actions import ProbeActions
@@ -86,6 +87,7 @@ class MainScreen(CrashGuard, Screen[None]):
         self.lens = LensActions(self.workbench, self)
         self.probes = ProbeActions(self.workbench, self)
         self.branches = BranchActions(self.workbench, self)
+        self.compares = CompareActions(self.workbench, self, self.branches.shown_turn)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="body"):
@@ -160,11 +162,10 @@ class MainScreen(CrashGuard, Screen[None]):
 
     @on(TokenStream.Selected)
     def inspect(self, event: TokenStream.Selected) -> None:
-        """Show the selected step. While a reply streams with the cursor riding the
-        newest token, refresh at most every INSPECT_WHILE_STREAMING seconds: the
-        candidates table is the costliest widget to paint, and painting it per
-        token takes the CPU the decode needs (bench/ui.py). A key press that moves
-        the cursor shows its step at once."""
+        """Show the selected step. While a reply streams with the cursor riding the newest
+        token, refresh at most every INSPECT_WHILE_STREAMING seconds: the candidates table
+        is the costliest widget to paint, and painting it per token takes the CPU the
+        decode needs (bench/ui.py). A key that moves the cursor shows its step at once."""
         self.lens.source = "stream"
         if self.proposal is not None:
             return
@@ -304,8 +305,7 @@ class MainScreen(CrashGuard, Screen[None]):
         self.query_one(Inspector).show_tab(tab)
 
     def action_copy_reply(self) -> None:
-        reply = self.conversation.last_reply
-        copy_text(self, reply.content if reply else "", "reply")
+        copy_text(self, getattr(self.conversation.last_reply, "content", ""), "reply")
 
     def action_copy_token(self) -> None:
         step = self.query_one(TokenStream).selected
@@ -323,6 +323,9 @@ class MainScreen(CrashGuard, Screen[None]):
 
     def action_branches(self) -> None:
         self.branches.open_view()
+
+    def action_compare(self) -> None:
+        self.compares.open()
 
     def action_reply_move(self, delta: int) -> None:
         self.branches.move(delta)

@@ -28,6 +28,7 @@ WORKBENCH_BINDINGS: list[BindingType] = [
     Binding("f6", "show_tab('tab-lens')", "Lens", priority=True, id="view.lens"),
     Binding("f7", "playground", "Tokenizer", priority=True, id="view.playground"),
     Binding("f8", "copy_reply", "Copy reply", show=False, id="copy.reply"),
+    Binding("f9", "compare", "Compare", id="view.compare"),
     Binding("ctrl+o", "browse_sessions", "Sessions", id="session.browse"),
     Binding("ctrl+n", "new_session", "New session", show=False, id="session.new"),
     # priority: the prompt (a TextArea) has its own ctrl+e (end of line; End does it too)
