@@ -305,3 +305,51 @@ def test_a_server_without_scoring_says_so_in_one_line(no_scoring: str) -> None:
     assert "neither prompt_logprobs" in str(caught.value) and "\n" not in str(caught.value)
     with pytest.raises(FeatureUnavailableError):
         remote.score([5, 6, 7])
+
+
+def _cli_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    from tui.cli.main import main
+
+    assert main(argv) == 0, capsys.readouterr().err
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+
+
+def test_score_cli_through_the_engine_equals_in_process(
+    server: ServerThread, tiny_model_dir: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`logitlab score --engine` (windows of 16 advancing by 8) = the same in-process."""
+    text = " ".join([TEXT] * 3)
+    options = ["--window", "16", "--stride", "8", "--top-logprobs", "2", "--format", "jsonl"]
+    remote = _cli_json(["score", text, "--engine", server.url + "/v1", *options], capsys)
+    local_model = ["--model", str(tiny_model_dir), "--device", "cpu", "--dtype", "float32"]
+    local = _cli_json(["score", text, *local_model, *options], capsys)
+    *remote_tokens, remote_summary = remote
+    *local_tokens, local_summary = local
+    assert remote_summary["tokens"] == local_summary["tokens"] == len(local_tokens) > 16
+    assert remote_summary["nll"] == pytest.approx(local_summary["nll"], abs=1e-3)
+    for got, want in zip(remote_tokens, local_tokens, strict=True):
+        assert (got["position"], got["token_id"]) == (want["position"], want["token_id"])
+        assert got["logprob"] == pytest.approx(want["logprob"], abs=1e-3)
+        assert [c["token_id"] for c in got["top"]] == [c["token_id"] for c in want["top"]]
+
+
+def test_an_engine_that_cannot_score_refuses_in_one_line() -> None:
+    from tests.fake_engine import FakeEngine
+
+    engine = FakeEngine()
+    model = engine.load(ModelSpec())
+    with ServerThread(create_app(engine, model, ServeOptions(record=False), None)) as running:
+        for body, param in (
+            ({"prompt": "Hi", "echo": True, "logprobs": 1}, "echo"),
+            ({"prompt": "Hi", "prompt_logprobs": 1}, "prompt_logprobs"),
+        ):
+            answer = _post(running, "/v1/completions", body)
+            assert answer.status_code == 400, answer.text
+            error = answer.json()["error"]
+            assert error["param"] == param and "cannot score the prompt" in error["message"]
+            assert "\n" not in error["message"]
+        # plain generation still works
+        assert (
+            _post(running, "/v1/completions", {"prompt": "Hi", "max_tokens": 2}).status_code == 200
+        )
+    engine.close()
