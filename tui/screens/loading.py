@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -30,6 +30,10 @@ class LoadingScreen(ScreenGuard, Screen[ModelDescription]):
         self.backend = backend
         self.spec = spec
         self._loaded: ModelDescription | None = None  # arrived while a dialog was on top
+        # what was typed while the model loads: the message box gets it, and Enter
+        # sends it once the model is ready (type-ahead, as a shell keeps it)
+        self.typed = ""
+        self.send_typed = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="loading-box"):
@@ -38,6 +42,7 @@ class LoadingScreen(ScreenGuard, Screen[ModelDescription]):
             yield ProgressBar(total=100, show_eta=False, id="loading-bar")
             yield Static("starting", id="loading-stage", markup=False)
             yield Static("", id="loading-error", markup=False)
+            yield Static("", id="loading-typed", markup=False)
             with Horizontal(id="loading-actions"):
                 yield Button("Pick another model", id="pick", variant="primary")
                 yield Button("Retry", id="retry")
@@ -54,6 +59,23 @@ class LoadingScreen(ScreenGuard, Screen[ModelDescription]):
         self.query_one("#loading-stage", Static).update("starting")
         self.remove_class("failed")
         self._load(self.spec)
+
+    def on_key(self, event: events.Key) -> None:
+        if self.has_class("failed") or self.send_typed:
+            return  # the buttons have the keys; or the message is already on its way
+        if event.key == "enter":
+            self.send_typed = bool(self.typed.strip())
+        elif event.key == "backspace":
+            self.typed = self.typed[:-1]
+        elif event.is_printable and event.character:
+            self.typed += event.character
+        else:
+            return
+        event.stop()
+        when = "sent" if self.send_typed else "kept in the message box"
+        shown = f"typed ahead: {self.typed} ({when} once the model is ready)" if self.typed else ""
+        self.query_one("#loading-typed", Static).update(shown)
+        self.set_class(bool(self.typed), "typing")
 
     def _title(self, spec: ModelSpec) -> str:
         """ "Loading NAME on BACKEND", with a tip when a GGUF file misses its fast backend

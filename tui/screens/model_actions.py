@@ -16,6 +16,7 @@ from engine.decode import logprob_distribution
 from engine.model import ModelDescription, ModelSpec
 from tui.screens.views import show_model
 from tui.settings import UISettings
+from tui.widgets.prompt_input import PromptInput
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.step_view import StepView
 from tui.workbench import Workbench
@@ -32,7 +33,17 @@ class ModelActions:
         from tui.screens.loading import LoadingScreen
 
         self.workbench.stop()
-        self.screen.app.push_screen(LoadingScreen(self.workbench.backend, spec), loaded)
+        loading = LoadingScreen(self.workbench.backend, spec)
+
+        def ready(facts: ModelDescription | None) -> None:
+            loaded(facts)
+            if facts is not None and loading.typed.strip():  # typed while it loaded
+                prompt = self.screen.query_one(PromptInput)
+                prompt.insert(loading.typed)
+                if loading.send_typed:
+                    prompt.post_message(PromptInput.Submitted(prompt.text.strip()))
+
+        self.screen.app.push_screen(loading, ready)
 
     def loaded(self, facts: ModelDescription) -> None:
         """The model is ready: the workbench and the status bar say which it is."""
