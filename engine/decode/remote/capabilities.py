@@ -14,6 +14,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from engine.decode.remote.client import HttpClient
+from engine.decode.remote.native import (
+    ENDPOINT,
+    StepApi,
+    llama_chat_ids,
+    llama_tokenize,
+    probe_step_api,
+)
 from engine.decode.remote.score import probe_scoring
 from engine.errors import EngineModelNotFoundError, EngineServerError
 
@@ -37,6 +44,7 @@ class Capabilities:
     distribution: Distribution
     ids_in_logprobs: str  # "token_id field" | "token_id:N strings" | "none"
     prompt_scoring: str = "none"  # "prompt_logprobs" | "echo" | "none" (remote/score.py)
+    step_api: StepApi = "completions"  # where one token of ids comes from (remote/native.py)
 
     def step_unavailable(self) -> str | None:
         """Why step mode cannot run on this server (None: it can)."""
@@ -54,6 +62,7 @@ class Capabilities:
             ("models", ", ".join(self.models) or "-"),
             ("context window", str(self.context_window or "unknown")),
             ("token-id prompts", yes[self.token_id_prompts] + " (step, force, branch)"),
+            ("step endpoint", ENDPOINT[self.step_api]),
             ("tokenize chat", yes[self.tokenize_chat] + " (exact prompt ids)"),
             ("max top_logprobs", str(self.max_top_logprobs or "unknown")),
             ("probabilities", self.distribution),
@@ -75,6 +84,7 @@ class Capabilities:
             "distribution": self.distribution,
             "ids_in_logprobs": self.ids_in_logprobs,
             "prompt_scoring": self.prompt_scoring,
+            "step_api": self.step_api,
         }
 
 
@@ -134,15 +144,19 @@ def probe(client: HttpClient, wanted: str | None) -> Capabilities:
     server = _server_kind(cards, client)
     context = _context_window(card, client, server)
 
-    tokenized = client.try_post("/tokenize", {"model": model, "prompt": "Hello"})
-    text_ids = tokenized.get("tokens") if isinstance(tokenized, dict) else None
-    tokenize_text = isinstance(text_ids, list) and all(isinstance(i, int) for i in text_ids)
-    chat = client.try_post(
-        "/tokenize",
-        {"model": model, "messages": [{"role": "user", "content": "Hello"}],
-         "add_generation_prompt": True},
-    )  # fmt: skip
-    tokenize_chat = isinstance(chat, dict) and isinstance(chat.get("tokens"), list)
+    hello = [{"role": "user", "content": "Hello"}]
+    if server == "llama.cpp":  # its own /tokenize shape, and chats through /apply-template
+        tokenized, text_ids = None, llama_tokenize(client, "Hello", special=False)
+        tokenize_text = text_ids is not None
+        tokenize_chat = llama_chat_ids(client, hello) is not None
+    else:
+        tokenized = client.try_post("/tokenize", {"model": model, "prompt": "Hello"})
+        text_ids = tokenized.get("tokens") if isinstance(tokenized, dict) else None
+        tokenize_text = isinstance(text_ids, list) and all(isinstance(i, int) for i in text_ids)
+        chat = client.try_post(
+            "/tokenize", {"model": model, "messages": hello, "add_generation_prompt": True}
+        )
+        tokenize_chat = isinstance(chat, dict) and isinstance(chat.get("tokens"), list)
     if isinstance(tokenized, dict) and isinstance(tokenized.get("max_model_len"), int):
         context = context or int(tokenized["max_model_len"])
 
@@ -172,6 +186,14 @@ def probe(client: HttpClient, wanted: str | None) -> Capabilities:
                 distribution = "raw+processed"
             elif server == "vllm":
                 distribution = "raw"  # vLLM's default --logprobs-mode raw_logprobs
+    step_api: StepApi = "completions" if token_id_prompts else "none"
+    native = probe_step_api(client, server, text_ids, ASKED_TOP) if text_ids else None
+    if native is not None:  # OpenAI endpoints without ids: the server's own
+        step_api, top = native
+        token_id_prompts, ids_in = True, "id field"
+        # llama.cpp's post_sampling_probs false: the softmax of the raw logits; SGLang's
+        # logprobs follow its temperature unless the server is told otherwise
+        distribution = "raw" if step_api == "llama.cpp" else "unknown"
     scoring = probe_scoring(client, model, list(text_ids or []) * 2) if token_id_prompts else "none"
     return Capabilities(
         url=client.url,
@@ -186,4 +208,5 @@ def probe(client: HttpClient, wanted: str | None) -> Capabilities:
         distribution=distribution,  # type: ignore[arg-type]
         ids_in_logprobs=ids_in,
         prompt_scoring=scoring,
+        step_api=step_api,
     )

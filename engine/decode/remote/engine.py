@@ -24,9 +24,10 @@ from engine.decode.protocol import ProgressFn, PromptView
 from engine.decode.remote import score as remote_score
 from engine.decode.remote.capabilities import Capabilities, probe
 from engine.decode.remote.client import DEFAULT_TIMEOUT, HttpClient
+from engine.decode.remote.native import llama_chat_ids, llama_tokenize
 from engine.decode.remote.pieces import Pieces, ServerSource, Source, TokenizerSource
 from engine.decode.remote.reply import RemoteReply
-from engine.errors import FeatureUnavailableError, ModelLoadError
+from engine.errors import EngineServerError, FeatureUnavailableError, ModelLoadError
 from engine.model.description import ModelDescription
 from engine.model.spec import ModelSpec
 from engine.params import SamplingParams
@@ -52,6 +53,7 @@ class RemoteEngine:
         self.tokenizer = tokenizer  # a tokenizer the user named for the server's ids
         self._caps: Capabilities | None = None
         self._pieces: Pieces | None = None  # per connection: what each id stands for
+        self._local: TokenizerSource | None = None  # the named tokenizer, loaded
 
     @property
     def url(self) -> str:
@@ -90,11 +92,9 @@ class RemoteEngine:
         report = progress or (lambda _stage, _fraction, _detail: None)
         report("connecting", 0.0, self.url)
         self._caps = caps = probe(self.client, self.wanted)
-        source: Source = (
-            TokenizerSource.load(self.tokenizer)
-            if self.tokenizer
-            else ServerSource(self.client, caps.model)
-        )
+        if self.tokenizer and self._local is None:
+            self._local = TokenizerSource.load(self.tokenizer)
+        source: Source = self._local or ServerSource(self.client, caps.model)
         self._pieces = Pieces(source)
         report("ready", 1.0, caps.model)
         return ModelDescription(
@@ -115,7 +115,7 @@ class RemoteEngine:
         self, messages: Sequence[ChatMessage], *, allow_special: bool = False
     ) -> PromptView:
         caps = self.capabilities
-        if not caps.tokenize_chat:
+        if not caps.tokenize_chat and self._local is None:
             return PromptView(
                 tokens=(),
                 context_window=caps.context_window,
@@ -140,6 +140,17 @@ class RemoteEngine:
         return PromptView(tokens=tokens, context_window=caps.context_window)
 
     def _tokenize_chat(self, messages: Sequence[ChatMessage]) -> tuple[list[int], list[str]]:
+        """The chat's prompt ids and pieces: the server's tokenizing, else the named
+        tokenizer's template (--engine-tokenizer); llama.cpp's through /apply-template."""
+        if not self.capabilities.tokenize_chat and self._local is not None:
+            ids = self._local.chat_ids(messages)
+            return ids, [self.pieces.get(i).piece for i in ids]
+        if self.capabilities.server == "llama.cpp":
+            wire = [{"role": m.role, "content": m.content} for m in messages]
+            found = llama_chat_ids(self.client, wire)
+            if found is None:
+                raise EngineServerError(f"{self.url} could not tokenize the chat messages")
+            return found, [self.pieces.get(i).piece for i in found]
         answer = self.client.post(
             "/tokenize",
             {
@@ -154,15 +165,21 @@ class RemoteEngine:
         return ids, [str(s) for s in strs]
 
     def chat_ids(self, messages: Sequence[ChatMessage]) -> list[int]:
-        if not self.capabilities.tokenize_chat:
+        if not self.capabilities.tokenize_chat and self._local is None:
             raise FeatureUnavailableError(
                 f"{self.url} cannot tokenize chat messages, so a reply cannot continue from ids"
+                " (name the model's tokenizer with --engine-tokenizer)"
             )
         return self._tokenize_chat(messages)[0]
 
     def encode(self, text: str, *, allow_special: bool = False) -> list[int]:
         if not self.capabilities.tokenize_text:
             raise FeatureUnavailableError(f"{self.url} has no /tokenize endpoint")
+        if self.capabilities.server == "llama.cpp":
+            ids = llama_tokenize(self.client, text, special=allow_special)
+            if ids is None:
+                raise EngineServerError(f"{self.url} could not tokenize the text")
+            return ids
         answer = self.client.post(
             "/tokenize",
             {"model": self.capabilities.model, "prompt": text, "add_special_tokens": False},

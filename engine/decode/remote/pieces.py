@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from engine.decode.remote.client import HttpClient
 from engine.decode.remote.mapping import Token, id_from_string
 from engine.records import Candidate
+from engine.tokens.chat import ChatMessage
 
 LOOKUP_THREADS = 8
 # where the server cannot say which tokens are special: a control token's text looks like
@@ -98,6 +99,12 @@ class TokenizerSource:
     def decode(self, ids: Sequence[int]) -> str:
         return str(self._tokenizer.decode(list(ids), skip_special_tokens=True))
 
+    def chat_ids(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """The chat's prompt ids by this tokenizer's template, as the local engine's."""
+        from engine.tokens.chat import chat_prompt_ids
+
+        return chat_prompt_ids(self._tokenizer, messages)
+
     def lookup(self, ids: Sequence[int]) -> dict[int, TokenFacts]:
         table = self._table
         return {
@@ -111,6 +118,7 @@ class ServerSource:
     def __init__(self, client: HttpClient, model: str) -> None:
         self._client, self._model = client, model
         self._missing = False  # the server has no /detokenize: asked once
+        self._strs: bool | None = None  # its /tokenize gives pieces (token_strs); None: untried
 
     def lookup(self, ids: Sequence[int]) -> dict[int, TokenFacts]:
         if self._missing or not ids:
@@ -132,26 +140,27 @@ class ServerSource:
         if self._missing:
             return ""
         answer = self._client.try_post("/detokenize", {"model": self._model, "tokens": list(ids)})
-        text = answer.get("prompt") if isinstance(answer, dict) else None
-        return text if isinstance(text, str) else ""
+        return _text_of(answer) or ""
 
     def _one(self, token_id: int) -> TokenFacts | None:
         """One id's facts; None where the server has no /detokenize."""
         answer = self._client.try_post("/detokenize", {"model": self._model, "tokens": [token_id]})
-        text = answer.get("prompt") if isinstance(answer, dict) else None
-        if not isinstance(text, str):
+        text = _text_of(answer)
+        if text is None:
             return None
         piece, whole = text, "\ufffd" not in text
-        if whole and text:
+        if whole and text and self._strs is not False:
             again = self._client.try_post(
                 "/tokenize",
                 {"model": self._model, "prompt": text, "add_special_tokens": False,
                  "return_token_strs": True},
             )  # fmt: skip
-            if isinstance(again, dict) and again.get("tokens") == [token_id]:
-                strs = again.get("token_strs")
-                if isinstance(strs, list) and len(strs) == 1 and isinstance(strs[0], str):
-                    piece = strs[0]  # else the text tokenizes otherwise: piece = text
+            strs = again.get("token_strs") if isinstance(again, dict) else None
+            if self._strs is None:
+                self._strs = isinstance(strs, list)  # llama.cpp, SGLang: never (text only)
+            alone = isinstance(again, dict) and again.get("tokens") == [token_id]
+            if alone and isinstance(strs, list) and len(strs) == 1 and isinstance(strs[0], str):
+                piece = strs[0]  # else the text tokenizes otherwise: piece = text
         special = bool(_CONTROL.fullmatch(text)) and piece == text
         data = text.encode("utf-8") if whole else b""  # part of a character: unknown
         return TokenFacts(piece=piece, data=data, special=special, exact=whole)
@@ -202,23 +211,26 @@ class Pieces:
         return self.facts([token_id])[token_id]
 
     def fill(self, tokens: Sequence[Token]) -> list[Token]:
-        """Tokens whose server sent ids only (``token_id:N``) given their pieces and bytes."""
+        """Tokens whose server sent ids only (``token_id:N``) given their pieces and bytes;
+        with a tokenizer the user named, every token (it is the authority on pieces)."""
+        every = isinstance(self._source, TokenizerSource)
+        chosen = [tok for tok in tokens if tok.token_id >= 0 and (tok.id_only or every)]
         need = [
             i
-            for tok in tokens
-            if tok.id_only
-            for i in (tok.token_id, *(c.token_id for c in tok.top if _id_only(c)))
+            for tok in chosen
+            for i in (tok.token_id, *(c.token_id for c in tok.top if every or _id_only(c)))
         ]
         if not need:
             return list(tokens)
         facts = self.facts(need)
-        return [self._filled(tok, facts) if tok.id_only else tok for tok in tokens]
+        picked = {id(tok) for tok in chosen}
+        return [self._filled(tok, facts, every) if id(tok) in picked else tok for tok in tokens]
 
-    def _filled(self, tok: Token, facts: dict[int, TokenFacts]) -> Token:
+    def _filled(self, tok: Token, facts: dict[int, TokenFacts], every: bool) -> Token:
         own = facts.get(tok.token_id, unknown(tok.token_id))
         top, top_bytes = [], []
         for cand, data in zip(tok.top, tok.top_bytes, strict=True):
-            if _id_only(cand) and cand.token_id in facts:
+            if (every or _id_only(cand)) and cand.token_id in facts:
                 f = facts[cand.token_id]
                 cand, data = replace(cand, piece=f.piece, text=f.text), f.data
             top.append(cand)
@@ -232,6 +244,16 @@ class Pieces:
             top_bytes=tuple(top_bytes),
             id_only=False,
         )
+
+
+def _text_of(answer: Any) -> str | None:
+    """The text of a /detokenize answer: vLLM's ``prompt``, SGLang's ``text``, llama.cpp's
+    ``content``."""
+    if isinstance(answer, dict):
+        for key in ("prompt", "text", "content"):
+            if isinstance(answer.get(key), str):
+                return str(answer[key])
+    return None
 
 
 def _id_only(cand: Candidate) -> bool:

@@ -13,7 +13,6 @@ whether another token follows it (the end of a stream belongs to its last step).
 
 from __future__ import annotations
 
-import codecs
 import threading
 import time
 from collections import deque
@@ -23,14 +22,8 @@ from typing import Any, Protocol
 
 from engine.decode.remote.capabilities import Capabilities
 from engine.decode.remote.client import HttpClient
-from engine.decode.remote.mapping import (
-    UNKNOWN,
-    Token,
-    legacy_tokens,
-    mark_text,
-    processed_rank,
-    rank_of,
-)
+from engine.decode.remote.mapping import UNKNOWN, Token, mark_text, processed_rank, rank_of
+from engine.decode.remote.native import one_token_request, read_one_token
 from engine.decode.remote.pieces import Pieces
 from engine.decode.remote.stream import StreamReader
 from engine.decode.rules import (
@@ -69,15 +62,14 @@ class Server(Protocol):
 class _ReplyText:
     """A reply's text from its tokens' bytes (specials add none), cut by the stop rule.
 
-    A token whose bytes are not known exactly (part of a UTF-8 character, looked up on
-    the server: pieces.py) is held, and the held ids are decoded together once they
-    spell whole characters, as the local loop's text stream does."""
+    As the local loop's text stream: bytes that do not end a whole UTF-8 character are
+    held until a later token completes it. A token whose bytes are not known (part of a
+    character looked up on the server: pieces.py) is decoded with the held ones there."""
 
     def __init__(self, stops: Sequence[str], pieces: Pieces, steps: Sequence[Step] = ()) -> None:
-        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._stops = StopScan(stops)
         self._pieces = pieces
-        self._held: list[int] = []
+        self._held: list[Step] = []
         for step in steps:
             self.push(step)
 
@@ -87,23 +79,22 @@ class _ReplyText:
 
     def push(self, step: Step) -> str:
         if step.special:
-            return self._stops.push(self._release())
-        if not self._held and self._pieces.exact(step.token_id):
-            return self._stops.push(self._utf8.decode(step.token_bytes))
-        self._held.append(step.token_id)
-        text = self._pieces.decode(self._held)
+            return self._stops.push("")
+        self._held.append(step)
+        text = self._decode()
         if text.endswith("\ufffd"):
             return ""  # the rest of the character is still to come
         self._held = []
         return self._stops.push(text)
 
     def finish(self) -> str:
-        tail = self._utf8.decode(b"", final=True) + self._release()
+        tail, self._held = (self._decode() if self._held else ""), []
         return self._stops.push(tail) + self._stops.finish()
 
-    def _release(self) -> str:
-        held, self._held = self._held, []
-        return self._pieces.decode(held) if held else ""
+    def _decode(self) -> str:
+        if all(self._pieces.exact(s.token_id) for s in self._held):
+            return b"".join(s.token_bytes for s in self._held).decode("utf-8", errors="replace")
+        return self._pieces.decode([s.token_id for s in self._held])
 
 
 class RemoteReply:
@@ -328,27 +319,38 @@ class RemoteReply:
     def _one_token(self) -> Step:
         """Step mode: one token of the ids so far, with its candidates."""
         engine = self._engine
-        body = {
-            **engine.sampling_body(self._params, 1),
-            "prompt": self._context_ids(),
-            "logprobs": engine.top_n(self._params),
-        }
+        caps = engine.capabilities
+        path, body = one_token_request(
+            caps.step_api,
+            caps.model,
+            engine.sampling_body(self._params, 1),
+            self._context_ids(),
+            self._params,
+            engine.top_n(self._params),
+        )
         started = time.perf_counter()
-        answer = engine.client.post("/v1/completions", body)
+        answer = engine.client.post(path, body)
         elapsed = (time.perf_counter() - started) * 1000.0
-        choice = (answer.get("choices") or [{}])[0]
-        tokens = engine.pieces.fill(legacy_tokens(choice.get("logprobs") or {}))
-        tokens = mark_text(tokens, choice.get("text") or "")
+        tokens, text, finish = read_one_token(caps.step_api, answer, engine.url)
+        tokens = mark_text(engine.pieces.fill(tokens), text)
         if not tokens:
             raise GenerationError(f"{engine.url} returned no logprobs for the step")
-        reason = choice.get("finish_reason")
-        # "length" is only the one-token limit of this request
-        finish: FinishReason | None = "stop" if reason == "stop" else None
         return self._step_of(tokens[0], elapsed, finish)
+
+    def _one_by_one(self) -> bool:
+        """Free decoding from ids on a server whose ids come from its own endpoint
+        (llama.cpp, SGLang: native.py) is one request per token: nothing streams them."""
+        if self._reader is not None or self._buffer or self._failure is not None:
+            return False
+        if self._engine.capabilities.step_api not in ("llama.cpp", "sglang"):
+            return False
+        return self._messages is None or bool(self._steps) or bool(self._prefix)
 
     def _streamed(self) -> Step:
         """The next streamed step; when it is the last one read, the stream is read on
         until it sends another token or ends (its end is this step's finish reason)."""
+        if self._one_by_one():
+            return self._one_token()
         if self._failure is not None:  # the read ahead of the last step failed: now it counts
             failure, self._failure = self._failure, None
             raise failure
