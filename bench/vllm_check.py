@@ -120,7 +120,9 @@ def check(url: str, local: Any) -> dict[str, Any]:
         report["prompts"].append({
             "prompt": prompt,
             "clear_steps": n,
+            "tokens": len(ours.steps),
             "same_ids": ours_ids == their_ids,
+            "same_ids_all": ours.summary.token_ids == theirs.summary.token_ids,
             "same_pieces": [s.piece for s in ours.steps][:n] == [s.piece for s in theirs.steps][:n],
             "same_text": ours.summary.text == theirs.summary.text,
             "max_logprob_diff": max(diffs, default=0.0),

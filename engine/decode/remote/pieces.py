@@ -239,7 +239,8 @@ class Pieces:
             tok,
             data=own.data,
             piece=own.piece,
-            special=own.special,
+            # a named tokenizer knows; the server's text rule (`mark_text`) decides otherwise
+            special=own.special if every else tok.special,
             top=tuple(top),
             top_bytes=tuple(top_bytes),
             id_only=False,
