@@ -25,16 +25,20 @@ import torch
 
 from engine.compare.records import EMPTY_SUMMARY, CompareStep, CompareSummary
 
+BLOCK = 128  # rows per block of KL work: bounded temporaries (3 x 25 MB at 49k tokens)
 REST_FLOOR = 1e-6  # probability mass too small to be more than float rounding
 
 
 def kl_rows(logprobs_a: torch.Tensor, logprobs_b: torch.Tensor) -> torch.Tensor:
     """KL(A‖B) per row, nats, float64 [n]; rows are log-softmax [n, vocab] of each side."""
-    a, b = logprobs_a.float(), logprobs_b.float()
-    p = a.exp()  # [n, vocab]
-    terms = torch.where(p > 0, p * (a - b), torch.zeros_like(a))  # 0·log 0 = 0
-    # terms in float32 (a row's work), their sum in float64: equal rows give exactly 0
-    return terms.sum(dim=-1, dtype=torch.float64).clamp_min(0.0)  # rounding dips below 0
+    out = torch.empty(logprobs_a.shape[0], dtype=torch.float64)
+    for lo in range(0, logprobs_a.shape[0], BLOCK):  # temporaries of BLOCK rows, not n
+        a, b = logprobs_a[lo : lo + BLOCK].float(), logprobs_b[lo : lo + BLOCK].float()
+        p = a.exp()  # [block, vocab]
+        terms = torch.where(p > 0, p * (a - b), torch.zeros_like(a))  # 0·log 0 = 0
+        # terms in float32 (a row's work), their sum in float64: equal rows give exactly 0
+        out[lo : lo + BLOCK] = terms.sum(dim=-1, dtype=torch.float64)
+    return out.clamp_min(0.0)  # rounding can dip a hair below 0
 
 
 def kl_estimate(known_a: Mapping[int, float], known_b: Mapping[int, float]) -> float:

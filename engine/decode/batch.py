@@ -112,6 +112,27 @@ class BatchRunner:
         column = [[int(t)] for t in tokens]
         return self._forward(torch.tensor(column, dtype=torch.long, device=self._device))
 
+    def expand(self, copies: int) -> None:
+        """Make each row `copies` rows (row i becomes rows ``i * copies ..``), caches
+        included: K samples of one prompt pay for one prefill."""
+        if self._mask is None:
+            raise GenerationError("prefill the batch before expanding it")
+        for layer in self._cache.layers:
+            layer.batch_repeat_interleave(copies)
+        self._mask = self._mask.repeat_interleave(copies, dim=0)
+        self.rows = [list(r) for r in self.rows for _ in range(copies)]
+
+    def select(self, keep: Sequence[int]) -> None:
+        """Keep only rows `keep` (in that order), caches included: a finished row stops
+        costing compute."""
+        if self._mask is None:
+            raise GenerationError("prefill the batch before selecting rows")
+        index = torch.tensor(list(keep), dtype=torch.long, device=self._device)
+        for layer in self._cache.layers:
+            layer.batch_select_indices(index)
+        self._mask = self._mask.index_select(0, index)
+        self.rows = [self.rows[i] for i in keep]
+
     def _forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Run `input_ids` ``[batch, n]`` (the mask already covers them) on the cache."""
         assert self._mask is not None

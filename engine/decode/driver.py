@@ -4,7 +4,8 @@ The decode protocol says how to take one step; the driver says which steps to
 take and when to stop. It runs a reply free (prefill, step until a stop), in step
 mode (each token waits for a command: accept the sampled one, force another,
 continue free), resumes it on another branch of its tree (rewind to the shared
-prefix, force the rest), and fans it out (one sampled continuation per seed).
+prefix, force the rest), and fans it out (one sampled continuation per seed: on
+transformers all of them as rows of one batch, engine/decode/fanout.py).
 
 Every front end reads the same small frozen events through one callback, so the
 workbench turns them into Textual messages, the CLI into text or JSONL, a test
@@ -24,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+from engine.decode.fanout import batched_fan_out, can_batch
 from engine.decode.protocol import Engine, PromptView, Reply
 from engine.decode.tree import reposition, reseed
 from engine.errors import LogitlabError, one_line
@@ -212,6 +214,9 @@ class ReplyDriver:
         `stop` ends the one in progress (kept, cancelled) and starts no more."""
         with self._guarded("fanning out") as end:
             self._reset_commands()
+            if len(seeds) > 1 and can_batch(self.engine):  # one batched run (fanout.py)
+                end.append(self._fan_out_batched(target, seeds))
+                return end[0]
             reply = self.reply
             if reply is None:  # no live decoder (a reopened session): prefill prompt + target
                 reply = self._start(target, announce=False)
@@ -230,6 +235,29 @@ class ReplyDriver:
             self.on_event(finished)
             end.append(finished)
         return end[0]
+
+    def _fan_out_batched(self, target: Sequence[int], seeds: Sequence[int]) -> FanOutFinished:
+        """The continuations as rows of one batch; the live reply is left as it is."""
+        total = len(seeds)
+        prompt = self.prompt_ids or getattr(self.reply, "prompt_ids", None)
+        if prompt is None:
+            prompt = self.engine.chat_ids(self.messages, allow_special=self.allow_special)  # type: ignore[attr-defined]
+        made, last = 0, 0.0
+        self.on_event(BranchProgressed(0, total, 0, seeds[0]))
+        rows = batched_fan_out(self.engine, prompt, target, self.params, seeds, self.cancel_event)
+        for item in rows:
+            if item[0] == "branch":
+                _, row, steps, reason = item
+                reason = "cancelled" if self.cancel_event.is_set() else reason
+                self.on_event(BranchFinished(tuple(steps), reason or "stop", seeds[row]))
+                made += 1
+            elif (now := time.perf_counter()) - last > PROGRESS_EVERY:
+                n = min(item[1], total - 1)
+                self.on_event(BranchProgressed(n, total, item[2], seeds[n]))
+                last = now
+        finished = FanOutFinished(made, self.cancel_event.is_set())
+        self.on_event(finished)
+        return finished
 
     # --- the one loop ----------------------------------------------------------------------
 
