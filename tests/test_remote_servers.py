@@ -2,10 +2,18 @@
 the probe: native.py), against stubs that speak their documented shapes over real HTTP
 (tests/native_stubs.py) and answer with the tiny model: step, force a candidate,
 continue, branch, with the ids, text, bytes and special flags of a local run. A real
-llama-server is checked by test_remote.py's LOGITLAB_LLAMACPP_URL test where one runs."""
+llama-server on the bundled GGUF is checked the same way against our llama.cpp backend
+where one is given: LOGITLAB_LLAMACPP_URL (running) or LOGITLAB_LLAMA_SERVER (the binary,
+started here on a free loopback port)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -160,3 +168,62 @@ def test_sglang_step_force_branch_match_local(
     n_steps, _ = _drive(named)
     assert [s.token_id for s in n_steps] == [s.token_id for s in l_steps]
     assert [s.piece for s in n_steps] == [s.piece for s in l_steps]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def llama_server() -> Iterator[str]:
+    """A real llama-server on the bundled GGUF: the one named, or one started here."""
+    if os.environ.get("LOGITLAB_LLAMACPP_URL"):
+        yield os.environ["LOGITLAB_LLAMACPP_URL"]
+        return
+    import httpx
+
+    from engine.model.default_model import default_gguf_path
+
+    port = _free_port()
+    cmd = [os.environ["LOGITLAB_LLAMA_SERVER"], "-m", str(default_gguf_path()), "--host",
+           "127.0.0.1", "--port", str(port), "-c", "2048", "-np", "1"]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        for _ in range(600):  # up to ~60 s
+            assert proc.poll() is None, f"llama-server exited ({proc.returncode})"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+@pytest.mark.real_model
+@pytest.mark.skipif(
+    not (os.environ.get("LOGITLAB_LLAMACPP_URL") or os.environ.get("LOGITLAB_LLAMA_SERVER")),
+    reason="no llama-server here (LOGITLAB_LLAMA_SERVER=path/to/llama-server runs this)",
+)
+def test_real_llama_server_steps_like_our_llamacpp_backend(llama_server: str) -> None:
+    pytest.importorskip("llama_cpp")
+    from engine.decode import open_engine
+
+    remote = RemoteEngine(llama_server)
+    remote.load(ModelSpec())
+    assert remote.capabilities.step_api == "llama.cpp"
+    local = open_engine(ModelSpec(backend="llama.cpp", device="cpu"))
+    local.load(ModelSpec(backend="llama.cpp", device="cpu"))
+    assert remote.chat_ids(QUESTION) == local.chat_ids(QUESTION)
+    for r_run, l_run in zip(_drive(remote), _drive(local), strict=True):
+        assert [s.token_id for s in r_run] == [s.token_id for s in l_run]
+        assert [s.text for s in r_run] == [s.text for s in l_run]
+        assert [s.token_bytes for s in r_run] == [s.token_bytes for s in l_run]
+        for r, lo in zip(r_run, l_run, strict=True):
+            assert r.logprob == pytest.approx(lo.logprob, abs=1e-2)
+    remote.close()
