@@ -88,36 +88,46 @@ class SharedContext:
             return
         inputs, first_needed = ids[: stop - 1], start - 1  # input indices with logits
         self._fits(len(inputs))
-        self._sync(inputs[:first_needed], evaluate_last=False)
-        for lo in range(first_needed, len(inputs), self.n_batch):
+        held = self._common(inputs[:first_needed])  # the cache may hold a prefix already
+        for lo in range(held, len(inputs), self.n_batch):
             hi = min(lo + self.n_batch, len(inputs))
             if self.cached != inputs[:lo]:  # another runner used the context meanwhile
                 self._sync(inputs[:lo], evaluate_last=False)
-            self._decode(inputs[lo:hi], lo, outputs_from=0)
+            first_output = max(first_needed - lo, 0)  # the prefix shares the batches
+            self._decode(inputs[lo:hi], lo, outputs_from=first_output)
             self.cached.extend(inputs[lo:hi])
+            n = hi - lo - first_output
+            if n <= 0:
+                continue
             pointer = self._lib.llama_get_logits(self.ctx)
             rows = np.ctypeslib.as_array(
-                ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(hi - lo, self.n_vocab)
+                ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(n, self.n_vocab)
             )
-            yield lo + 1, torch.from_numpy(rows.copy())  # llama.cpp reuses its buffer
+            yield lo + first_output + 1, torch.from_numpy(rows.copy())  # llama.cpp reuses it
 
     def _fits(self, n: int) -> None:
         if n > self.n_ctx:
             raise GenerationError(f"{n} tokens do not fit llama.cpp's context of {self.n_ctx}")
 
-    def _sync(self, target: list[int], *, evaluate_last: bool) -> None:
-        """Make the KV cache hold exactly `target`, keeping the longest common prefix;
-        `evaluate_last`: the last id is evaluated even if held (its logits are wanted)."""
+    def _common(self, target: list[int], keep: int | None = None) -> int:
+        """Cut the KV cache back to its longest common prefix with `target` (at most
+        `keep` ids); how many ids it still holds."""
         common = 0
         for ours, theirs in zip(self.cached, target, strict=False):
             if ours != theirs:
                 break
             common += 1
-        if evaluate_last:
-            common = min(common, len(target) - 1)
+        if keep is not None:
+            common = min(common, keep)
         if common < len(self.cached):
             self._lib.llama_memory_seq_rm(self.memory, 0, common, -1)
             del self.cached[common:]
+        return common
+
+    def _sync(self, target: list[int], *, evaluate_last: bool) -> None:
+        """Make the KV cache hold exactly `target`, keeping the longest common prefix;
+        `evaluate_last`: the last id is evaluated even if held (its logits are wanted)."""
+        common = self._common(target, len(target) - 1 if evaluate_last else None)
         for start in range(common, len(target), self.n_batch):
             self._decode(target[start : start + self.n_batch], start)
             self.cached.extend(target[start : start + self.n_batch])
