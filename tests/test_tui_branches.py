@@ -150,3 +150,47 @@ async def test_reopened_session_every_reply_is_inspectable(backend: FakeEngine) 
         await pilot.press("n")
         assert screen.branches.shown is None
         assert screen.query_one(StatusBar).context_used > len(stream.steps)
+
+
+async def test_fan_out_reads_as_a_distribution_not_copies(backend: FakeEngine) -> None:
+    """The fake's script repeats: every sample keeps the reply. The notice says so, and
+    the Branches view folds the four identical paths into one row counted 4 times."""
+    app = fake_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await replied(pilot, "hi")
+        reply = screen.conversation.last_reply
+        assert reply is not None
+        await pilot.press("f4", "home", "l", "l", "f")
+        await until(pilot, lambda: isinstance(app.screen, FanOutScreen))
+        await pilot.press("enter")  # the default, 3
+        await until(pilot, lambda: "fanned out 3" in str(screen.query_one(StatusBar).state))
+        assert len(tree_of(reply)) == 4
+        assert any("3 of 3 kept the reply" in str(n.message) for n in app._notifications)
+        await pilot.press("f5")
+        await until(pilot, lambda: isinstance(app.screen, BranchesScreen))
+        view = app.screen
+        from textual.widgets import DataTable
+
+        table = view.query_one(DataTable)
+        assert table.row_count == 1
+        assert str(table.get_row_at(0)[1]) == "4"
+        detail = str(view.query_one("#branches-detail").render())
+        assert "taken 4×" in detail
+
+
+def test_fan_out_spread_counts_first_tokens() -> None:
+    from engine.records import Step
+    from tui.screens.branch_actions import fan_out_spread
+
+    def step(token_id: int, text: str) -> Step:
+        return Step(
+            index=0, token_id=token_id, piece=text, text=text, forced=False, logprob=-1.0,
+            rank=1, entropy=1.0, processed_logprob=-1.0, processed_rank=1, processed_entropy=1.0,
+        )  # fmt: skip
+
+    paris, lyon, end = step(1, " Paris"), step(2, " Lyon"), step(3, ".")
+    kept = [1, 3]
+    made = [[paris, end]] * 2 + [[lyon, end]] * 6
+    assert fan_out_spread(kept, made) == "6× ' Lyon'; 2 of 8 kept the reply"
+    assert fan_out_spread(kept, [[paris, end]] * 3) == "3 of 3 kept the reply"
+    assert fan_out_spread([9], [[paris], [lyon], [paris]]) == "2× ' Paris', 1× ' Lyon'"

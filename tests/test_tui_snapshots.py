@@ -113,7 +113,9 @@ def test_branches_view_at_80x24(snap_compare) -> None:
         )
         await pilot.press("f4", "home", "l", "l", "b")
         await until(pilot, lambda: screen.proposal is not None)
-        await pilot.press("3", "c")
+        await pilot.press("2")  # force candidate 2: the branch takes another token
+        await until(pilot, lambda: screen.proposal is not None and screen.proposal.index == 3)
+        await pilot.press("c")
         await until(pilot, lambda: not screen.replying and screen.proposal is None)
         await pilot.press("f5")
         await until(pilot, lambda: isinstance(pilot.app.screen, BranchesScreen))

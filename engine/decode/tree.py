@@ -170,6 +170,20 @@ class ReplyTree:
                 best, best_len = j, n
         return best, max(best_len, 0)
 
+    def repeats(self) -> dict[int, list[int]]:
+        """Branches that took the same token path, folded: each group's representative
+        (the earliest, or the current branch where it is one of them) -> every branch
+        of the group, the representative first. K samples of one continuation read
+        as one row counted K times, not K copies."""
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, branch in enumerate(self.branches):
+            groups.setdefault(tuple(branch.ids), []).append(i)
+        out: dict[int, list[int]] = {}
+        for members in groups.values():
+            first = self.current if self.current in members else members[0]
+            out[first] = [first, *(m for m in members if m != first)]
+        return out
+
     def children(self, index: int) -> list[int]:
         return [i for i in range(len(self.branches)) if self.parent(i)[0] == index]
 

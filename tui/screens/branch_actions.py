@@ -11,6 +11,8 @@ paths by rewinding its KV cache (`engine.decode.reposition`), never re-prefilled
 from __future__ import annotations
 
 import random
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from textual.screen import Screen
@@ -26,11 +28,28 @@ from tui.widgets.token_stream import TokenStream
 from tui.workbench import Workbench
 
 
+def fan_out_spread(kept: Sequence[int], made: Sequence[Sequence[Step]]) -> str:
+    """What K sampled continuations did, as a distribution: "3 of 3 kept the reply",
+    or their first tokens counted ("6× ' Paris', 2× ' Lyon'"), most frequent first."""
+    same = sum(1 for steps in made if [s.token_id for s in steps] == list(kept))
+    if same == len(made):
+        return f"{same} of {len(made)} kept the reply"
+    firsts = Counter(
+        (steps[0].text or steps[0].piece) if steps else "(nothing)"
+        for steps in made
+        if [s.token_id for s in steps] != list(kept)
+    )
+    spread = ", ".join(f"{n}× {token!r}" for token, n in firsts.most_common())
+    return spread + (f"; {same} of {len(made)} kept the reply" if same else "")
+
+
 class BranchActions:
     def __init__(self, workbench: Workbench, screen: Screen[Any]) -> None:
         self.workbench, self.screen = workbench, screen
         self._fan_prefix: list[Step] = []
         self._fan_reply: Turn | None = None
+        self._fan_kept: list[int] = []  # the reply's ids from the fan-out point
+        self._fan_made: list[list[Step]] = []  # each continuation's new steps
 
     @property
     def shown(self) -> int | None:
@@ -163,6 +182,8 @@ class BranchActions:
             if run is None:
                 return
         self._fan_prefix, self._fan_reply = list(prefix), reply
+        self._fan_kept = [s.token_id for s in reply.steps[at:]]  # the reply from there
+        self._fan_made = []
         screen.query_one(StatusBar).state = f"fan out 1/{len(seeds)} · seed {seeds[0]}"
         self.workbench.fan_out(run, target, seeds)
         screen.refresh_bindings()
@@ -178,6 +199,7 @@ class BranchActions:
         if reply is None:
             return
         tree = tree_of(reply)
+        self._fan_made.append(list(event.steps))
         tree, _ = tree.add((*self._fan_prefix, *event.steps), event.finish_reason, seed=event.seed)
         set_tree(reply, tree)
 
@@ -188,8 +210,9 @@ class BranchActions:
             self.workbench.record(reply)
         stopped = " (stopped)" if event.cancelled else ""
         screen.query_one(StatusBar).state = f"fanned out {event.made}{stopped}"
+        spread = fan_out_spread(self._fan_kept, self._fan_made) if self._fan_made else ""
         screen.notify(
-            f"{event.made} continuation(s) added as branches{stopped}; F5 shows them.", markup=False
+            f"{event.made} continuation(s){stopped}: {spread}; F5 shows them.", markup=False
         )
         screen.refresh_bindings()
 

@@ -71,7 +71,7 @@ class BranchesScreen(ScreenGuard, ModalScreen[ReplyTree | None]):
         box = self.query_one("#branches-box")
         box.border_title = self.title_text
         table = self.query_one(DataTable)
-        table.add_columns("#", "at", "took", "instead of", "len", "Σlogp", "ppl", "end")
+        table.add_columns("#", "×", "at", "took", "instead of", "len", "Σlogp", "ppl", "end")
         self._fill(self.reply_tree.current)
         table.focus()
 
@@ -80,9 +80,14 @@ class BranchesScreen(ScreenGuard, ModalScreen[ReplyTree | None]):
     def _fill(self, select: int) -> None:
         table = self.query_one(DataTable)
         table.clear()
-        self._rows = [i for i, _ in self.reply_tree.order()]
-        for i, depth in self.reply_tree.order():
+        # branches that took the same path are one row, counted (K samples of one
+        # continuation read as a distribution, not K copies)
+        self._repeats = self.reply_tree.repeats()
+        rows = [(i, depth) for i, depth in self.reply_tree.order() if i in self._repeats]
+        self._rows = [i for i, _ in rows]
+        for i, depth in rows:
             branch = self.reply_tree.branches[i]
+            count = len(self._repeats[i])
             stats = branch_stats(branch)
             point = self.reply_tree.branch_point(i)
             mark = "●" if i == self.reply_tree.current else " "
@@ -95,6 +100,7 @@ class BranchesScreen(ScreenGuard, ModalScreen[ReplyTree | None]):
                 end += f" s{branch.seed}"
             table.add_row(
                 label,
+                Text(f"{count}" if count > 1 else ""),
                 Text(at),
                 Text(took),
                 Text(other),
@@ -104,8 +110,15 @@ class BranchesScreen(ScreenGuard, ModalScreen[ReplyTree | None]):
                 Text(end),
                 key=str(i),
             )
-        table.move_cursor(row=self._rows.index(select) if select in self._rows else 0)
+        table.move_cursor(row=self._row_of(select))
         self._describe()
+
+    def _row_of(self, index: int) -> int:
+        """The table row showing branch `index` (a repeat shows in its group's row)."""
+        for row, first in enumerate(self._rows):
+            if index in self._repeats[first]:
+                return row
+        return 0
 
     @property
     def selected(self) -> int:
@@ -128,7 +141,11 @@ class BranchesScreen(ScreenGuard, ModalScreen[ReplyTree | None]):
                 f"leaves branch {point.parent + 1} at step {point.step}: took "
                 f"{_token(point.child_token)} instead of {_token(point.parent_token)}"
             )
-        seed = f" · seed {branch.seed}" if branch.seed is not None else ""
+        seeds = [b.seed for b in (self.reply_tree.branches[j] for j in self._repeats[i])]
+        known = [str(x) for x in seeds if x is not None]
+        seed = f" · seed {', '.join(known)}" if known else ""
+        if len(seeds) > 1:
+            seed = f" · taken {len(seeds)}×{seed}"
         shown = " (shown)" if i == self.reply_tree.current else ""
         text = branch.text.replace("\n", " ")
         preview = text if len(text) <= PREVIEW * 2 else text[: PREVIEW * 2 - 1] + "…"
@@ -144,7 +161,7 @@ class BranchesScreen(ScreenGuard, ModalScreen[ReplyTree | None]):
             self.notify("This branch has no siblings at its branch point.", severity="warning")
             return
         target = siblings[(siblings.index(self.selected) + delta) % len(siblings)]
-        self.query_one(DataTable).move_cursor(row=self._rows.index(target))
+        self.query_one(DataTable).move_cursor(row=self._row_of(target))
 
     def action_open(self) -> None:
         if not self.editable and self.selected != self.reply_tree.current:
