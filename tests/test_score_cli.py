@@ -258,3 +258,27 @@ def test_llama_cpp_scores_the_same_tokens(capsys: pytest.CaptureFixture[str]) ->
     assert llama["backend"] == "llama.cpp" and llama["tokens"] == local["tokens"]
     # Q4_1 in llama.cpp against its dequantized weights in transformers: close, not equal
     assert llama["nll"] == pytest.approx(local["nll"], rel=0.05)
+
+
+def test_a_progress_bar_on_a_terminal_only(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    from tui.cli import score_cmd
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(score_cmd, "PROGRESS_FROM", 10)
+    args = [LONG, "--format", "json", "--window", "128"]
+    assert main(_tiny(tiny_model_dir, *args)) == 0
+    assert "scoring" not in capsys.readouterr().err  # not a terminal: no bar
+    err = Terminal()
+    monkeypatch.setattr("sys.stderr", err)
+    assert main(_tiny(tiny_model_dir, *args)) == 0
+    bar = err.getvalue()
+    assert bar.count("\rscoring") >= 3 and bar.endswith("\r\033[K")  # cleared at the end
+    total = json.loads(capsys.readouterr().out)["tokens"]
+    assert f" {total}/{total} tokens" in bar

@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     if len(ids) < 2:
         raise InvalidParameterError("TEXT", "is a single token; there is nothing to score")
     sink = _sink(args.format, engine, model.model_id, model.backend, window, stride, bos)
-    progress = Progress(sys.stderr, len(ids) - 1) if _wants_progress(len(ids)) else None
+    wanted = _wants_progress(len(ids), args.format)
+    progress = Progress(sys.stderr, len(ids) - 1) if wanted else None
     started = time.perf_counter()
     interrupted = False
     try:
@@ -221,8 +222,11 @@ def windows(n: int, window: int, stride: int) -> list[tuple[int, int, int]]:
     return found
 
 
-def _wants_progress(n: int) -> bool:
-    """A progress bar for a long text when stderr is a terminal (never in a pipe or log)."""
+def _wants_progress(n: int, fmt: str) -> bool:
+    """A progress bar for a long text when stderr is a terminal (never in a pipe or a
+    log), unless the text itself is streaming to that terminal."""
+    if fmt == "text" and sys.stdout.isatty():
+        return False
     return n > PROGRESS_FROM and sys.stderr.isatty()
 
 
