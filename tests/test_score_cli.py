@@ -197,6 +197,8 @@ def test_sizes_default_to_the_context_window_capped() -> None:
     assert plan_sizes(None, None, 256) == (256, 128)
     assert plan_sizes(100, None, 256) == (100, 50)
     assert plan_sizes(None, 7, 2048) == (2048, 7)
+    assert plan_sizes(None, None, 0) == (4096, 2048)  # a server that does not say
+    assert plan_sizes(9000, None, 0) == (9000, 4500)
 
 
 def test_the_bos_rule_and_no_bos() -> None:

@@ -169,11 +169,12 @@ def _check_sizes(window: int | None, stride: int | None) -> None:
 
 
 def plan_sizes(window: int | None, stride: int | None, context: int) -> tuple[int, int]:
-    """(window, stride): the defaults filled in, checked against the context window."""
+    """(window, stride): the defaults filled in, checked against the context window
+    (0: unknown, as a server that does not say; the default window is then 4096)."""
     _check_sizes(window, stride)
     if window is None:
-        window = min(context, MAX_DEFAULT_WINDOW)
-    elif window > context:
+        window = min(context, MAX_DEFAULT_WINDOW) if context > 1 else MAX_DEFAULT_WINDOW
+    elif context > 1 and window > context:
         raise InvalidParameterError(
             "--window", f"{window} is larger than the model's context window ({context})"
         )
