@@ -353,3 +353,36 @@ def test_an_engine_that_cannot_score_refuses_in_one_line() -> None:
             _post(running, "/v1/completions", {"prompt": "Hi", "max_tokens": 2}).status_code == 200
         )
     engine.close()
+
+
+def test_a_batch_that_fills_the_queue_runs_none_of_it() -> None:
+    """One prompt holds the engine; a batch of three with room for one waiting gets 503,
+    and the prompt of it that was queued is dropped, not run."""
+    from tests.fake_engine import FakeEngine
+
+    engine = FakeEngine(pause_at=0)
+    model = engine.load(ModelSpec())
+    app = create_app(engine, model, ServeOptions(record=False, max_queue=1), None)
+    with ServerThread(app) as running:
+        held = threading.Thread(
+            target=_post, args=(running, "/v1/completions", {"prompt": "A", "max_tokens": 2})
+        )
+        held.start()
+        for _ in range(500):  # bounded: until the held request runs
+            if engine.started:
+                break
+            threading.Event().wait(0.01)
+        assert len(engine.started) == 1
+        batch = _post(running, "/v1/completions", {"prompt": ["B", "C", "D"], "max_tokens": 2})
+        assert batch.status_code == 503, batch.text
+        engine.release.set()
+        held.join(60)
+        for _ in range(500):  # the dropped job leaves the queue
+            if httpx.get(running.url + "/health").json()["waiting"] == 0:
+                break
+            threading.Event().wait(0.01)
+        assert (
+            _post(running, "/v1/completions", {"prompt": "E", "max_tokens": 2}).status_code == 200
+        )
+        assert len(engine.started) == 2  # A and E: nothing of the refused batch ran
+    engine.close()

@@ -28,8 +28,9 @@ from engine.errors import InvalidParameterError
 from engine.model.description import ModelDescription
 from engine.serve import openai_shapes as shapes
 from engine.serve.completions import completion_body, prompt_fields, scoring
-from engine.serve.errors import Guard, install_handlers
+from engine.serve.errors import ApiError, Guard, install_handlers
 from engine.serve.openai_shapes import ResponseMeta
+from engine.serve.queue import Job
 from engine.serve.schemas import (
     MAX_TOP_LOGPROBS,
     ChatCompletionRequest,
@@ -141,11 +142,17 @@ def _routes(app: FastAPI, s: ServerState) -> None:
         params = s.params(body, body.max_tokens or None, s.kept(top or 0))
         for ids, _text in prompts:
             s.check_length(ids, "prompt", room=1 if how.generate else 0)
-        jobs = [
-            s.submit(ids, params, [ChatMessage("user", text)], score_top=how.top,
-                     generate=how.generate)
-            for ids, text in prompts
-        ]  # fmt: skip
+        jobs: list[Job] = []
+        try:
+            for ids, text in prompts:
+                message = [ChatMessage("user", text)]
+                jobs.append(
+                    s.submit(ids, params, message, score_top=how.top, generate=how.generate)
+                )
+        except ApiError:  # the queue filled up mid-batch: none of it runs
+            for job in jobs:
+                job.cancel.set()
+            raise
         meta = _meta(s, "cmpl-", top or 0, top is not None, chat=False)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
