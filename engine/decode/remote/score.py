@@ -93,9 +93,12 @@ def score(
     mode: Mode = caps.prompt_scoring  # type: ignore[assignment]
     answer = client.post("/v1/completions", _body(caps.model, path, mode, top))
     choice = _choice(answer)
-    if mode == "prompt_logprobs":
-        return _from_prompt_logprobs(client.url, choice, path, top, start)
-    return _from_echo(client.url, choice, path, top, start)
+    try:
+        if mode == "prompt_logprobs":
+            return _from_prompt_logprobs(client.url, choice, path, top, start)
+        return _from_echo(client.url, choice, path, top, start)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a shape we do not know
+        raise _short(client.url, f"unreadable ({type(exc).__name__}: {exc})") from exc
 
 
 def _body(model: str, ids: list[int], mode: Mode, top: int) -> dict[str, Any]:
