@@ -18,8 +18,11 @@ a short row continues from its pads: the seed's ``"1, 2, 33333333333"``.
 `Decoder` (sampling, `Step` records) decodes that row while the others run beside it
 (each other row continues with its own argmax): a prompt decoded inside a batch gives
 the same records as alone, and a comparison of the two shows what the padding did.
-The batch layer is the piece continuous batching builds on (``logitlab serve``):
-rows with their own cache lines, one forward for all.
+The batch layer is the piece continuous batching builds on (``logitlab serve``,
+engine/serve/batching.py): rows with their own cache lines, one forward for all;
+`join` prefills newcomers among themselves and merges their cache into the running
+batch's (the narrower side left padded with masked columns), `select` lets finished
+rows leave and `compact` drops the columns no row uses any more.
 
 Call everything on the engine's thread.
 """
@@ -133,6 +136,55 @@ class BatchRunner:
         self._mask = self._mask.index_select(0, index)
         self.rows = [self.rows[i] for i in keep]
 
+    @torch.inference_mode()
+    def join(self, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Continuous batching: `prompts` join the running rows. They are prefilled in one
+        forward among themselves (left padded, mask and positions from the mask), then
+        their cache is merged into the batch's: the side with fewer columns is left padded
+        with masked columns and the two are concatenated on the batch dimension, so every
+        row keeps its own positions. The new rows' logits, ``[len(prompts), vocab]``; they
+        are the last rows. An empty batch is a plain `prefill`. Left padding with the
+        mask only: a right-padded or unmasked row could not be joined exactly."""
+        if self._padding != "left" or not self._use_mask:
+            raise InvalidParameterError("padding", "joining needs left padding with the mask")
+        if self._mask is None or not self.rows:
+            return self.prefill(prompts)
+        old_cache, old_mask, old_rows = self._cache, self._mask, self.rows
+        for layer in old_cache.layers:
+            _check_mergeable(layer)
+        logits = self.prefill(prompts)  # the newcomers' own cache: [new, heads, width', dim]
+        new_cache, new_mask = self._cache, self._mask
+        assert new_mask is not None
+        width = max(old_mask.shape[1], new_mask.shape[1])
+        for old, new in zip(old_cache.layers, new_cache.layers, strict=True):
+            old.keys = torch.cat([_pad_left(old.keys, width, -2), _pad_left(new.keys, width, -2)])
+            old.values = torch.cat(
+                [_pad_left(old.values, width, -2), _pad_left(new.values, width, -2)]
+            )  # [old + new, heads, width, dim]
+        self._cache = old_cache
+        self._mask = torch.cat([_pad_left(old_mask, width, -1), _pad_left(new_mask, width, -1)])
+        self.rows = [*old_rows, *self.rows]
+        return logits
+
+    def compact(self) -> None:
+        """Drop the leading columns that are a pad in every row (rows that left held
+        them): the batch's width stays its longest row's."""
+        if self._mask is None or not self.rows:
+            return
+        used = self._mask.any(dim=0).nonzero()  # [used columns, 1]
+        first = int(used[0, 0]) if used.numel() else 0
+        if first == 0:
+            return
+        for layer in self._cache.layers:
+            _check_mergeable(layer)
+            layer.keys = layer.keys[..., first:, :]
+            layer.values = layer.values[..., first:, :]
+        self._mask = self._mask[:, first:]
+
+    def clear(self) -> None:
+        """Forget every row and the cache (the next `join` starts a new batch)."""
+        self._cache, self._mask, self.rows = None, None, []
+
     def _forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Run `input_ids` ``[batch, n]`` (the mask already covers them) on the cache."""
         assert self._mask is not None
@@ -211,6 +263,26 @@ def batch_logprob_rows(
     if not rows:
         return torch.empty((0, logits.shape[-1]))
     return torch.stack(rows)  # [len(path), vocab]
+
+
+def _pad_left(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    """`t` with zeros added before its columns (dimension `dim`) up to `width`: for the
+    mask, pads; for keys and values, columns the mask hides."""
+    missing = width - t.shape[dim]
+    if missing <= 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = missing
+    return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+
+def _check_mergeable(layer: Any) -> None:
+    """Only plain dynamic layers (keys and values ``[batch, heads, columns, dim]``) can be
+    padded, merged or trimmed by column; a sliding-window layer cannot."""
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    if not isinstance(layer, DynamicLayer) or isinstance(layer, DynamicSlidingWindowLayer):
+        raise GenerationError(f"rows cannot join a batch over a {type(layer).__name__} cache")
 
 
 def pad_id_of(tokenizer: Any, eos_ids: Sequence[int]) -> int:
