@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.errors import InvalidParameterError, LogitlabError
+from tui.cli.examples import add_examples
 
 # each module defines register(subparsers) and sets a `run(args) -> int` default
 COMMANDS = ("chat", "generate", "tokenize", "info", "sessions", "serve", "lens", "vocab", "score",
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(subparsers)
+    add_examples(parser, subparsers)
     return parser
 
 
