@@ -117,6 +117,8 @@ class LlamaCppStub(NativeStub):
 
     def completion(self, body: dict[str, Any]) -> tuple[int, Any]:
         assert body["n_predict"] == 1 and body["post_sampling_probs"] is False
+        if body.get("repeat_last_n", 0) < 0 or body.get("top_k", 0) < 0:  # its hard limits
+            return 400, {"error": {"code": 400, "message": "value out of range"}}
         params = SamplingParams(
             temperature=body["temperature"],
             top_k=body["top_k"] or 0,

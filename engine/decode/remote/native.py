@@ -73,7 +73,7 @@ def llama_body(ids: Sequence[int], params: SamplingParams, top_n: int) -> dict[s
         "top_p": params.top_p,
         "min_p": params.min_p,  # the server's default is 0.05
         "repeat_penalty": params.repetition_penalty,
-        "repeat_last_n": -1,  # the whole context, as transformers' penalty
+        "repeat_last_n": len(ids),  # the whole context, as transformers' (-1 is refused)
         "cache_prompt": True,
         "return_tokens": True,
         "stream": False,
