@@ -106,7 +106,7 @@ def _remote(request: pytest.FixtureRequest) -> Subject:
         "remote",
         engine,
         eos_id=None,
-        capabilities=frozenset(),
+        capabilities=frozenset({"scoring"}),  # logitlab serve scores prompts (prompt_logprobs)
         context_steps=_room(local),
         closers=[engine.close, server.stop],
     )
