@@ -284,3 +284,37 @@ def test_a_progress_bar_on_a_terminal_only(
     assert bar.count("\rscoring") >= 3 and bar.endswith("\r\033[K")  # cleared at the end
     total = json.loads(capsys.readouterr().out)["tokens"]
     assert f" {total}/{total} tokens" in bar
+
+
+@pytest.mark.timeout(300)
+def test_sigint_to_a_running_score_prints_the_summary(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A real Ctrl+C: SIGINT once the first scored token is out; what was scored is
+    summarised (jsonl: the lines so far, then the summary), exit 130."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "long.txt"
+    path.write_text(LONG, encoding="utf-8")
+    args = ["--file", str(path), "--format", "jsonl", "--window", "16", "--stride", "1"]
+    root = Path(__file__).resolve().parent.parent
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli.main", *_tiny(tiny_model_dir, *args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"},
+    )
+    try:
+        assert child.stdout is not None
+        first = child.stdout.readline()  # one window (of hundreds) scored
+        child.send_signal(signal.SIGINT)
+        rest, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 130, err
+    *tokens, summary = [json.loads(line) for line in [first, *rest.splitlines()]]
+    assert summary["interrupted"] is True and summary["tokens"] == len(tokens) >= 1
+    assert "Traceback" not in err

@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import contextlib
 import json
 import math
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -104,20 +107,56 @@ def run(args: argparse.Namespace) -> int:
     wanted = _wants_progress(len(ids), args.format)
     progress = Progress(sys.stderr, len(ids) - 1) if wanted else None
     started = time.perf_counter()
-    interrupted = False
-    try:
-        for begin, end, start in windows(len(ids), window, stride):
-            scores = scoring.score(ids[begin:end], top=top, start=start)
-            sink.add(ids, [replace(s, position=begin + s.position) for s in scores])
+    with Interrupts() as ctrl_c:
+        try:
+            for begin, end, start in windows(len(ids), window, stride):
+                with ctrl_c.raising():  # the window in progress is dropped at once
+                    scores = scoring.score(ids[begin:end], top=top, start=start)
+                sink.add(ids, [replace(s, position=begin + s.position) for s in scores])
+                if progress is not None:
+                    progress.update(sink.summary.tokens)
+                if ctrl_c.pressed:  # while its lines went out: after them
+                    break
+        except KeyboardInterrupt:
+            ctrl_c.pressed = True
+        finally:
             if progress is not None:
-                progress.update(sink.summary.tokens)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        if progress is not None:
-            progress.clear()
-    sink.finish(time.perf_counter() - started, interrupted=interrupted)
-    return EXIT_INTERRUPTED if interrupted else EXIT_OK
+                progress.clear()
+        sink.finish(time.perf_counter() - started, interrupted=ctrl_c.pressed)
+    return EXIT_INTERRUPTED if ctrl_c.pressed else EXIT_OK
+
+
+class Interrupts:
+    """Ctrl+C while a window is scored interrupts the engine call at once (the engine
+    finishes only its chunk in progress); while a window's output is written, it
+    stops after it, so the lines out and the summary agree. Main thread only."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._raise = False
+        self._previous: Any = None
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handler(self, _signum: int, _frame: Any) -> None:
+        self.pressed = True
+        if self._raise:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def raising(self) -> Iterator[None]:
+        self._raise = True
+        try:
+            yield
+        finally:
+            self._raise = False
 
 
 # --- input -------------------------------------------------------------------------------
@@ -190,7 +229,13 @@ def plan_sizes(window: int | None, stride: int | None, context: int) -> tuple[in
 def token_ids(engine: Any, text: str, *, no_bos: bool) -> tuple[list[int], int | None]:
     """The text's ids as `tokenize` gives them, with the model's BOS in front where its
     tokenizer adds one (and `no_bos` is off); and that BOS id (None: none added)."""
-    ids = [int(i) for i in engine.encode(text)]
+    if getattr(getattr(engine, "loaded", None), "tokenizer", None) is not None:
+        from engine.model.checkpoint import quiet_transformers
+
+        with quiet_transformers():  # not "longer than the maximum length": it is windowed
+            ids = [int(i) for i in engine.encode(text)]
+    else:
+        ids = [int(i) for i in engine.encode(text)]
     bos = None if no_bos else bos_id(engine)
     return ([bos, *ids], bos) if bos is not None else (ids, None)
 
