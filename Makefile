@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.logitlab-installed
 
 LLAMA  := $(VENV)/.llamacpp-installed
 
-.PHONY: run test check bench llamacpp vllm lock clean
+.PHONY: run test check bench screenshots llamacpp vllm lock clean
 
 $(STAMP): pyproject.toml Makefile $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,6 +71,10 @@ check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# The README's pictures (docs/images/*.svg), taken from the real workbench.
+screenshots: $(STAMP)
+	$(BIN)/python tools/screenshots.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/decode.py
