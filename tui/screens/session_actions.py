@@ -18,7 +18,7 @@ from engine.sessions import Conversation, Session, SessionSettings, turns_from_s
 from tui.drafts import switch_draft
 from tui.messages import ExportReady, SessionActionFailed, SessionLoaded, SessionSaved
 from tui.recorder import Recorder
-from tui.screens.views import STREAM_TITLE, show_model, show_reply
+from tui.screens.views import SCORES_TITLE, STREAM_TITLE, show_model, show_reply
 from tui.widgets.chat_pane import ChatPane
 from tui.widgets.prompt_input import PromptInput
 from tui.widgets.status_bar import StatusBar
@@ -81,7 +81,11 @@ class SessionActions:
             else:
                 await chat.add_reply(turn.content, turn.finish_reason, len(turn.alternatives))
         reply = conversation.last_reply
-        show_reply(screen, reply.steps if reply is not None else [], STREAM_TITLE)
+        scored = turns[-1] if turns and turns[-1].role == "user" and turns[-1].steps else None
+        if reply is None and scored is not None:  # a served scoring request: its prompt's scores
+            show_reply(screen, scored.steps, SCORES_TITLE)
+        else:
+            show_reply(screen, reply.steps if reply is not None else [], STREAM_TITLE)
         saved = session.settings
         if system is not None and not saved.system_prompt:
             saved = SessionSettings(system, saved.sampling)

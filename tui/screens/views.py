@@ -14,6 +14,8 @@ from tui.widgets.token_stream import TokenStream
 from tui.workbench import Workbench
 
 STREAM_TITLE = "tokens  ←/→ · b branch · f fan out · p/n reply · F5 branches"
+# a scored prompt (a served echo / prompt_logprobs request): each token teacher-forced
+SCORES_TITLE = "prompt scores  each token given the ones before it · ←/→"
 
 
 def show_reply(
