@@ -52,6 +52,7 @@ class ServeOptions:
     api_key: str | None = None
     record: bool = True
     max_queue: int = 64
+    max_batch: int = 1  # replies decoded together (transformers); 1: the FIFO
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 1 << 20
 
@@ -66,7 +67,10 @@ def create_app(
     (None, or ``options.record`` false: nothing is). ``app.state.server.close()``
     cancels what is in flight and commits pending sessions (the CLI calls it)."""
     options = options or ServeOptions()
-    server = ServerState(engine, model, store, record=options.record, max_queue=options.max_queue)
+    server = ServerState(
+        engine, model, store, record=options.record, max_queue=options.max_queue,
+        max_batch=options.max_batch,
+    )  # fmt: skip
     app = FastAPI(title="logitlab", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.server = server
     install_handlers(app)

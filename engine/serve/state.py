@@ -1,4 +1,5 @@
-"""What the routes share: the engine, its description, the FIFO and the recorder
+"""What the routes share: the engine, its description, the scheduler (the FIFO, or the
+continuous batch on transformers: engine/serve/batching.py) and the recorder
 (`ServerState`), and how a request's fields become a prompt, sampling params and a
 `Job`, refused with the OpenAI error shape when they cannot."""
 
@@ -13,8 +14,9 @@ from engine.decode.protocol import Engine, prompt_scoring
 from engine.errors import FeatureUnavailableError, InvalidParameterError
 from engine.model.description import ModelDescription
 from engine.params import SamplingParams, resolve_sampling
+from engine.serve.batching import make_scheduler
 from engine.serve.errors import ApiError
-from engine.serve.queue import Finished, Job, QueueFullError, Scheduler
+from engine.serve.queue import Finished, Job, QueueFullError
 from engine.serve.recorder import Recorder
 from engine.serve.schemas import (
     MAX_BATCH,
@@ -40,11 +42,12 @@ class ServerState:
         *,
         record: bool,
         max_queue: int,
+        max_batch: int = 1,
     ) -> None:
         self.engine, self.model = engine, model
         self.name = model.model_id
         self.created = int(time.time())
-        self.scheduler = Scheduler(engine, max_queue)
+        self.scheduler = make_scheduler(engine, max_queue, max_batch)
         recorder = (
             Recorder(store, model, engine.token_bytes) if record and store is not None else None
         )

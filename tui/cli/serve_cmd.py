@@ -34,6 +34,13 @@ def register(subparsers: Any) -> None:
         "--max-queue", type=int, default=64, metavar="N", help="requests waiting at most (64)"
     )
     parser.add_argument(
+        "--max-batch",
+        type=int,
+        metavar="N",
+        help="replies decoded together on transformers (continuous batching; 1: one at a "
+        "time); default 8 on a CPU, 32 on a GPU",
+    )
+    parser.add_argument(
         "--cors-origin",
         action="append",
         metavar="ORIGIN",
@@ -46,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.config import load_config
     from engine.decode import open_engine
     from engine.serve import ServeOptions, bind, create_app, is_loopback, serve
+    from engine.serve.batching import default_max_batch
     from tui.cli.notices import print_notices
     from tui.cli.sessions_cmd import open_store
 
@@ -53,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameterError("--port", f"must be in [0, 65535], got {args.port}")
     if args.max_queue < 1:
         raise InvalidParameterError("--max-queue", f"must be >= 1, got {args.max_queue}")
+    if args.max_batch is not None and args.max_batch < 1:
+        raise InvalidParameterError("--max-batch", f"must be >= 1, got {args.max_batch}")
     api_key = args.api_key or os.environ.get("LOGITLAB_API_KEY") or None
     config = load_config()
     spec = model_spec_from(merge_model_defaults(args, config.model))
@@ -63,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         api_key=api_key,
         record=not args.no_record,
         max_queue=args.max_queue,
+        max_batch=args.max_batch or default_max_batch(model.device),
         cors_origins=tuple(args.cors_origin or ()),
     )
     app = create_app(engine, model, options, store)
