@@ -73,6 +73,16 @@ def test_scores_equal_a_fresh_forward_across_chunks_tiny(
     _check_against_fresh(scores, _fresh(tiny_model, ids), ids, start, 5)
 
 
+def test_a_prefix_in_several_forwards(tiny_model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The context before `start` runs in PREFIX-sized forwards without logits."""
+    from engine.decode import probe
+
+    monkeypatch.setattr(probe, "PREFIX", 8)
+    ids = tiny_model.tokenizer.encode(TEXT)
+    scores = score_path(tiny_model, ids, top=2, start=40, chunk=16)
+    _check_against_fresh(scores, _fresh(tiny_model, ids), ids, 40, 2)
+
+
 def test_the_engine_scores_on_its_thread_and_pieces_are_named(tiny_model: Any) -> None:
     engine = _engine(tiny_model)
     ids = tiny_model.tokenizer.encode(TEXT)
