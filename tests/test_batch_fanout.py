@@ -111,3 +111,26 @@ def test_only_a_transformers_engine_in_this_process_batches(tiny_engine: tuple[A
     engine, _model = tiny_engine
     assert fanout_module.can_batch(engine)
     assert not fanout_module.can_batch(FakeEngine())
+
+
+def test_identical_paths_fold_into_one_row_with_a_count() -> None:
+    reply = [1, 2, 3, 4]
+    folded = fanout_module.fold_paths([reply, [1, 2, 3, 4], [1, 2, 9], [1, 2, 3, 4], [1, 2, 9]])
+    assert [(f.ids, f.count, f.first) for f in folded] == [
+        ((1, 2, 3, 4), 3, 0),  # the reply's own row counts its repeats
+        ((1, 2, 9), 2, 2),
+    ]
+
+
+def test_the_fan_out_summary_reads_as_a_distribution() -> None:
+    names = {3: " Paris", 9: " Lyon", 7: " Nice"}
+    display = names.__getitem__
+    reply = [1, 2, 3, 4]
+    same = [[1, 2, 3, 4]] * 3
+    assert fanout_module.fan_out_summary(reply, 2, same, display) == "3 of 3 kept the reply"
+    spread = [[1, 2, 3, 5]] * 6 + [[1, 2, 9]] * 2
+    assert fanout_module.fan_out_summary(reply, 2, spread, display) == "6× Paris, 2× Lyon"
+    mixed = [[1, 2, 3, 4]] * 5 + [[1, 2, 9]] * 2 + [[1, 2, 7]] + [[1, 2]]
+    assert fanout_module.fan_out_summary(reply, 2, mixed, display) == (
+        "5 of 9 kept the reply · 2× Lyon, 1× Nice, 1× (end)"
+    )

@@ -14,13 +14,18 @@ batched float noise).
 tokens)`` once per step and ``("branch", row, steps, finish_reason)`` as each row
 stops; the driver turns them into its events. Torch-free to import; the work runs on
 the engine's thread, one step per item.
+
+K samples read as a distribution, not copies: `fold_paths` folds identical paths into
+one row with a count, `fan_out_summary` says it in one line ("3 of 3 kept the reply",
+"6× Paris, 2× Lyon") for the workbench's Branches view and status line.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from engine.decode.rules import remaining_tokens
@@ -135,8 +140,6 @@ def _run(
     seeds: Sequence[int],
     cancel: threading.Event,
 ) -> Generator[FanOutItem, None, None]:
-    from dataclasses import replace
-
     from engine.decode.batch import BatchRunner, pad_id_of
     from engine.decode.decoder import Decoder
 
@@ -163,3 +166,55 @@ def _run(
             finished += 1
             steps: list[Step] = [replace(s, index=s.index + offset) for s in decoders[row].steps]
             yield ("branch", row, steps, decoders[row].finish_reason)
+
+
+# --- reading K samples as a distribution -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FoldedPath:
+    """Identical token paths folded into one row: the path, how many there are, and the
+    index (in the order given) of the first of them."""
+
+    ids: tuple[int, ...]
+    count: int
+    first: int
+
+
+def fold_paths(paths: Sequence[Sequence[int]]) -> list[FoldedPath]:
+    """`paths` with identical ones folded, in order of first appearance (a reply's own
+    path, given first, counts its repeats among the fanned-out ones)."""
+    found: dict[tuple[int, ...], FoldedPath] = {}
+    for index, path in enumerate(paths):
+        key = tuple(int(i) for i in path)
+        seen = found.get(key)
+        found[key] = (
+            FoldedPath(key, 1, index) if seen is None else replace(seen, count=seen.count + 1)
+        )
+    return list(found.values())
+
+
+def fan_out_summary(
+    reply: Sequence[int],
+    at: int,
+    continuations: Sequence[Sequence[int]],
+    display: Callable[[int], str],
+) -> str:
+    """K continuations of `reply` from step `at` (whole paths) in one line: "3 of 3 kept
+    the reply", or by the token each took at `at`, most first: "6× Paris, 2× Lyon"
+    (with "5 of 8 kept the reply · " in front where some did)."""
+    total = len(continuations)
+    kept = sum(1 for c in continuations if list(c) == list(reply))
+    if kept == total:
+        return f"{kept} of {total} kept the reply"
+    firsts: dict[int | None, int] = {}
+    for c in continuations:
+        if list(c) != list(reply):
+            token = int(c[at]) if len(c) > at else None
+            firsts[token] = firsts.get(token, 0) + 1
+    parts = [
+        f"{n}× {display(t).strip() or repr(display(t)) if t is not None else '(end)'}"
+        for t, n in sorted(firsts.items(), key=lambda item: -item[1])
+    ]
+    head = f"{kept} of {total} kept the reply · " if kept else ""
+    return head + ", ".join(parts)
