@@ -18,7 +18,8 @@ The pieces, one module each:
 - kl.py: KL(A‖B) per position (exact over whole rows, or the top-N estimate), the
   summary statistics.
 - corpus.py: `compare_corpus`, the file report of ``llama-perplexity
-  --kl-divergence`` computed streaming over windows (windows.py).
+  --kl-divergence`` computed streaming over the caller's windows (`logitlab score`'s
+  sliding windows, planned in tui/cli/score_cmd.py).
 
 For the workbench: run `compare_sides` on the engine thread's worker with
 ``progress=`` and ``cancel=`` (Esc sets the event; `CompareCancelled` is raised
