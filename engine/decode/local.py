@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -137,21 +137,24 @@ class TokenizerEngine:
         raise NotImplementedError
 
     def score(self, ids: Sequence[int], *, top: int = 0, start: int = 1) -> tuple[TokenScore, ...]:
-        from engine.decode.scoring import check_request
+        from engine.decode.scoring import check_request, on_thread
 
         path = check_request(ids, start=start, top=top, context_window=self.loaded.context_window)
-        return self._thread.call(self._score, path, top, start)
+        # chunk by chunk on the engine thread: an interrupted caller (Ctrl+C) stops the
+        # work after the chunk in progress, not at the end of the path
+        chunks = on_thread(self._thread, self._scored_chunks(path, top, start))
+        return tuple(record for chunk in chunks for record in chunk)
 
-    def _score(self, ids: list[int], top: int, start: int) -> tuple[TokenScore, ...]:
+    def _scored_chunks(
+        self, ids: list[int], top: int, start: int
+    ) -> Generator[list[TokenScore], None, None]:
         from engine.decode.probe import pieces_of
         from engine.decode.scoring import score_logits
 
-        records: list[TokenScore] = []
         pieces = pieces_of(self.loaded)
         for first, logits in self._logit_chunks(ids, start, False):
             targets = ids[first : first + logits.shape[0]]
-            records += score_logits(logits, targets, first, top=top, pieces=pieces)
-        return tuple(records)
+            yield score_logits(logits, targets, first, top=top, pieces=pieces)
 
     def logprob_rows(
         self, ids: Sequence[int], start: int = 1, *, next_token: bool = False

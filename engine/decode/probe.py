@@ -31,10 +31,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from engine.decode.sampling import Stages, process, why_dropped
-from engine.decode.scoring import MAX_CHUNK, chunk_for, score_logits
+from engine.decode.scoring import chunk_for, score_logits
 from engine.errors import InvalidParameterError
 from engine.params import SamplingParams
 from engine.records import PromptScores, TokenProbe, TokenScore
+
+# positions per forward before the first scored one (no logits kept but the last):
+# large enough to run at full speed, small enough that an interrupt waits little
+PREFIX = 1024
 
 if TYPE_CHECKING:
     from engine.decode.decoder import ModelRunner
@@ -140,7 +144,7 @@ def logit_chunks(
     keep = "logits_to_keep" in inspect.signature(model.forward).parameters
     cache = new_cache(model.config)
     first_needed, end = start - 1, stop - 1  # input indices whose logits are wanted
-    bounds = [(a, min(a + MAX_CHUNK, first_needed)) for a in range(0, first_needed, MAX_CHUNK)]
+    bounds = [(a, min(a + PREFIX, first_needed)) for a in range(0, first_needed, PREFIX)]
     bounds += [(a, min(a + step, end)) for a in range(first_needed, end, step)]
     for lo, hi in bounds:
         wanted = max(0, hi - max(lo, first_needed))
