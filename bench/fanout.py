@@ -77,6 +77,7 @@ def main() -> None:
             seconds, tokens = fan_out(engine, params, these, batched)
             times[name].append(seconds)
             made[name].append(tokens)
+            print(f"  {name}: {seconds:.2f} s, {tokens} tokens", flush=True)
     median = {k: statistics.median(v) for k, v in times.items()}
     for name in times:
         runs = ", ".join(f"{t:.2f}" for t in times[name])
