@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 from textual.screen import Screen
 
 from engine.compare import Comparison, Side, SideSpec, parse_side
-from engine.decode.registry import RemoteSpec
+from engine.decode import RemoteSpec
 from engine.errors import InvalidParameterError
-from engine.model.spec import ModelSpec
+from engine.model import ModelSpec
 from engine.params import SamplingParams
 from engine.sessions import Turn
 
