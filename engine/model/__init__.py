@@ -21,7 +21,7 @@ from engine.model.spec import BACKENDS, DTYPES, QUANTIZE, ModelSpec
 from engine.model.thread import EngineThread
 
 if TYPE_CHECKING:
-    from engine.model.checkpoint import LoadProgress
+    from engine.model.checkpoint import LoadProgress, quiet_transformers
     from engine.model.embeddings import Neighbour, nearest_tokens, ties_embeddings
     from engine.model.info import ModelInfo, describe, describe_llama
     from engine.model.lens import LensResult, LensRow, LensToken, logit_lens
@@ -35,6 +35,7 @@ __getattr__ = lazy_exports(
         "LoadedModel": "loading",
         "LoadedTokenizer": "tokenizer",
         "LoadProgress": "checkpoint",
+        "quiet_transformers": "checkpoint",
         "load": "loading",
         "load_tokenizer": "tokenizer",
         "ModelInfo": "info",
@@ -78,6 +79,7 @@ __all__ = [
     "load_tokenizer",
     "logit_lens",
     "nearest_tokens",
+    "quiet_transformers",
     "resolve_backend",
     "ties_embeddings",
 ]

@@ -230,7 +230,7 @@ def token_ids(engine: Any, text: str, *, no_bos: bool) -> tuple[list[int], int |
     """The text's ids as `tokenize` gives them, with the model's BOS in front where its
     tokenizer adds one (and `no_bos` is off); and that BOS id (None: none added)."""
     if getattr(getattr(engine, "loaded", None), "tokenizer", None) is not None:
-        from engine.model.checkpoint import quiet_transformers
+        from engine.model import quiet_transformers
 
         with quiet_transformers():  # not "longer than the maximum length": it is windowed
             ids = [int(i) for i in engine.encode(text)]
