@@ -113,15 +113,6 @@ def test_only_a_transformers_engine_in_this_process_batches(tiny_engine: tuple[A
     assert not fanout_module.can_batch(FakeEngine())
 
 
-def test_identical_paths_fold_into_one_row_with_a_count() -> None:
-    reply = [1, 2, 3, 4]
-    folded = fanout_module.fold_paths([reply, [1, 2, 3, 4], [1, 2, 9], [1, 2, 3, 4], [1, 2, 9]])
-    assert [(f.ids, f.count, f.first) for f in folded] == [
-        ((1, 2, 3, 4), 3, 0),  # the reply's own row counts its repeats
-        ((1, 2, 9), 2, 2),
-    ]
-
-
 def test_the_fan_out_summary_reads_as_a_distribution() -> None:
     names = {3: " Paris", 9: " Lyon", 7: " Nice"}
     display = names.__getitem__

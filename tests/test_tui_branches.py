@@ -176,21 +176,3 @@ async def test_fan_out_reads_as_a_distribution_not_copies(backend: FakeEngine) -
         assert str(table.get_row_at(0)[1]) == "4"
         detail = str(view.query_one("#branches-detail").render())
         assert "taken 4×" in detail
-
-
-def test_fan_out_spread_counts_first_tokens() -> None:
-    from engine.records import Step
-    from tui.screens.branch_actions import fan_out_spread
-
-    def step(token_id: int, text: str) -> Step:
-        return Step(
-            index=0, token_id=token_id, piece=text, text=text, forced=False, logprob=-1.0,
-            rank=1, entropy=1.0, processed_logprob=-1.0, processed_rank=1, processed_entropy=1.0,
-        )  # fmt: skip
-
-    paris, lyon, end = step(1, " Paris"), step(2, " Lyon"), step(3, ".")
-    kept = [1, 3]
-    made = [[paris, end]] * 2 + [[lyon, end]] * 6
-    assert fan_out_spread(kept, made) == "6× ' Lyon'; 2 of 8 kept the reply"
-    assert fan_out_spread(kept, [[paris, end]] * 3) == "3 of 3 kept the reply"
-    assert fan_out_spread([9], [[paris], [lyon], [paris]]) == "2× ' Paris', 1× ' Lyon'"

@@ -25,6 +25,7 @@ from engine.decode.driver import (
     ReplyStarted,
     StepDecoded,
 )
+from engine.decode.fanout import fan_out_summary
 from engine.decode.protocol import (
     Engine,
     FullDistributions,
@@ -124,6 +125,7 @@ __all__ = [
     "TokenizerAccess",
     "backend_engine",
     "branch_stats",
+    "fan_out_summary",
     "full_distributions",
     "logprob_distribution",
     "model_internals",

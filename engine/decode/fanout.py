@@ -15,9 +15,9 @@ tokens)`` once per step and ``("branch", row, steps, finish_reason)`` as each ro
 stops; the driver turns them into its events. Torch-free to import; the work runs on
 the engine's thread, one step per item.
 
-K samples read as a distribution, not copies: `fold_paths` folds identical paths into
-one row with a count, `fan_out_summary` says it in one line ("3 of 3 kept the reply",
-"6× Paris, 2× Lyon") for the workbench's Branches view and status line.
+K samples read as a distribution, not copies: `fan_out_summary` says what they did in
+one line ("3 of 3 kept the reply", "6× Paris, 2× Lyon"); the Branches view folds
+identical paths into one row with a count (`ReplyTree.repeats`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from engine.decode.rules import remaining_tokens
@@ -169,29 +169,6 @@ def _run(
 
 
 # --- reading K samples as a distribution -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FoldedPath:
-    """Identical token paths folded into one row: the path, how many there are, and the
-    index (in the order given) of the first of them."""
-
-    ids: tuple[int, ...]
-    count: int
-    first: int
-
-
-def fold_paths(paths: Sequence[Sequence[int]]) -> list[FoldedPath]:
-    """`paths` with identical ones folded, in order of first appearance (a reply's own
-    path, given first, counts its repeats among the fanned-out ones)."""
-    found: dict[tuple[int, ...], FoldedPath] = {}
-    for index, path in enumerate(paths):
-        key = tuple(int(i) for i in path)
-        seen = found.get(key)
-        found[key] = (
-            FoldedPath(key, 1, index) if seen is None else replace(seen, count=seen.count + 1)
-        )
-    return list(found.values())
 
 
 def fan_out_summary(

@@ -11,13 +11,11 @@ paths by rewinding its KV cache (`engine.decode.reposition`), never re-prefilled
 from __future__ import annotations
 
 import random
-from collections import Counter
-from collections.abc import Sequence
 from typing import Any
 
 from textual.screen import Screen
 
-from engine.decode import step_unavailable
+from engine.decode import fan_out_summary, step_unavailable
 from engine.records import Step
 from engine.sessions import Turn, set_tree, tree_of
 from tui.messages import BranchDecoded, FanOutFinished, FanOutProgressed
@@ -26,21 +24,6 @@ from tui.widgets.chat_pane import ChatPane
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.token_stream import TokenStream
 from tui.workbench import Workbench
-
-
-def fan_out_spread(kept: Sequence[int], made: Sequence[Sequence[Step]]) -> str:
-    """What K sampled continuations did, as a distribution: "3 of 3 kept the reply",
-    or their first tokens counted ("6× ' Paris', 2× ' Lyon'"), most frequent first."""
-    same = sum(1 for steps in made if [s.token_id for s in steps] == list(kept))
-    if same == len(made):
-        return f"{same} of {len(made)} kept the reply"
-    firsts = Counter(
-        (steps[0].text or steps[0].piece) if steps else "(nothing)"
-        for steps in made
-        if [s.token_id for s in steps] != list(kept)
-    )
-    spread = ", ".join(f"{n}× {token!r}" for token, n in firsts.most_common())
-    return spread + (f"; {same} of {len(made)} kept the reply" if same else "")
 
 
 class BranchActions:
@@ -210,7 +193,13 @@ class BranchActions:
             self.workbench.record(reply)
         stopped = " (stopped)" if event.cancelled else ""
         screen.query_one(StatusBar).state = f"fanned out {event.made}{stopped}"
-        spread = fan_out_spread(self._fan_kept, self._fan_made) if self._fan_made else ""
+        prefix = [s.token_id for s in self._fan_prefix]
+        spread = fan_out_summary(
+            [*prefix, *self._fan_kept],
+            len(prefix),
+            [[*prefix, *(s.token_id for s in made)] for made in self._fan_made],
+            self.workbench.backend.token_display,
+        )
         screen.notify(
             f"{event.made} continuation(s){stopped}: {spread}; F5 shows them.", markup=False
         )
