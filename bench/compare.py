@@ -2,7 +2,7 @@
 
 Loads the bundled model twice, on transformers (float32, side A) and on llama.cpp
 (Q4_1, side B), in one process, and prints the peak RSS with both loaded. Then, on a
-corpus (README.md by default) tokenized and windowed as `logitlab score` does, it
+corpus (docs/workbench.md by default) tokenized and windowed as `logitlab score` does, it
 alternates (a) a `score` pass of A, (b) a `score` pass of B and (c) the corpus
 comparison of A against B (`engine.compare.corpus.compare_corpus`, what `logitlab
 compare --file` runs), so machine noise hits all three alike. Prints each median and
@@ -50,7 +50,7 @@ def timed(fn: Callable[[], object]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--file", default=str(ROOT / "README.md"))
+    parser.add_argument("--file", default=str(ROOT / "docs" / "workbench.md"))
     parser.add_argument("--tokens", type=int, default=2048, help="corpus tokens used")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--window", type=int, default=None, help="default: score's")

@@ -14,7 +14,7 @@ or more tokens) kills the whole process, where no Python handler can catch it. S
   tried in a child next, and if that dies too, `NativeCrashError` says why and
   how to rebuild (the backend registry then falls back to transformers on `auto`).
 
-Measured (README, "llama.cpp's CPU buffer types"): extra buffer types speed up
+Measured (docs/models.md, "llama.cpp on every CPU"): extra buffer types speed up
 some quantizations' matrix multiplies, so they stay on wherever they are safe.
 """
 
