@@ -4,10 +4,15 @@ Bundled model, greedy, the same chat prompt and `--new` tokens. Rounds alternate
 (a) in-process `LocalEngine` + `run_reply` and (b) a streaming request through a
 live server on loopback (httpx, SSE parsed), so machine noise hits both alike.
 Decode tok/s = tokens after the first / time after the first (the JSONL summary's
-definition), TTFT from the request's start. Then 1, 4 and 16 concurrent
-streaming clients: total throughput and p50/p95 request latency.
+definition), TTFT from the request's start. Then 1, 4, 16 and 32 concurrent
+streaming clients against two servers on the same engine, one run: the FIFO
+(``--max-batch 1``) and continuous batching (``--max-batch N``, default the CPU's 16),
+alternating per client count so machine noise hits both alike: total throughput,
+p50/p95 request latency, and the ratios (batched / FIFO at that count, and batched /
+one client on the FIFO: the issue's "16 clients >= 4x one client").
 
-    .venv/bin/python bench/serve.py [--rounds 3] [--new 64] [--threads 2]
+    .venv/bin/python bench/serve.py [--rounds 3] [--new 64] [--threads 2] [--max-batch 16]
+                                    [--clients 1,4,16,32]
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from engine.decode import LocalEngine, run_reply
 from engine.model import ModelSpec
 from engine.params import resolve_sampling
 from engine.serve import ServeOptions, ServerThread, create_app
+from engine.serve.batching import CPU_MAX_BATCH
 from engine.tokens import ChatMessage
 
 PROMPT = "Write a short story about a lighthouse keeper."
@@ -102,6 +108,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--new", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-batch", type=int, default=CPU_MAX_BATCH)
+    ap.add_argument("--clients", default="1,4,16,32")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     engine = LocalEngine()
@@ -110,8 +118,11 @@ def main() -> None:
         model.generation_config,
         {"temperature": 0.0, "max_new_tokens": args.new, "top_logprobs": 5, "stop": ()},
     )
-    with ServerThread(create_app(engine, model, ServeOptions(record=False))) as server:
+    fifo_app = create_app(engine, model, ServeOptions(record=False))
+    batched_app = create_app(engine, model, ServeOptions(record=False, max_batch=args.max_batch))
+    with ServerThread(fifo_app) as server, ServerThread(batched_app) as batched:
         served(server.url, model.model_id, 4)  # warm up both paths
+        served(batched.url, model.model_id, 4)
         in_process(engine, params)
         local, remote = [], []
         for _ in range(args.rounds):
@@ -124,11 +135,16 @@ def main() -> None:
         print(f"model {model.model_id}, greedy, {args.new} new tokens, top_logprobs 5")
         print(f"decode tok/s  in-process {lr:.1f}  served {sr:.1f}  ratio {sr / lr:.3f}")
         print(f"TTFT ms       in-process {lt:.1f}  served {st:.1f}  overhead {st - lt:+.1f}")
-        for clients in (1, 4, 16):
-            tps, p50, p95 = concurrent(server.url, model.model_id, clients, args.new)
+        print(f"clients: FIFO (--max-batch 1) | batched (--max-batch {args.max_batch})")
+        one = 0.0
+        for clients in (int(c) for c in args.clients.split(",")):
+            f_tps, f50, f95 = concurrent(server.url, model.model_id, clients, args.new)
+            b_tps, b50, b95 = concurrent(batched.url, model.model_id, clients, args.new)
+            one = one or f_tps
             print(
-                f"{clients:2d} clients: {tps:.1f} tok/s total, "
-                f"latency p50 {p50:.2f} s, p95 {p95:.2f} s"
+                f"{clients:2d} clients: FIFO {f_tps:6.1f} tok/s, p50 {f50:6.2f} s, p95 {f95:6.2f} s"
+                f" | batched {b_tps:6.1f} tok/s, p50 {b50:6.2f} s, p95 {b95:6.2f} s"
+                f" | batched/FIFO {b_tps / f_tps:.2f}, batched/one client {b_tps / one:.2f}"
             )
     engine.thread.close()
 

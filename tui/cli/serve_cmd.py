@@ -38,7 +38,7 @@ def register(subparsers: Any) -> None:
         type=int,
         metavar="N",
         help="replies decoded together on transformers (continuous batching; 1: one at a "
-        "time); default 8 on a CPU, 32 on a GPU",
+        "time); default 16 on a CPU, 32 on a GPU",
     )
     parser.add_argument(
         "--cors-origin",
