@@ -311,7 +311,9 @@ class CompareScreen(ScreenGuard, Screen[None]):
         if at is None:
             self.notify("B never left A's path.", severity="information")
         elif at >= len(self.comparison.steps):
-            self.notify(f"B left the path at step {at}, past its end.", severity="information")
+            self.notify(
+                f"B left the path at step {at}, past its end.", severity="information", markup=False
+            )
         else:
             self._select(at)
 
