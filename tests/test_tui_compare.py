@@ -79,16 +79,16 @@ async def test_right_padding_without_mask_parts_and_keys_move(
 ) -> None:
     app = tiny_app(tiny_model, tiny_model_dir)
     async with app.run_test(size=SIZE) as pilot:
-        view = await compared(
-            pilot, "batch=A, B, C, D, E, F, G, H, I|x\npadding=right\nmask=off"
-        )
+        view = await compared(pilot, "batch=A, B, C, D, E, F, G, H, I|x\npadding=right\nmask=off")
         comparison = view.comparison
         assert comparison is not None and comparison.steps
         assert max(s.kl for s in comparison.steps) > 1e-3  # the pitfall shows
         paths = view.query_one(ComparePaths)
         # the view opens on the first divergence, else the first disagreement
         expected = comparison.first_divergence
-        assert paths.cursor == (expected if expected is not None and expected < len(comparison.steps) else paths.cursor)
+        assert paths.cursor == (
+            expected if expected is not None and expected < len(comparison.steps) else paths.cursor
+        )
         await pilot.press("home")
         assert view.cursor == 0
         await pilot.press("right", "right")

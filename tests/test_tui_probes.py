@@ -139,9 +139,7 @@ class ProbeEngine(FakeEngine):
         rank = 57 + len(ids)  # differs by step, so a moved cursor shows new numbers
         return tuple(TokenProbe(t, math.log(0.003), rank, -math.inf, 4, "top-k") for t in tokens)
 
-    def score(
-        self, ids: Sequence[int], *, top: int = 0, start: int = 1
-    ) -> tuple[TokenScore, ...]:
+    def score(self, ids: Sequence[int], *, top: int = 0, start: int = 1) -> tuple[TokenScore, ...]:
         self.scored.append(tuple(ids))
         probs = [0.9 if i % 3 else 0.001 for i in range(start, len(ids))]
         return tuple(
