@@ -137,7 +137,8 @@ class TokenizerEngine:
         raise NotImplementedError
 
     def score(self, ids: Sequence[int], *, top: int = 0, start: int = 1) -> tuple[TokenScore, ...]:
-        from engine.decode.scoring import check_request, on_thread
+        from engine.decode.score_request import check_request
+        from engine.decode.scoring import on_thread
 
         path = check_request(ids, start=start, top=top, context_window=self.loaded.context_window)
         # chunk by chunk on the engine thread: an interrupted caller (Ctrl+C) stops the
@@ -159,7 +160,8 @@ class TokenizerEngine:
     def logprob_rows(
         self, ids: Sequence[int], start: int = 1, *, next_token: bool = False
     ) -> Iterator[tuple[int, Any]]:
-        from engine.decode.scoring import check_request, on_thread, rows_of
+        from engine.decode.score_request import check_request
+        from engine.decode.scoring import on_thread, rows_of
 
         path = check_request(ids, start=start, top=0, context_window=self.loaded.context_window)
         return on_thread(self._thread, rows_of(self._logit_chunks(path, start, next_token)))

@@ -99,7 +99,7 @@ def token_probes(
 
 def prompt_scores(loaded: LoadedModel, ids: list[int], chunk: int | None = None) -> PromptScores:
     """Each token's raw log-probability and rank given the tokens before it."""
-    from engine.decode.scoring import check_request
+    from engine.decode.score_request import check_request
 
     path = check_request(ids, start=1, top=0, context_window=loaded.context_window)
     return PromptScores.from_scores(path, score_path(loaded, path, chunk=chunk))

@@ -11,7 +11,7 @@ are (engine/decode/sampling.py).
 
 Positions: position ``p`` of ``ids`` (``1 <= p < len(ids)``) is the token
 ``ids[p]`` given ``ids[:p]``; its row is the distribution after ``ids[p - 1]``.
-The first token has no context and is never scored. `check_request` is the
+The first token has no context and is never scored. `check_request` (score_request.py) is the
 argument rule every implementation applies (a remote one too), `chunk_for` the
 chunk size that keeps a chunk's float32 rows within `ROW_BUDGET` bytes.
 
@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
-from engine.errors import InvalidParameterError
 from engine.records import ScoredCandidate, TokenScore
 
 if TYPE_CHECKING:
@@ -33,37 +32,12 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-MAX_TOP = 50  # candidates per scored position, as `generate --top-logprobs`
 # a chunk's float32 rows: 128 MB (680 positions of a 49k vocabulary, 200 of 150k);
 # the reduction holds about three such tensors at once
 ROW_BUDGET = 128 * 1024 * 1024
 MIN_CHUNK, MAX_CHUNK = 16, 2048
 
 Pieces = Callable[[list[int]], list[str]]  # ids -> raw vocabulary pieces
-
-
-def check_request(
-    ids: Sequence[int], *, start: int, top: int, context_window: int | None
-) -> list[int]:
-    """`ids` as a list of ints, or an InvalidParameterError saying what is wrong.
-
-    `start` is the first position scored: 1 (the default) scores every token after
-    the first; ``len(ids)`` scores none. `top` is 0..MAX_TOP.
-    """
-    path = [int(i) for i in ids]
-    if not path:
-        raise InvalidParameterError("ids", "is empty; there is no text to score")
-    if isinstance(start, bool) or not isinstance(start, int) or not 1 <= start <= len(path):
-        raise InvalidParameterError(
-            "start", f"{start!r} is not a position to score from (1..{len(path)})"
-        )
-    if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_TOP:
-        raise InvalidParameterError("top", f"{top!r} is not 0..{MAX_TOP}")
-    if context_window is not None and len(path) > context_window:
-        raise InvalidParameterError(
-            "ids", f"{len(path)} tokens do not fit the context window of {context_window}"
-        )
-    return path
 
 
 def chunk_for(vocab: int, budget: int = ROW_BUDGET) -> int:

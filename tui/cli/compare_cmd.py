@@ -21,15 +21,14 @@ printed first. Ctrl+C cancels between steps: exit 130, nothing on stdout.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from engine.errors import InvalidParameterError
+from tui.cli.interrupts import sigint_sets
 
 if TYPE_CHECKING:
     from engine.compare import CompareProgress, Side
@@ -115,7 +114,7 @@ def _run_path(args: argparse.Namespace, a: Side, b: Side, prompt: str) -> int:
     cancel = threading.Event()
     bar = _bar("comparing")
     try:
-        with _sigint_sets(cancel):
+        with sigint_sets(cancel):
             comparison = compare_sides(
                 a,
                 b,
@@ -170,7 +169,7 @@ def _run_corpus(args: argparse.Namespace, a: Side, b: Side, prompt: str | None, 
     cancel = threading.Event()
     bar = _bar("comparing")
     try:
-        with _sigint_sets(cancel):
+        with sigint_sets(cancel):
             report = compare_corpus(
                 a,
                 b,
@@ -257,22 +256,3 @@ def _clear(bar: Callable[[CompareProgress], None] | None) -> None:
     if isinstance(bar, _Bar) and bar.shown:
         sys.stderr.write("\r\033[K")
         sys.stderr.flush()
-
-
-@contextlib.contextmanager
-def _sigint_sets(event: threading.Event) -> Iterator[None]:
-    """Ctrl+C sets `event` (the comparison stops between steps); a second one interrupts."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(_signum: int, _frame: Any) -> None:
-        event.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)

@@ -14,19 +14,17 @@ with `engine.sessions.save_reply`.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from engine.decode import Engine
 from engine.errors import InvalidParameterError, LogitlabError
 from engine.records import GenerationSummary, Step
 from engine.tokens import ChatMessage
+from tui.cli.interrupts import sigint_sets
 from tui.cli.options import (
     add_engine_options,
     add_model_options,
@@ -107,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         prompt_ids=engine.encode(prompt) if args.raw else None,
         render=False,
     )
-    with _sigint_sets(driver.cancel_event):
+    with sigint_sets(driver.cancel_event):
         end = driver.run()
     if isinstance(end, ReplyFailed):
         raise end.exception
@@ -234,22 +232,3 @@ def _top_logprobs(args: argparse.Namespace) -> int | None:
     if args.save:  # a saved session opens in the workbench: record what its inspector shows
         return None
     return 0 if args.format == "text" else None  # text shows no candidates: record none
-
-
-@contextlib.contextmanager
-def _sigint_sets(event: threading.Event) -> Iterator[None]:
-    """Ctrl+C sets `event` (the loop stops between steps); a second one interrupts."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(_signum: int, _frame: Any) -> None:
-        event.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)

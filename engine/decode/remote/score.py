@@ -13,8 +13,8 @@ Two ways a server scores a prompt, found by `probe_scoring` on connect:
 Neither gives the entropy (it needs the whole distribution): it is NaN, never a number
 made up from the top N. A server with neither (llama.cpp's, which echoes nothing) gets
 one line from `prompt_scoring(engine)`; a lm-eval run against it would otherwise score
-every choice 0.0. No torch here: the argument rule is engine/decode/scoring.py's
-`check_request`, restated without it.
+every choice 0.0. No torch here: the argument rule is the torch-free
+engine/decode/score_request.py's `check_request`, with a server's own limit.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from typing import Any, Literal, Protocol
 
 from engine.decode.remote.client import HttpClient
 from engine.decode.remote.mapping import id_from_string
-from engine.errors import EngineServerError, FeatureUnavailableError, InvalidParameterError
+from engine.decode.score_request import check_request
+from engine.errors import EngineServerError, FeatureUnavailableError
 from engine.records import ScoredCandidate, TokenScore
 
 
@@ -87,7 +88,14 @@ def score(
     why = unavailable(caps)
     if why is not None:
         raise FeatureUnavailableError(why)
-    path = _check(ids, start=start, top=top, context_window=caps.context_window or None)
+    path = check_request(
+        ids,
+        start=start,
+        top=top,
+        context_window=caps.context_window or None,
+        max_top=MAX_TOP,
+        why=" (the most a server gives per position)",
+    )
     if start == len(path):
         return ()
     mode: Mode = caps.prompt_scoring  # type: ignore[assignment]
@@ -114,27 +122,6 @@ def _choice(answer: Any) -> dict[str, Any]:
     choices = answer.get("choices") if isinstance(answer, dict) else None
     first = choices[0] if isinstance(choices, list) and choices else None
     return first if isinstance(first, dict) else {}
-
-
-def _check(ids: Sequence[int], *, start: int, top: int, context_window: int | None) -> list[int]:
-    """engine/decode/scoring.py's `check_request` (that module imports torch), with the
-    server's own limit on candidates."""
-    path = [int(i) for i in ids]
-    if not path:
-        raise InvalidParameterError("ids", "is empty; there is no text to score")
-    if isinstance(start, bool) or not isinstance(start, int) or not 1 <= start <= len(path):
-        raise InvalidParameterError(
-            "start", f"{start!r} is not a position to score from (1..{len(path)})"
-        )
-    if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_TOP:
-        raise InvalidParameterError(
-            "top", f"{top!r} is not 0..{MAX_TOP} (the most a server gives per position)"
-        )
-    if context_window is not None and len(path) > context_window:
-        raise InvalidParameterError(
-            "ids", f"{len(path)} tokens do not fit the context window of {context_window}"
-        )
-    return path
 
 
 def _short(url: str, what: str) -> EngineServerError:
