@@ -18,7 +18,6 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import pytest
 
 from engine.model.default_model import GGUF_NAME
+from engine.model.llama_safety import CACHE_ENV as SELFTEST_CACHE_ENV
 from engine.model.llama_safety import CACHE_FILE as SELFTEST_FILE
 
 # The bundled file is <stem>.gguf and its conversion <cache>/converted/<stem>-<key>/:
@@ -100,7 +100,7 @@ def bundled_model_guard(request: pytest.FixtureRequest) -> Iterator[list[str]]:
 
 @pytest.fixture(scope="session")
 def shared_selftest(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the first llama.cpp self-test verdict of the run is kept for the others."""
+    """Where the llama.cpp self-test verdicts of the run are kept for every test."""
     return tmp_path_factory.mktemp("llama-selftest") / SELFTEST_FILE
 
 
@@ -110,22 +110,20 @@ def isolated_user_dirs(
     monkeypatch: pytest.MonkeyPatch,
     request: pytest.FixtureRequest,
     shared_selftest: Path,
-) -> Iterator[Path]:
+) -> Path:
     """Sessions and config go to a per-test temporary dir, never the user's.
 
-    The llama.cpp self-test (engine/model/llama_safety.py) runs once per data dir, a
-    child process of ~4 s: its verdict is handed from test to test, except to and
-    from tests marked ``fresh_selftest`` (they provoke crashes in it on purpose)."""
-    data = tmp_path / "data"
-    monkeypatch.setenv("LOGITLAB_DATA_DIR", str(data))
+    The llama.cpp self-test (engine/model/llama_safety.py) runs once per verdict file,
+    a child process of ~4 s: one file is shared by the whole run, except with tests
+    marked ``fresh_selftest`` (they provoke crashes in it on purpose: theirs is in
+    their own data dir)."""
+    monkeypatch.setenv("LOGITLAB_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("LOGITLAB_CONFIG_DIR", str(tmp_path / "config"))
-    fresh = request.node.get_closest_marker("fresh_selftest") is not None
-    if not fresh and shared_selftest.exists():
-        data.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shared_selftest, data / SELFTEST_FILE)
-    yield tmp_path
-    if not fresh and not shared_selftest.exists() and (data / SELFTEST_FILE).exists():
-        shutil.copyfile(data / SELFTEST_FILE, shared_selftest)
+    if request.node.get_closest_marker("fresh_selftest") is None:
+        monkeypatch.setenv(SELFTEST_CACHE_ENV, str(shared_selftest))
+    else:
+        monkeypatch.delenv(SELFTEST_CACHE_ENV, raising=False)
+    return tmp_path
 
 
 @pytest.fixture(autouse=True)

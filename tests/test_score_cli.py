@@ -315,6 +315,9 @@ def test_sigint_to_a_running_score_prints_the_summary(tiny_model_dir: Path, tmp_
     finally:
         child.kill()
     assert child.returncode == 130, err
-    *tokens, summary = [json.loads(line) for line in [first, *rest.splitlines()]]
+    # JSON lines end at "\n" only: a token's text may hold U+0085 or U+2028 raw,
+    # which str.splitlines() would also split at
+    lines = [first, *rest.split("\n")]
+    *tokens, summary = [json.loads(line) for line in lines if line.strip()]
     assert summary["interrupted"] is True and summary["tokens"] == len(tokens) >= 1
     assert "Traceback" not in err

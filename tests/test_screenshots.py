@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.real_model, pytest.mark.timeout(900
 # what each picture must show (words of the UI, not of the model's reply)
 SHOWS = {
     "workbench": ["Step", "Prompt", "processed", "tok/s"],
-    "step-mode": ["your pick", "Accept"],
+    "step-mode": ["your pick", "Space accept"],
     "lens": ["Lens", "layer"],
     "compare": ["A · the shared path", "B · running free", "candidates", "KL"],
     "branches": ["branches of reply", "took", "instead of"],

@@ -40,6 +40,7 @@ from engine.paths import data_dir, write_atomically
 
 CACHE_FILE = "llama-selftest.json"
 TIMEOUT_ENV = "LOGITLAB_LLAMA_SELFTEST_TIMEOUT"
+CACHE_ENV = "LOGITLAB_LLAMA_SELFTEST_CACHE"
 DEFAULT_TIMEOUT = 300.0  # a child that loads a large model from a cold disk takes a while
 KNOWN_CRASH = "AMX_INT8 = 1"  # llama.cpp#20824: AMX kernels crash on multi-token batches
 REBUILD = (
@@ -218,7 +219,10 @@ def _last_json(stdout: str) -> dict[str, Any]:
 
 
 def _cache_path() -> Path:
-    return data_dir() / CACHE_FILE
+    """Where verdicts are kept: the data directory, or the file LOGITLAB_LLAMA_SELFTEST_CACHE
+    names (the test suite shares one among its per-test data directories)."""
+    named = os.environ.get(CACHE_ENV, "")
+    return Path(named) if named else data_dir() / CACHE_FILE
 
 
 def _read_cache() -> dict[str, Any]:
