@@ -60,6 +60,10 @@ async def test_step_force_continue_saves_the_text_of_the_ids(
         assert any(c.text.strip() for c in shown.top)  # type: ignore[union-attr]
         forced = screen.proposal.top[1].token_id  # type: ignore[union-attr]
         await pilot.press("2")
+        # the forced step is decoded and the next pick is up before continuing
+        await until(
+            pilot, lambda: screen.proposal is not None and screen.proposal.index == 3, timeout=60
+        )
         await pilot.press("c")
         # the rest of the reply through the stub's proxy: slow on a loaded machine
         await until(pilot, lambda: finished(screen), timeout=180)
