@@ -83,13 +83,18 @@ class Scenes:
         main.query_one("#prompt").focus()
         main.query_one("#prompt").insert(text)  # type: ignore[attr-defined]
         await self.pilot.press("enter")
+        await self.finished("the reply")
+
+    async def finished(self, what: str) -> None:
+        """Wait until the last reply has ended (`what` names it in a timeout)."""
+        main = self.main
         await until(
             self.pilot,
             lambda: (
                 main.conversation.last_reply is not None
                 and main.conversation.last_reply.finish_reason is not None
             ),
-            "the reply",
+            what,
         )
 
     async def select(self, step: int) -> None:
@@ -124,14 +129,7 @@ class Scenes:
     async def lens(self) -> None:
         main = self.main
         await self.pilot.press("c")  # let the step-mode reply finish
-        await until(
-            self.pilot,
-            lambda: (
-                main.conversation.last_reply is not None
-                and main.conversation.last_reply.finish_reason is not None
-            ),
-            "the reply",
-        )
+        await self.finished("the reply")
         await self.pilot.press("ctrl+t")
         await self.select(5)
         from tui.widgets.lens_view import LensView
@@ -158,14 +156,7 @@ class Scenes:
             "the forced token",
         )
         await self.pilot.press("c")
-        await until(
-            self.pilot,
-            lambda: (
-                main.conversation.last_reply is not None
-                and main.conversation.last_reply.finish_reason is not None
-            ),
-            "the branch",
-        )
+        await self.finished("the branch")
         # a fan-out at the model's greedy settings: three samples that all keep the
         # branch, folded into its row (×4) rather than listed as copies
         from tui.screens.fan_out import FanOutScreen
