@@ -11,18 +11,35 @@ alternating per client count so machine noise hits both alike: total throughput,
 p50/p95 request latency, and the ratios (batched / FIFO at that count, and batched /
 one client on the FIFO: the issue's "16 clients >= 4x one client").
 
+With ``--vllm`` (explicit, never automatic: a cold vLLM start costs 1-2 minutes; it needs
+``make vllm``) a real vLLM CPU build serves the same model too, as bench/vllm_check.py
+starts it (the bundled GGUF's converted checkpoint, float32, eager, 1 GiB KV cache) in its
+own process group, stopped at the end, on Ctrl+C and on SIGTERM. Per client count it
+alternates with the batched server (which goes first flips each count); the clients send
+it the same chat requests, and tokens are counted alike for every server: the entries of
+each SSE chunk's ``logprobs.content`` (tok/req shows the count per reply). The ratio
+batched / vLLM at each count is the issue's "16 clients >= 0.5x vLLM CPU". ``--no-fifo``
+skips the FIFO server's runs (the slowest: it serves one request at a time). On a 2-core
+box vLLM's automatic thread binding computes on one core and keeps the other for its API
+process (its log says so); logitlab's servers run in this process on ``--threads`` torch
+threads, beside the client threads. A markdown table for docs/serve.md ends the output.
+
     .venv/bin/python bench/serve.py [--rounds 3] [--new 64] [--threads 2] [--max-batch 16]
-                                    [--clients 1,4,16,32]
+                                    [--clients 1,4,16,32] [--vllm] [--no-fifo]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import statistics
 import sys
+import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 import torch
 
+from bench.vllm_check import NO_VLLM, SERVED, VLLM, bundled_checkpoint, vllm_server
 from engine.decode import LocalEngine, run_reply
 from engine.model import ModelSpec
 from engine.params import resolve_sampling
@@ -38,6 +56,31 @@ from engine.serve.batching import CPU_MAX_BATCH
 from engine.tokens import ChatMessage
 
 PROMPT = "Write a short story about a lighthouse keeper."
+
+
+@dataclass(frozen=True)
+class Target:
+    """A server under load: its name in the output, base URL (no /v1) and model name."""
+
+    name: str
+    url: str
+    model: str
+
+
+@dataclass(frozen=True)
+class Load:
+    """One client count against one server: total tok/s, latency quantiles (s), tokens per reply."""
+
+    tps: float
+    p50: float
+    p95: float
+    per_reply: float
+
+    def line(self, name: str) -> str:
+        return (
+            f"{name} {self.tps:6.1f} tok/s, p50 {self.p50:6.2f} s, p95 {self.p95:6.2f} s,"
+            f" {self.per_reply:4.1f} tok/req"
+        )
 
 
 def in_process(engine: LocalEngine, params: object) -> tuple[float, float, int]:
@@ -51,6 +94,8 @@ def in_process(engine: LocalEngine, params: object) -> tuple[float, float, int]:
 
 
 def served(url: str, model: str, new: int) -> tuple[float, float, int]:
+    """One streaming chat request; a token is an entry of a chunk's logprobs.content, so
+    every server is counted alike however it groups tokens into chunks."""
     body = {
         "model": model,
         "messages": [{"role": "user", "content": PROMPT}],
@@ -63,6 +108,7 @@ def served(url: str, model: str, new: int) -> tuple[float, float, int]:
     started = time.perf_counter()
     times: list[float] = []
     with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=300) as response:
+        response.raise_for_status()
         for line in response.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
@@ -70,7 +116,9 @@ def served(url: str, model: str, new: int) -> tuple[float, float, int]:
             for choice in chunk["choices"]:
                 lp = choice.get("logprobs")
                 now = time.perf_counter()
-                times += [now] * (len(lp["content"]) if lp else 0)
+                times += [now] * (len(lp["content"] or ()) if lp else 0)
+    if not times:
+        raise RuntimeError(f"{url}: a streamed reply without logprobs (no tokens to count)")
     return _rates(started, times)
 
 
@@ -80,37 +128,98 @@ def _rates(started: float, times: list[float]) -> tuple[float, float, int]:
     return rate, ttft, len(times)
 
 
-def concurrent(url: str, model: str, clients: int, new: int) -> tuple[float, float, float]:
+def concurrent(target: Target, clients: int, new: int) -> Load:
     latencies: list[float] = []
     tokens = [0]
+    errors: list[BaseException] = []
     lock = threading.Lock()
 
     def one() -> None:
         started = time.perf_counter()
-        _rate, _ttft, n = served(url, model, new)
+        try:
+            _rate, _ttft, n = served(target.url, target.model, new)
+        except Exception as exc:  # reported by the main thread
+            with lock:
+                errors.append(exc)
+            return
         with lock:
             latencies.append(time.perf_counter() - started)
             tokens[0] += n
 
     begin = time.perf_counter()
-    threads = [threading.Thread(target=one) for _ in range(clients)]
+    threads = [threading.Thread(target=one, daemon=True) for _ in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - begin
+    if errors:
+        failed = f"{target.name}: {len(errors)} of {clients} requests failed"
+        raise RuntimeError(failed) from errors[0]
     q = statistics.quantiles(latencies, n=20) if len(latencies) > 1 else latencies * 19
-    return tokens[0] / wall, statistics.median(latencies), q[18]
+    return Load(tokens[0] / wall, statistics.median(latencies), q[18], tokens[0] / clients)
 
 
-def main() -> None:
+def fifo_tps(loads: dict[str, Load]) -> float:
+    return loads["FIFO"].tps if "FIFO" in loads else 0.0
+
+
+def ratios(loads: dict[str, Load], one: float) -> list[str]:
+    """Batched against the FIFO at this count and one client on the FIFO (the issue's
+    "16 clients >= 4x one client"), and against vLLM (">= 0.5x vLLM CPU")."""
+    b = loads["batched"].tps
+    out = []
+    if "FIFO" in loads:
+        out += [f"batched/FIFO {b / loads['FIFO'].tps:.2f}", f"batched/one client {b / one:.2f}"]
+    if "vLLM" in loads:
+        out.append(f"batched/vLLM {b / loads['vLLM'].tps:.2f}")
+    return out
+
+
+def table(rows: dict[int, dict[str, Load]], names: list[str]) -> str:
+    """The markdown table for docs/serve.md: per client count, each server's tok/s and
+    p50/p95, then batched / vLLM where vLLM ran."""
+    head = ["clients"] + [f"{n} {col}" for n in names for col in ("tok/s", "p50 s", "p95 s")]
+    if "vLLM" in names:
+        head.append("batched / vLLM")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
+    for clients, loads in rows.items():
+        cells = [str(clients)]
+        for n in names:
+            cells += [f"{loads[n].tps:.1f}", f"{loads[n].p50:.2f}", f"{loads[n].p95:.2f}"]
+        if "vLLM" in names:
+            cells.append(f"{loads['batched'].tps / loads['vLLM'].tps:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def start_vllm(stack: contextlib.ExitStack, new: int) -> Target:
+    """vLLM on the converted checkpoint, until `stack` closes; warmed by one short request."""
+    log = Path(tempfile.mkdtemp(prefix="serve-bench-vllm-")) / "vllm.log"
+    print(f"starting vLLM (log {log}) ...", flush=True)
+    started = time.perf_counter()
+    url = stack.enter_context(vllm_server(bundled_checkpoint(), log))
+    target = Target("vLLM", url.removesuffix("/v1"), SERVED)
+    served(target.url, target.model, min(new, 4))
+    print(f"vLLM up in {time.perf_counter() - started:.0f} s", flush=True)
+    return target
+
+
+def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--new", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-batch", type=int, default=CPU_MAX_BATCH)
     ap.add_argument("--clients", default="1,4,16,32")
+    ap.add_argument("--vllm", action="store_true", help="compare with vLLM CPU (make vllm)")
+    ap.add_argument("--fifo", action=argparse.BooleanOptionalAction, default=True)
     args = ap.parse_args()
+    if args.vllm and not VLLM.exists():
+        print(f"--vllm: {NO_VLLM} (no {VLLM})", file=sys.stderr)
+        return 2
+    # SIGTERM unwinds like Ctrl+C, so vLLM's process group is stopped either way
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     torch.set_num_threads(args.threads)
     engine = LocalEngine()
     model = engine.load(ModelSpec(device="cpu"))
@@ -120,7 +229,13 @@ def main() -> None:
     )
     fifo_app = create_app(engine, model, ServeOptions(record=False))
     batched_app = create_app(engine, model, ServeOptions(record=False, max_batch=args.max_batch))
-    with ServerThread(fifo_app) as server, ServerThread(batched_app) as batched:
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(ServerThread(fifo_app))
+        batched = stack.enter_context(ServerThread(batched_app))
+        fifo = Target("FIFO", server.url, model.model_id)
+        pair = [Target("batched", batched.url, model.model_id)]
+        if args.vllm:
+            pair.append(start_vllm(stack, args.new))
         served(server.url, model.model_id, 4)  # warm up both paths
         served(batched.url, model.model_id, 4)
         in_process(engine, params)
@@ -135,19 +250,22 @@ def main() -> None:
         print(f"model {model.model_id}, greedy, {args.new} new tokens, top_logprobs 5")
         print(f"decode tok/s  in-process {lr:.1f}  served {sr:.1f}  ratio {sr / lr:.3f}")
         print(f"TTFT ms       in-process {lt:.1f}  served {st:.1f}  overhead {st - lt:+.1f}")
-        print(f"clients: FIFO (--max-batch 1) | batched (--max-batch {args.max_batch})")
+        names = (["FIFO"] if args.fifo else []) + [t.name for t in pair]
+        print(f"clients: {' | '.join(names)} (FIFO: --max-batch 1, batched: {args.max_batch})")
+        rows: dict[int, dict[str, Load]] = {}
         one = 0.0
-        for clients in (int(c) for c in args.clients.split(",")):
-            f_tps, f50, f95 = concurrent(server.url, model.model_id, clients, args.new)
-            b_tps, b50, b95 = concurrent(batched.url, model.model_id, clients, args.new)
-            one = one or f_tps
-            print(
-                f"{clients:2d} clients: FIFO {f_tps:6.1f} tok/s, p50 {f50:6.2f} s, p95 {f95:6.2f} s"
-                f" | batched {b_tps:6.1f} tok/s, p50 {b50:6.2f} s, p95 {b95:6.2f} s"
-                f" | batched/FIFO {b_tps / f_tps:.2f}, batched/one client {b_tps / one:.2f}"
-            )
+        for i, clients in enumerate(int(c) for c in args.clients.split(",")):
+            order = ([fifo] if args.fifo else []) + (pair if i % 2 == 0 else pair[::-1])
+            loads = rows[clients] = {t.name: concurrent(t, clients, args.new) for t in order}
+            print(f"{clients:2d} clients: " + " | ".join(loads[n].line(n) for n in names))
+            one = one or fifo_tps(loads)
+            print("            " + ", ".join(ratios(loads, one)))
     engine.thread.close()
+    print()
+    print(f"{model.model_id}, greedy, {args.new} new tokens, top_logprobs 5, streaming:")
+    print(table(rows, names))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -33,12 +33,25 @@ SERVED = "smollm2"
 START_LIMIT_S = 600.0  # a cold start on 2 busy cores took ~70 s
 PROMPTS = ("What is the capital of France?", "Name three primary colours.")
 MARGIN = 0.05  # a step counts where the local top-1 leads the top-2 by this (nats)
+NO_VLLM = "no vLLM here: run `make vllm` first"
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def bundled_checkpoint() -> Path:
+    """The bundled GGUF's converted checkpoint (a transformers load of the bundled model,
+    any dtype, writes it first); vLLM serves it as ``--dtype float32``."""
+    from engine.model import gguf_cache
+    from engine.model.default_model import default_gguf_path
+
+    checkpoint = gguf_cache.cached_conversion(default_gguf_path())
+    if checkpoint is None:
+        raise RuntimeError("no converted checkpoint: load the bundled model (transformers) first")
+    return checkpoint
 
 
 def vllm_version() -> str:
@@ -172,20 +185,17 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from engine.decode import LocalEngine
-    from engine.model import gguf_cache
-    from engine.model.default_model import default_gguf_path
     from engine.model.spec import ModelSpec
 
     local = LocalEngine()
     local.load(ModelSpec(device="cpu", dtype="float32"))  # converts the GGUF if needed
-    checkpoint = gguf_cache.cached_conversion(default_gguf_path())
-    assert checkpoint is not None
+    checkpoint = bundled_checkpoint()
     started = time.perf_counter()
     if args.url:
         report = check(args.url, local)
     else:
         if not VLLM.exists():
-            print("no vLLM here: run `make vllm` first", file=sys.stderr)
+            print(NO_VLLM, file=sys.stderr)
             return 2
         log = Path(tempfile.mkdtemp(prefix="vllm-check-")) / "vllm.log"
         with vllm_server(checkpoint, log) as url:
