@@ -183,9 +183,12 @@ def _alone(tiny_engine: Any, requests: list[dict[str, Any]]) -> list[dict[str, A
         return [_chat(fifo, r) for r in requests]
 
 
-def _concurrently(server: ServerThread, calls: list[Callable[[], Any]]) -> list[Any]:
-    """All `calls` at once, the engine held until every one is queued or taken, so that
-    they run as one batch (the worker takes what has come when the engine is free: the
+def _concurrently(
+    server: ServerThread, calls: list[Callable[[], Any]], jobs: int | None = None
+) -> list[Any]:
+    """All `calls` at once, the engine held until every one is queued or taken (`jobs`
+    of them: a request with a list of prompts queues one each), so that they run as one
+    batch (the worker takes what has come when the engine is free: the
     first alone, or a few; the rest join at the next step)."""
     engine = server.app.state.server.engine
     scheduler = server.app.state.server.scheduler
@@ -219,7 +222,7 @@ def _concurrently(server: ServerThread, calls: list[Callable[[], Any]]) -> list[
         assert entered.wait(scaled(60))
         for t in threads:
             t.start()
-        _until(lambda: len(submitted) == len(calls), "every request to queue")
+        _until(lambda: len(submitted) == (jobs or len(calls)), "every request to queue")
     finally:
         hold.set()
         blocker.join(scaled(120))
@@ -356,6 +359,72 @@ def test_scoring_requests_run_between_the_steps(tiny_engine: Any) -> None:
         assert g["tokens"] == want["tokens"] and g["text"] == want["text"]
         assert g["token_logprobs"][0] is None and want["token_logprobs"][0] is None
         assert g["token_logprobs"][1:] == pytest.approx(want["token_logprobs"][1:], abs=1e-3)
+
+
+# lm-eval's loglikelihood requests (local-completions): token-id prompts, a list of
+# them per request, the prompt echoed with its logprobs, one token generated
+LM_EVAL = [
+    {"prompt": [[5, 17, 30, 8, 2], [9, 12, 40, 3, 3]], "echo": True, "logprobs": 1,
+     "max_tokens": 1},
+    {"prompt": [[3, 44, 19, 27, 31, 6]], "echo": True, "logprobs": 1, "max_tokens": 1},
+    {"prompt": [[21, 7, 7, 30, 11]], "prompt_logprobs": 2, "logprobs": 2, "max_tokens": 1},
+]  # fmt: skip
+
+
+def _choices(server: ServerThread, body: dict[str, Any]) -> list[dict[str, Any]]:
+    body = {"model": server.app.state.server.name, "temperature": 0, **body}
+    reply = httpx.post(server.url + "/v1/completions", json=body, timeout=120)
+    assert reply.status_code == 200, reply.text
+    return reply.json()["choices"]  # type: ignore[no-any-return]
+
+
+def _same_choice(got: dict[str, Any], want: dict[str, Any]) -> None:
+    assert got["text"] == want["text"] and got["finish_reason"] == want["finish_reason"]
+    g, w = got["logprobs"] or {}, want["logprobs"] or {}
+    assert g.keys() == w.keys()
+    if w:
+        _same_logprobs(g, w)
+    if "prompt_logprobs" in want:
+        assert got["prompt_token_ids"] == want["prompt_token_ids"]
+        for a, b in zip(got["prompt_logprobs"][1:], want["prompt_logprobs"][1:], strict=True):
+            assert {k: (v["rank"], v["decoded_token"]) for k, v in a.items()} == {
+                k: (v["rank"], v["decoded_token"]) for k, v in b.items()
+            }
+            assert [v["logprob"] for v in a.values()] == pytest.approx(
+                [v["logprob"] for v in b.values()], abs=1e-3
+            )
+
+
+def _same_logprobs(g: dict[str, Any], w: dict[str, Any]) -> None:
+    assert g["tokens"] == w["tokens"] and g["token_ids"] == w["token_ids"]
+    echoed = w["token_logprobs"][0] is None  # the echoed prompt's first token: no context
+    assert (g["token_logprobs"][0] is None) == echoed
+    assert g["token_logprobs"][echoed:] == pytest.approx(w["token_logprobs"][echoed:], abs=1e-3)
+    for a, b in zip(g["top_logprobs"][echoed:], w["top_logprobs"][echoed:], strict=True):
+        assert a.keys() == b.keys()
+        assert list(a.values()) == pytest.approx(list(b.values()), abs=1e-3)
+
+
+def test_prompt_passes_batch_and_a_one_token_reply_runs_its_prompt_once(
+    tiny_engine: Any,
+) -> None:
+    with _server(tiny_engine) as fifo:
+        alone = [_choices(fifo, b) for b in LM_EVAL]
+    sizes = _Sizes(tiny_engine[0].loaded.model)
+    try:
+        with _server(tiny_engine, max_batch=4) as server:
+            calls = [functools.partial(_choices, server, b) for b in LM_EVAL]
+            got = _concurrently(server, calls, jobs=4)
+    finally:
+        sizes.close()
+    for g, want in zip(got, alone, strict=True):
+        assert len(g) == len(want)
+        for a, b in zip(g, want, strict=True):
+            _same_choice(a, b)
+    # four prompts, each run once (alone: scored, then run again to generate), and the
+    # ones that waited together ran as the rows of one forward
+    assert sum(rows for rows, _ in sizes.sizes) == 4
+    assert max(sizes.rows) >= 2
 
 
 def test_queue_full_is_503_beyond_the_batch(tiny_engine: Any) -> None:

@@ -152,8 +152,6 @@ class ContinuousBatch:
         return members
 
     def _join(self, newcomers: Sequence[Newcomer]) -> list[tuple[Any, Exception]]:
-        from engine.decode.decoder import Decoder
-
         refused: list[tuple[Any, Exception]] = []
         joining: list[Member] = []
         for n in newcomers:
@@ -162,9 +160,7 @@ class ContinuousBatch:
             if problem is not None:
                 refused.append((n.key, problem))
                 continue
-            row = BatchRow()
-            decoder = Decoder(self.loaded, n.params, n.cancel, runner=row)
-            joining.append(Member(n.key, ids, decoder, row))
+            joining.append(member_of(self.loaded, n))
         if not joining:
             return refused
         started = time.perf_counter()
@@ -202,3 +198,25 @@ class ContinuousBatch:
         else:
             self._batch.clear()
         return done
+
+
+def member_of(loaded: LoadedModel, newcomer: Newcomer) -> Member:
+    """A reply's decoder over its own `BatchRow`, not yet prefilled."""
+    from engine.decode.decoder import Decoder
+
+    row = BatchRow()
+    decoder = Decoder(loaded, newcomer.params, newcomer.cancel, runner=row)
+    return Member(newcomer.key, [int(i) for i in newcomer.prompt_ids], decoder, row)
+
+
+def one_token_reply(
+    loaded: LoadedModel, newcomer: Newcomer, logits: torch.Tensor, prefill_ms: float
+) -> Member:
+    """A reply of one token (``max_new_tokens`` 1) sampled from `logits`, its prompt's
+    last row computed elsewhere (a batched prompt pass: engine/decode/batch_scoring.py):
+    it never takes a row of the batch. Its step is in ``steps``; it has finished."""
+    member = member_of(loaded, newcomer)
+    member.row.pending, member.prefill_ms = logits, prefill_ms
+    member.decoder.prefill(member.prompt_ids)
+    member.steps.append(member.decoder.step())
+    return member

@@ -12,25 +12,32 @@ the next waiting request. Each reply is its own `Decoder` (settings, seed, `Step
 records), so every request's steps, logprobs and candidates are those of running it
 alone, and the results are recorded as before.
 
-Scoring (``echo`` + ``logprobs``, ``prompt_logprobs``, ``max_tokens: 0``) is not
-batched: it runs on the engine thread between two steps, as the FIFO runs it, and a
-job that also generates then joins the batch. llama.cpp and remote engines keep the
-FIFO (`make_scheduler`): llama-cpp-python's high-level API decodes one sequence.
+Prompt passes batch too: the prompts waiting to be scored (``echo`` + ``logprobs``,
+``prompt_logprobs``, ``max_tokens: 0``) and those of one-token replies run together
+between two steps, as the right-padded rows of one forward per chunk
+(engine/decode/batch_scoring.py; each row's numbers are its prompt's alone). A
+one-token reply (lm-eval's ``echo`` + ``max_tokens: 1``) is sampled from its pass's
+last row and never runs its prompt again; a scored job that generates more joins the
+batch. llama.cpp and remote engines keep the FIFO (`make_scheduler`):
+llama-cpp-python's high-level API decodes one sequence.
 """
 
 from __future__ import annotations
 
 import contextlib
 import queue
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 from engine.decode.fanout import can_batch
-from engine.decode.protocol import Engine, prompt_scoring
+from engine.decode.protocol import Engine
 from engine.decode.run import ReplyResult
+from engine.decode.score_request import check_request
 from engine.records import TokenScore
 from engine.serve.queue import Failed, Finished, Job, Scheduler, Scored, score_only
 
 if TYPE_CHECKING:
+    from engine.decode.batch_scoring import ScoredPath
     from engine.decode.continuous import Advanced, ContinuousBatch, Member, Newcomer
 
 # A decode step reads every weight once whatever the batch, so rows come cheap until the
@@ -40,6 +47,7 @@ if TYPE_CHECKING:
 # an 8-row one; a GPU has room for more.
 CPU_MAX_BATCH = 16
 ACCELERATOR_MAX_BATCH = 32
+PROMPT_PASSES = 64  # jobs taken between two steps at most (a legacy request's batch)
 
 
 def default_max_batch(device: str) -> int:
@@ -92,54 +100,96 @@ class BatchScheduler(Scheduler):
                 self._finish(member)
 
     def _admit(self, running: int, *, block: bool) -> tuple[list[Job], bool]:
-        """The jobs that join at this step: waiting ones up to the batch's free rows
-        (the first one waited for when nothing runs); scoring runs here, between steps.
-        And whether the queue was closed (what was taken before still joins)."""
-        joining: list[Job] = []
-        while running + len(joining) < self._max_batch:
+        """The jobs that join at this step: waiting ones up to the batch's free rows (the
+        first one waited for when nothing runs), after their prompt pass (`_prepare`). A
+        job that only scores, or generates one token, holds no row. And whether the queue
+        was closed (what was taken before still joins)."""
+        taken: list[Job] = []
+        rows, closed = running, False
+        while rows < self._max_batch and len(taken) < PROMPT_PASSES:
             try:
-                job = self._jobs.get(block=block and not joining)
+                job = self._jobs.get(block=block and not taken)
             except queue.Empty:  # nobody else is waiting
                 break
             if job is None:
-                return joining, True
+                closed = True
+                break
             with self._lock:
                 self._waiting -= 1
-            if self._prepare(job):
-                joining.append(job)
-        return joining, False
+            taken.append(job)
+            rows += takes_row(job)
+        return self._prepare(taken), closed
 
-    def _prepare(self, job: Job) -> bool:
-        """Whether `job` joins the batch: a cancelled one ends here, a scoring one is
-        scored first (and ends here when it only scores)."""
-        if job.cancel.is_set():
-            self._end(job, Finished(None))
-            return False
-        scores = None
-        if job.score_top is not None:
+    def _prepare(self, jobs: list[Job]) -> list[Job]:
+        """The jobs of `jobs` that join the batch. A cancelled one ends here; the prompts
+        to score, and those of one-token replies, run together in one batched pass
+        (engine/decode/batch_scoring.py): a scoring job hears its scores, and ends here
+        when it only scores; a one-token reply is sampled from the pass and ends here."""
+        live = []
+        for job in jobs:
+            if job.cancel.is_set():
+                self._end(job, Finished(None))
+            else:
+                live.append(job)
+        passing = [job for job in live if needs_pass(job)]
+        if not passing:
+            return live
+        try:
+            scored, pass_ms = self._call(self._prompt_pass, passing)
+        except Exception as exc:  # the pass failed: each of its requests hears why
+            for job in passing:
+                self._end(job, Failed(exc))
+            return [job for job in live if job not in passing]
+        joining = [job for job in live if job not in passing]
+        for job, path in zip(passing, scored, strict=True):
+            scores = path.scores if job.score_top is not None else None
+            if scores is not None:
+                job.emit(Scored(scores))
+            if not job.generate:
+                self._end(job, Finished(score_only(job.prompt_ids), scores))
+                continue
+            self._scores[job] = scores
+            if path.next_logits is None:  # a longer reply: it joins the batch
+                joining.append(job)
+                continue
             try:
-                scores = self._call(prompt_scoring(self._engine).score, job.prompt_ids,
-                                    top=job.score_top)  # fmt: skip
+                member = self._call(self._one_token, job, path.next_logits, pass_ms)
             except Exception as exc:
                 self._end(job, Failed(exc))
-                return False
-            job.emit(Scored(scores))
-        if not job.generate:
-            self._end(job, Finished(score_only(job.prompt_ids), scores))
-            return False
-        self._scores[job] = scores
-        return True
+                continue
+            job.emit(member.steps[0])
+            self._finish(member)
+        return joining
+
+    def _one_token(self, job: Job, logits: Any, pass_ms: float) -> Member:
+        from engine.decode.continuous import one_token_reply
+
+        return one_token_reply(self._engine.loaded, newcomer(job), logits, pass_ms)  # type: ignore[attr-defined]
+
+    def _prompt_pass(self, jobs: list[Job]) -> tuple[list[ScoredPath], float]:
+        """The jobs' prompts in one batched pass, on the engine thread; and its time (ms)."""
+        from engine.decode.batch import pad_id_of
+        from engine.decode.batch_scoring import ScoringPath, score_paths
+
+        loaded = self._engine.loaded  # type: ignore[attr-defined]
+        paths = []
+        for job in jobs:  # each refused alone as `PromptScoring.score` would refuse it
+            top = job.score_top
+            ids = check_request(job.prompt_ids, start=1, top=top or 0,
+                                context_window=loaded.context_window)  # fmt: skip
+            paths.append(ScoringPath(ids, top, next_token=job.generate and not takes_row(job)))
+        started = time.perf_counter()
+        pad = pad_id_of(loaded.tokenizer, loaded.eos_token_ids)
+        scored = score_paths(loaded, paths, pad_id=pad)
+        return scored, (time.perf_counter() - started) * 1000.0
 
     def _advance(self, jobs: list[Job]) -> Advanced:
         """One step of the batch, on the engine thread."""
-        from engine.decode.continuous import ContinuousBatch, Newcomer
+        from engine.decode.continuous import ContinuousBatch
 
         if self._batch is None:
             self._batch = ContinuousBatch(self._engine.loaded)  # type: ignore[attr-defined]
-        newcomers: list[Newcomer] = [
-            Newcomer(job, job.prompt_ids, job.params, job.cancel) for job in jobs
-        ]
-        return self._batch.advance(newcomers)
+        return self._batch.advance([newcomer(job) for job in jobs])
 
     def _abandon(self) -> list[Member]:
         return self._batch.abandon() if self._batch is not None else []
@@ -162,3 +212,21 @@ class BatchScheduler(Scheduler):
         finally:
             with self._lock:
                 self._live.discard(job)
+
+
+def takes_row(job: Job) -> bool:
+    """Whether `job` decodes in the batch: it generates more than one token (one token
+    is sampled from its prompt pass)."""
+    return job.generate and job.params.max_new_tokens > 1
+
+
+def needs_pass(job: Job) -> bool:
+    """Whether `job`'s prompt runs in the batched prompt pass: it is scored, or its reply
+    is a single token."""
+    return job.score_top is not None or (job.generate and not takes_row(job))
+
+
+def newcomer(job: Job) -> Newcomer:
+    from engine.decode.continuous import Newcomer
+
+    return Newcomer(job, job.prompt_ids, job.params, job.cancel)
