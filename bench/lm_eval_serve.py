@@ -9,7 +9,9 @@ kept here as JSON lines: no download) twice on the bundled SmolLM2-135M-Instruct
 2. ``lm_eval --model hf`` on the same converted checkpoint (float32, CPU),
 
 then compares every choice's loglikelihood (the largest absolute difference) and the
-accuracy. lm-eval is heavy (datasets, torch): install it in its own venv, outside the
+accuracy. The served run is repeated for each ``--concurrent`` count (lm-eval's
+``num_concurrent``: requests in flight at once; default 1 and 8) against the same
+server, so their wall times compare in one run; each must equal the hf run. lm-eval is heavy (datasets, torch): install it in its own venv, outside the
 repository, and name its ``lm_eval`` with ``--lm-eval`` (or put it on PATH)::
 
     python3 -m venv /work/lmeval-venv
@@ -143,6 +145,7 @@ def main() -> int:
     parser.add_argument("--tolerance", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=8, help="lm-eval hf's batch size")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--concurrent", default="1,8", help="lm-eval num_concurrent values")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     THREADS["n"] = str(max(1, args.threads))
@@ -151,17 +154,22 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="lm-eval-serve-") as tmp:
         port = _free_port()
         server, name = start_server(port)
+        concurrent = [int(c) for c in args.concurrent.split(",")]
+        served_runs: dict[int, tuple[float, dict[int, list[float]], float]] = {}
         try:
             ckpt = checkpoint()
-            served_s = run_lm_eval(
-                args.lm_eval,
-                "local-completions",
-                f"model={name},base_url=http://127.0.0.1:{port}/v1/completions,"
-                f"tokenizer_backend=huggingface,tokenizer={ckpt},tokenized_requests=True,"
-                "max_retries=1",
-                Path(tmp) / "served",
-                [],
-            )
+            for n in concurrent:
+                out = Path(tmp) / f"served-{n}"
+                seconds = run_lm_eval(
+                    args.lm_eval,
+                    "local-completions",
+                    f"model={name},base_url=http://127.0.0.1:{port}/v1/completions,"
+                    f"tokenizer_backend=huggingface,tokenizer={ckpt},tokenized_requests=True,"
+                    f"max_retries=1,num_concurrent={n}",
+                    out,
+                    [],
+                )
+                served_runs[n] = (seconds, *read_run(out))
         finally:
             stop_server(server)
         hf_s = run_lm_eval(
@@ -171,24 +179,36 @@ def main() -> int:
             Path(tmp) / "hf",
             ["--device", "cpu", "--batch_size", str(args.batch_size)],
         )
-        served, served_acc = read_run(Path(tmp) / "served")
         hf, hf_acc = read_run(Path(tmp) / "hf")
+    runs = {
+        n: {**compare(choices, hf), "accuracy": acc, "seconds": round(seconds, 1)}
+        for n, (seconds, choices, acc) in served_runs.items()
+    }
+    first = runs[concurrent[0]]
     report = {
-        **compare(served, hf),
-        "accuracy_served": served_acc,
+        "documents": first["documents"],
+        "choices": first["choices"],
+        "max_abs_diff": max(r["max_abs_diff"] for r in runs.values()),
         "accuracy_hf": hf_acc,
-        "served_s": round(served_s, 1),
         "hf_s": round(hf_s, 1),
+        "served": {str(n): r for n, r in runs.items()},
         "checkpoint": str(ckpt),
     }
-    ok = report["max_abs_diff"] <= args.tolerance and served_acc == hf_acc
+    ok = report["max_abs_diff"] <= args.tolerance and all(
+        r["accuracy"] == hf_acc for r in runs.values()
+    )
     if args.json:
         print(json.dumps({**report, "ok": ok}))
     else:
         print(f"lm-eval {TASK}: {report['documents']} questions, {report['choices']} choices")
         print(f"  max |loglikelihood served - hf| per choice: {report['max_abs_diff']:.2e}")
-        print(f"  accuracy: served {served_acc:.3f}, hf {hf_acc:.3f}")
-        print(f"  wall time: served {served_s:.1f} s, hf {hf_s:.1f} s")
+        print(f"  hf: accuracy {hf_acc:.3f}, {hf_s:.1f} s")
+        base = runs[concurrent[0]]["seconds"]
+        for n, r in runs.items():
+            print(
+                f"  served, num_concurrent={n}: accuracy {r['accuracy']:.3f}, "
+                f"{r['seconds']:.1f} s ({base / r['seconds']:.2f}x num_concurrent={concurrent[0]})"
+            )
         print("  OK" if ok else f"  NOT EQUAL (tolerance {args.tolerance:g})")
     return 0 if ok else 1
 
