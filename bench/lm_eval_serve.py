@@ -63,10 +63,12 @@ def _offline_env() -> dict[str, str]:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **threads}
 
 
-def start_server(port: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(port: int, max_batch: int | None) -> tuple[subprocess.Popen[bytes], str]:
     """`logitlab serve --backend transformers` on `port`; its model name once it answers."""
     logitlab = str(Path(sys.executable).with_name("logitlab"))
     command = [logitlab, "serve", "--backend", "transformers", "--port", str(port), "--no-record"]
+    if max_batch is not None:
+        command += ["--max-batch", str(max_batch)]
     server = subprocess.Popen(command, cwd=ROOT, env=_offline_env(), stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -146,6 +148,9 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=8, help="lm-eval hf's batch size")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--concurrent", default="1,8", help="lm-eval num_concurrent values")
+    parser.add_argument(
+        "--max-batch", type=int, help="the server's --max-batch (1: the FIFO; default its own)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     THREADS["n"] = str(max(1, args.threads))
@@ -153,7 +158,7 @@ def main() -> int:
         parser.error("no lm_eval found: install lm-eval in its own venv and pass --lm-eval PATH")
     with tempfile.TemporaryDirectory(prefix="lm-eval-serve-") as tmp:
         port = _free_port()
-        server, name = start_server(port)
+        server, name = start_server(port, args.max_batch)
         concurrent = [int(c) for c in args.concurrent.split(",")]
         served_runs: dict[int, tuple[float, dict[int, list[float]], float]] = {}
         try:
