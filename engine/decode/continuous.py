@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.decode.rules import reply_summary
 from engine.errors import GenerationError, InvalidParameterError, PromptTooLongError
@@ -35,7 +35,6 @@ from engine.records import GenerationSummary, Step
 if TYPE_CHECKING:
     import torch
 
-    from engine.decode.batch import BatchRunner
     from engine.decode.decoder import Decoder
     from engine.model.loading import LoadedModel
 
@@ -103,22 +102,49 @@ class Member:
 @dataclass(frozen=True)
 class Advanced:
     """What one `advance` did: the steps made (key, step) in row order, the members that
-    left (finished or cancelled: read their steps and summary), the newcomers refused."""
+    left (finished or cancelled: read their steps and summary), the newcomers refused,
+    and those deferred (keys, in order: no room in the rows' cache yet; offer them again)."""
 
     steps: list[tuple[Any, Step]]
     left: list[Member]
     refused: list[tuple[Any, Exception]]
+    deferred: list[Any] = field(default_factory=list)
+
+
+class Rows(Protocol):
+    """What a `ContinuousBatch` runs its rows on: `BatchRunner` (transformers, one padded
+    KV cache) or `LlamaSequences` (llama.cpp, a sequence id per row). Optionally
+    ``max_rows`` (rows at once) and ``row_cells`` (tokens one row holds): see
+    `ContinuousBatch`."""
+
+    def join(self, prompts: Sequence[Sequence[int]]) -> torch.Tensor: ...
+    def step(self, tokens: Sequence[int]) -> torch.Tensor: ...
+    def select(self, keep: Sequence[int]) -> None: ...
+    def compact(self) -> None: ...
+    def clear(self) -> None: ...
+
+
+class RunsAlone(Exception):
+    """A newcomer needs more tokens (its prompt and ``max_new_tokens``, within the
+    context window) than a row holds: its caller runs it outside the batch."""
 
 
 class ContinuousBatch:
-    """Replies decoded as rows of one `BatchRunner` that they join and leave."""
+    """Replies decoded as rows that they join and leave (`Rows`: a `BatchRunner` unless
+    given). Where the rows are sized (``max_rows``, ``row_cells``), a newcomer is
+    deferred while the rows are full, with every newcomer after it (arrival order), and
+    one that needs more than ``row_cells`` tokens is refused with `RunsAlone`."""
 
-    def __init__(self, loaded: LoadedModel) -> None:
-        from engine.decode.batch import BatchRunner, pad_id_of
-
+    def __init__(self, loaded: LoadedModel, rows: Rows | None = None) -> None:
         self.loaded = loaded
-        pad = pad_id_of(loaded.tokenizer, loaded.eos_token_ids)
-        self._batch: BatchRunner = BatchRunner(loaded.model, loaded.device, pad_id=pad)
+        if rows is None:
+            from engine.decode.batch import BatchRunner, pad_id_of
+
+            pad = pad_id_of(loaded.tokenizer, loaded.eos_token_ids)
+            rows = BatchRunner(loaded.model, loaded.device, pad_id=pad)
+        self._batch: Rows = rows
+        self._max_rows: int | None = getattr(rows, "max_rows", None)
+        self._row_cells: int | None = getattr(rows, "row_cells", None)
         self.members: list[Member] = []  # in the batch's row order
 
     def __len__(self) -> int:
@@ -134,7 +160,7 @@ class ContinuousBatch:
             waited = (time.perf_counter() - started) * 1000.0
             for i, member in enumerate(self.members):
                 member.row.pending, member.wait_ms = logits[i], waited
-        refused = self._join(newcomers)
+        refused, deferred = self._join(newcomers)
         steps: list[tuple[Any, Step]] = []
         for member in self.members:
             if member.decoder.done:  # cancelled since the step began: it leaves next
@@ -143,7 +169,7 @@ class ContinuousBatch:
             step = replace(step, elapsed_ms=step.elapsed_ms + member.wait_ms)
             member.steps.append(step)
             steps.append((member.key, step))
-        return Advanced(steps, left + self._leave(), refused)
+        return Advanced(steps, left + self._leave(), refused, deferred)
 
     def abandon(self) -> list[Member]:
         """Drop every row (the batch failed): the members, for the caller to report."""
@@ -151,18 +177,27 @@ class ContinuousBatch:
         self._batch.clear()
         return members
 
-    def _join(self, newcomers: Sequence[Newcomer]) -> list[tuple[Any, Exception]]:
+    def _join(self, newcomers: Sequence[Newcomer]) -> tuple[list[tuple[Any, Exception]], list[Any]]:
         refused: list[tuple[Any, Exception]] = []
         joining: list[Member] = []
+        deferred: list[Any] = []
         for n in newcomers:
             ids = [int(i) for i in n.prompt_ids]
             problem = self._check_prompt(ids)
+            if problem is None and self._row_cells is not None:
+                needs = min(len(ids) + n.params.max_new_tokens, int(self.loaded.context_window))
+                if needs > self._row_cells:
+                    problem = RunsAlone(f"{needs} tokens; a row holds {self._row_cells}")
             if problem is not None:
                 refused.append((n.key, problem))
                 continue
+            full = self._max_rows is not None and len(self.members) + len(joining) >= self._max_rows
+            if deferred or full:
+                deferred.append(n.key)
+                continue
             joining.append(member_of(self.loaded, n))
         if not joining:
-            return refused
+            return refused, deferred
         started = time.perf_counter()
         logits = self._batch.join([m.prompt_ids for m in joining])  # [new rows, vocab]
         prefill_ms = (time.perf_counter() - started) * 1000.0
@@ -170,7 +205,7 @@ class ContinuousBatch:
             member.row.pending, member.prefill_ms = logits[i], prefill_ms
             member.decoder.prefill(member.prompt_ids)
         self.members += joining
-        return refused
+        return refused, deferred
 
     def _check_prompt(self, ids: list[int]) -> Exception | None:
         """What `Decoder.prefill` would refuse, refused before the prompt joins the batch."""

@@ -52,7 +52,7 @@ class ServeOptions:
     api_key: str | None = None
     record: bool = True
     max_queue: int = 64
-    max_batch: int = 1  # replies decoded together (transformers); 1: the FIFO
+    max_batch: int = 1  # replies decoded together (transformers, llama.cpp); 1: the FIFO
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 1 << 20
 

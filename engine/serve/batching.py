@@ -26,13 +26,16 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from engine.decode.continuous import RunsAlone
 from engine.decode.fanout import can_batch
-from engine.decode.protocol import Engine
-from engine.decode.run import ReplyResult
+from engine.decode.protocol import Engine, prompt_scoring
+from engine.decode.run import ReplyResult, run_reply
 from engine.decode.score_request import check_request
+from engine.errors import LogitlabError
 from engine.records import TokenScore
 from engine.serve.queue import Failed, Finished, Job, Scheduler, Scored, score_only
 
@@ -58,9 +61,21 @@ def default_max_batch(device: str) -> int:
 def make_scheduler(engine: Engine, max_queue: int, max_batch: int) -> Scheduler:
     """The batch where rows can share one (a transformers model in this process and
     ``max_batch`` above 1), the FIFO elsewhere."""
-    if max_batch > 1 and can_batch(engine):
+    if max_batch > 1 and (can_batch(engine) or runs_llama(engine)):
         return BatchScheduler(engine, max_queue, max_batch)
     return Scheduler(engine, max_queue)
+
+
+def runs_llama(engine: object) -> bool:
+    """Whether `engine` runs a GGUF file in llama.cpp in this process (its sequences can
+    share a context: engine/decode/llama_batch.py)."""
+    llama = sys.modules.get("engine.model.llama")  # not imported: nothing is loaded there
+    if llama is None or getattr(engine, "thread", None) is None:
+        return False
+    try:
+        return isinstance(getattr(engine, "loaded", None), llama.LlamaModel)
+    except LogitlabError:  # no model loaded yet
+        return False
 
 
 class BatchScheduler(Scheduler):
@@ -70,6 +85,8 @@ class BatchScheduler(Scheduler):
         self._max_batch = max(1, int(max_batch))
         self._batch: ContinuousBatch | None = None  # made on the engine thread
         self._scores: dict[Job, tuple[TokenScore, ...] | None] = {}
+        self._deferred: list[Job] = []  # prepared, waiting for room in the rows' cache
+        self._batched_passes = can_batch(engine)  # prompts run as rows (transformers)
         super().__init__(engine, max_queue)  # starts the worker (our `_work`)
 
     @property
@@ -95,9 +112,13 @@ class BatchScheduler(Scheduler):
             for job, step in advanced.steps:
                 job.emit(step)
             for job, error in advanced.refused:
-                self._end(job, Failed(error))
+                if isinstance(error, RunsAlone):  # too long for a row: alone, the batch waits
+                    self._run_alone(job)
+                else:
+                    self._end(job, Failed(error))
             for member in advanced.left:
                 self._finish(member)
+            self._deferred = list(advanced.deferred)
 
     def _admit(self, running: int, *, block: bool) -> tuple[list[Job], bool]:
         """The jobs that join at this step: waiting ones up to the batch's free rows (the
@@ -105,7 +126,8 @@ class BatchScheduler(Scheduler):
         job that only scores, or generates one token, holds no row. And whether the queue
         was closed (what was taken before still joins)."""
         taken: list[Job] = []
-        rows, closed = running, False
+        rows, closed = running + len(self._deferred), False
+        block = block and not self._deferred
         while rows < self._max_batch and len(taken) < PROMPT_PASSES:
             try:
                 job = self._jobs.get(block=block and not taken)
@@ -118,7 +140,8 @@ class BatchScheduler(Scheduler):
                 self._waiting -= 1
             taken.append(job)
             rows += takes_row(job)
-        return self._prepare(taken), closed
+        deferred, self._deferred = self._deferred, []
+        return deferred + self._prepare(taken), closed
 
     def _prepare(self, jobs: list[Job]) -> list[Job]:
         """The jobs of `jobs` that join the batch. A cancelled one ends here; the prompts
@@ -131,6 +154,8 @@ class BatchScheduler(Scheduler):
                 self._end(job, Finished(None))
             else:
                 live.append(job)
+        if not self._batched_passes:
+            return [job for job in live if self._score_alone(job)]
         passing = [job for job in live if needs_pass(job)]
         if not passing:
             return live
@@ -161,6 +186,39 @@ class BatchScheduler(Scheduler):
             self._finish(member)
         return joining
 
+    def _run_alone(self, job: Job) -> None:
+        """`job`'s reply on the engine's own context, as the FIFO runs it (its prompt
+        already scored where asked)."""
+
+        def alone() -> ReplyResult:
+            reply = self._engine.start_ids(job.prompt_ids, job.params, cancel=job.cancel)
+            return run_reply(reply, on_step=job.emit)
+
+        try:
+            result = self._call(alone)
+        except Exception as exc:
+            self._end(job, Failed(exc))
+            return
+        self._end(job, Finished(result, self._scores.get(job)))
+
+    def _score_alone(self, job: Job) -> bool:
+        """Where prompts cannot run as rows (llama.cpp): `job`'s prompt scored on the
+        engine's own context when asked; whether it joins the batch."""
+        if job.score_top is None:
+            return True
+        try:
+            scores = self._call(prompt_scoring(self._engine).score, job.prompt_ids,
+                                top=job.score_top)  # fmt: skip
+        except Exception as exc:
+            self._end(job, Failed(exc))
+            return False
+        job.emit(Scored(scores))
+        if not job.generate:
+            self._end(job, Finished(score_only(job.prompt_ids), scores))
+            return False
+        self._scores[job] = scores
+        return True
+
     def _one_token(self, job: Job, logits: Any, pass_ms: float) -> Member:
         from engine.decode.continuous import one_token_reply
 
@@ -188,7 +246,13 @@ class BatchScheduler(Scheduler):
         from engine.decode.continuous import ContinuousBatch
 
         if self._batch is None:
-            self._batch = ContinuousBatch(self._engine.loaded)  # type: ignore[attr-defined]
+            loaded = self._engine.loaded  # type: ignore[attr-defined]
+            rows = None
+            if not self._batched_passes:  # llama.cpp: a sequence id per row
+                from engine.decode.llama_batch import LlamaSequences
+
+                rows = LlamaSequences(loaded.llm, self._max_batch, loaded.context_window)
+            self._batch = ContinuousBatch(loaded, rows)
         return self._batch.advance([newcomer(job) for job in jobs])
 
     def _abandon(self) -> list[Member]:

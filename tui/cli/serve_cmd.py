@@ -37,8 +37,8 @@ def register(subparsers: Any) -> None:
         "--max-batch",
         type=int,
         metavar="N",
-        help="replies decoded together on transformers (continuous batching; 1: one at a "
-        "time); default 16 on a CPU, 32 on a GPU",
+        help="replies decoded together on transformers and llama.cpp (continuous batching; "
+        "1: one at a time); default 16 on a CPU, 32 on a GPU",
     )
     parser.add_argument(
         "--cors-origin",
