@@ -24,8 +24,12 @@ box vLLM's automatic thread binding computes on one core and keeps the other for
 process (its log says so); logitlab's servers run in this process on ``--threads`` torch
 threads, beside the client threads. A markdown table for docs/serve.md ends the output.
 
+``--backend llama.cpp`` serves the bundled GGUF on llama.cpp instead (its continuous
+batch: a sequence id per reply in one llama.cpp context, engine/decode/llama_batch.py).
+
     .venv/bin/python bench/serve.py [--rounds 3] [--new 64] [--threads 2] [--max-batch 16]
                                     [--clients 1,4,16,32] [--vllm] [--no-fifo]
+                                    [--backend transformers|llama.cpp]
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ import httpx
 import torch
 
 from bench.vllm_check import NO_VLLM, SERVED, VLLM, bundled_checkpoint, vllm_server
-from engine.decode import LocalEngine, run_reply
+from engine.decode import LlamaEngine, LocalEngine, run_reply
 from engine.model import ModelSpec
 from engine.params import resolve_sampling
 from engine.serve import ServeOptions, ServerThread, create_app
@@ -83,7 +87,7 @@ class Load:
         )
 
 
-def in_process(engine: LocalEngine, params: object) -> tuple[float, float, int]:
+def in_process(engine: LocalEngine | LlamaEngine, params: object) -> tuple[float, float, int]:
     started = time.perf_counter()
     times: list[float] = []
     run_reply(
@@ -214,6 +218,7 @@ def main() -> int:
     ap.add_argument("--clients", default="1,4,16,32")
     ap.add_argument("--vllm", action="store_true", help="compare with vLLM CPU (make vllm)")
     ap.add_argument("--fifo", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--backend", choices=("transformers", "llama.cpp"), default="transformers")
     args = ap.parse_args()
     if args.vllm and not VLLM.exists():
         print(f"--vllm: {NO_VLLM} (no {VLLM})", file=sys.stderr)
@@ -221,8 +226,8 @@ def main() -> int:
     # SIGTERM unwinds like Ctrl+C, so vLLM's process group is stopped either way
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     torch.set_num_threads(args.threads)
-    engine = LocalEngine()
-    model = engine.load(ModelSpec(device="cpu"))
+    engine = LlamaEngine() if args.backend == "llama.cpp" else LocalEngine()
+    model = engine.load(ModelSpec(backend=args.backend, device="cpu"))
     params, _ = resolve_sampling(
         model.generation_config,
         {"temperature": 0.0, "max_new_tokens": args.new, "top_logprobs": 5, "stop": ()},
@@ -247,7 +252,9 @@ def main() -> int:
         sr = statistics.median(r[0] for r in remote)
         lt = statistics.median(r[1] for r in local)
         st = statistics.median(r[1] for r in remote)
-        print(f"model {model.model_id}, greedy, {args.new} new tokens, top_logprobs 5")
+        print(
+            f"model {model.model_id} on {args.backend}, greedy, {args.new} new tokens, top_logprobs 5"
+        )
         print(f"decode tok/s  in-process {lr:.1f}  served {sr:.1f}  ratio {sr / lr:.3f}")
         print(f"TTFT ms       in-process {lt:.1f}  served {st:.1f}  overhead {st - lt:+.1f}")
         names = (["FIFO"] if args.fifo else []) + [t.name for t in pair]
