@@ -66,6 +66,39 @@ def test_rows_join_a_running_batch_with_their_own_positions(tiny_model: Any) -> 
             assert float(diff) < 1e-3
 
 
+class _SizedRows(BatchRunner):
+    """A `BatchRunner` sized as `LlamaSequences` is: two rows of 20 tokens."""
+
+    max_rows, row_cells = 2, 20
+
+
+def test_sized_rows_defer_newcomers_in_order_and_refuse_a_reply_too_long(
+    tiny_model: Any,
+) -> None:
+    from engine.decode.continuous import ContinuousBatch, Newcomer, RunsAlone
+    from engine.params import SamplingParams
+
+    def newcomer(key: str, new: int) -> Newcomer:
+        params = SamplingParams(temperature=0.0, max_new_tokens=new)
+        return Newcomer(key, [1, 40, 50, 60], params, threading.Event())
+
+    batch = ContinuousBatch(tiny_model, _SizedRows(tiny_model.model, torch.device("cpu"), pad_id=2))
+    # "long" needs 4 + 17 tokens: more than a row holds; "c" and "d" wait for a row, in order
+    first = batch.advance([newcomer("a", 3), newcomer("long", 17), newcomer("b", 5),
+                           newcomer("c", 2), newcomer("d", 2)])  # fmt: skip
+    assert [key for key, _ in first.steps] == ["a", "b"]
+    assert [(key, type(e)) for key, e in first.refused] == [("long", RunsAlone)]
+    assert first.deferred == ["c", "d"]
+    joined: list[str] = []
+    pending = first.deferred
+    for _ in range(10):  # bounded: each reply is a few steps
+        step = batch.advance([newcomer(k, 2) for k in pending])
+        joined += [k for k in pending if k not in step.deferred]
+        pending = step.deferred
+        assert len(batch) <= 2
+    assert joined == ["c", "d"] and not pending  # "c" first: "d" never overtook it
+
+
 def test_join_needs_left_padding_with_the_mask(tiny_model: Any) -> None:
     from engine.errors import InvalidParameterError
 

@@ -16,6 +16,11 @@ processors, same random stream; logits equal within batched float noise, ~1e-5 i
 float32). This is the pattern of the batched fan-out (engine/decode/fanout.py), with
 rows that come and go.
 
+The rows run on a `Rows`: a `BatchRunner` on transformers, or `LlamaSequences` on
+llama.cpp (engine/decode/llama_batch.py: a sequence id per row, no padding), whose
+rows are sized when it is made (``max_rows``, ``row_cells``): there a newcomer waits
+while the rows are full and one too long for a row is refused with `RunsAlone`.
+
 Call everything on the engine's thread.
 """
 

@@ -18,8 +18,13 @@ between two steps, as the right-padded rows of one forward per chunk
 (engine/decode/batch_scoring.py; each row's numbers are its prompt's alone). A
 one-token reply (lm-eval's ``echo`` + ``max_tokens: 1``) is sampled from its pass's
 last row and never runs its prompt again; a scored job that generates more joins the
-batch. llama.cpp and remote engines keep the FIFO (`make_scheduler`):
-llama-cpp-python's high-level API decodes one sequence.
+batch.
+
+On llama.cpp the rows are sequences of one llama.cpp context of their own
+(engine/decode/llama_batch.py): sized when made, so a newcomer may wait for a row
+(deferred, ahead of the queue) and a reply longer than a row runs alone on the
+engine's context (`RunsAlone`); prompts are scored one at a time on the engine's
+context. Remote engines keep the FIFO (`make_scheduler`).
 """
 
 from __future__ import annotations
@@ -59,8 +64,8 @@ def default_max_batch(device: str) -> int:
 
 
 def make_scheduler(engine: Engine, max_queue: int, max_batch: int) -> Scheduler:
-    """The batch where rows can share one (a transformers model in this process and
-    ``max_batch`` above 1), the FIFO elsewhere."""
+    """The batch where rows can share one (a transformers model or a GGUF file on
+    llama.cpp in this process, and ``max_batch`` above 1), the FIFO elsewhere."""
     if max_batch > 1 and (can_batch(engine) or runs_llama(engine)):
         return BatchScheduler(engine, max_queue, max_batch)
     return Scheduler(engine, max_queue)
@@ -140,7 +145,13 @@ class BatchScheduler(Scheduler):
                 self._waiting -= 1
             taken.append(job)
             rows += takes_row(job)
-        deferred, self._deferred = self._deferred, []
+        waited, self._deferred = self._deferred, []
+        deferred = []
+        for job in waited:  # a client that went away while its job waited
+            if job.cancel.is_set():
+                self._end(job, Finished(None, self._scores.get(job)))
+            else:
+                deferred.append(job)
         return deferred + self._prepare(taken), closed
 
     def _prepare(self, jobs: list[Job]) -> list[Job]:
