@@ -115,7 +115,9 @@ class PromptTokens(Static, can_focus=True):
         if p is None or bits is None:
             out.append(f"token {self.cursor}: the first token has no context\n", dim)
         else:
-            out.append(f"token {self.cursor}: p {p:.2%}  rank {rank}  {bits:.1f} bits\n")
+            # a remote server's rank is unknown beyond the candidates it sent
+            shown = rank if rank is not None else "unknown"
+            out.append(f"token {self.cursor}: p {p:.2%}  rank {shown}  {bits:.1f} bits\n")
 
     def show(self, view: PromptView, *, keep_cursor: bool = False) -> None:
         self.view = view
