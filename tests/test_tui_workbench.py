@@ -101,6 +101,26 @@ async def test_step_mode_accept_and_choose_candidate_two(backend: FakeEngine) ->
         assert screen.conversation.last_reply.finish_reason == "stop"  # type: ignore[union-attr]
 
 
+async def test_step_mode_continue_pressed_while_a_forced_step_decodes() -> None:
+    """`c` right after `2`, while the forced token is still being decoded: the reply goes
+    on by itself after that step, with the forced token kept, and no proposal waits."""
+    backend = FakeEngine(step_delay=0.3)
+    app = fake_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("ctrl+t")
+        await send(pilot, "hi")
+        await until(pilot, lambda: screen.proposal is not None)
+        pick = screen.proposal.top[1].token_id  # type: ignore[union-attr]
+        await pilot.press("2", "c")  # the forced step takes 0.3 s: c lands during it
+        await until(pilot, lambda: finished(screen))
+        reply = screen.conversation.last_reply
+        assert reply is not None and reply.finish_reason == "stop"
+        assert reply.steps[0].forced and reply.steps[0].token_id == pick
+        assert len(reply.steps) > 2 and not any(s.forced for s in reply.steps[1:])
+        assert screen.proposal is None and screen.query_one(StatusBar).step_mode  # mode kept
+
+
 async def test_step_mode_escape_stops(backend: FakeEngine) -> None:
     app = fake_app(backend)
     async with app.run_test(size=SIZE) as pilot:

@@ -201,11 +201,25 @@ class Workbench:
         self.gen_run.force(token_id)
 
     def continue_free(self) -> bool:
-        if self.gen_run is None or self.proposal is None:
+        """Step mode: finish the reply without waiting again: at once when a proposal
+        waits, after the step in flight when one is decoding (a forced token, say)."""
+        run = self.gen_run
+        if run is None:
             return False
-        self.proposal = None
-        self.gen_run.continue_free()
-        return True
+        if self.proposal is not None:
+            self.proposal = None
+            run.continue_free()
+            return True
+        if self.running is not None and run.step_mode:
+            run.set_step_mode(False)  # this reply only; its next proposal is never shown
+            return True
+        return False
+
+    @property
+    def can_continue(self) -> bool:
+        """Whether `continue_free` would do something (the footer shows `c` then)."""
+        run = self.running
+        return self.waiting or (run is not None and run.step_mode)
 
     def toggle_step_mode(self) -> bool:
         """Step mode on or off (for the run in progress too); False if the engine cannot."""

@@ -120,6 +120,9 @@ class ReplyActions:
 
     async def proposal_ready(self, event: ProposalReady) -> None:
         screen = self.screen
+        run = self.workbench.gen_run
+        if run is not None and not run.step_mode:  # `c` came first: the run goes on by itself
+            return
         self.workbench.proposal = event.proposal
         # while the reply waits for a pick, everything so far is on the screen
         self.show_progress()
