@@ -215,11 +215,16 @@ class Workbench:
             return True
         return False
 
-    @property
-    def can_continue(self) -> bool:
-        """Whether `continue_free` would do something (the footer shows `c` then)."""
-        run = self.running
-        return self.waiting or (run is not None and run.step_mode)
+    def key_applies(self, action: str) -> bool:
+        """Whether the screen's `action` does something now: accept and choose while a
+        proposal waits, continue also while a step-mode step decodes, stop while a reply
+        runs; every other action always."""
+        if action in ("accept", "choose"):
+            return self.waiting
+        if action == "continue_free":
+            run = self.running
+            return self.waiting or (run is not None and run.step_mode)
+        return self.replying if action == "stop" else True
 
     def toggle_step_mode(self) -> bool:
         """Step mode on or off (for the run in progress too); False if the engine cannot."""

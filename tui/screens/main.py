@@ -254,11 +254,7 @@ class MainScreen(CrashGuard, Screen[None]):
     # --- actions: keys and the palette (tui/screens/workbench_keys.py, tui/commands.py) ---
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("accept", "choose"):
-            return self.workbench.waiting  # shown in the footer only while a proposal waits
-        if action == "continue_free":  # also while a step-mode step decodes
-            return self.workbench.can_continue
-        return self.replying if action == "stop" else True
+        return self.workbench.key_applies(action)  # the footer shows a key while it applies
 
     def action_stop(self) -> None:
         if self.workbench.stop():
