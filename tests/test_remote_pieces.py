@@ -235,3 +235,47 @@ def test_engine_tokenizer_errors(stub: VllmStub, tmp_path: Path, capsys: Any) ->
     assert main(["generate", "Hi", "--engine", stub.url, "--engine-tokenizer", missing]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--engine-tokenizer" in err
+
+
+def _force_end(engine: Any, eos: int) -> tuple[list[Step], Any]:
+    reply = engine.start(QUESTION, GREEDY)
+    reply.prefill()
+    steps = [reply.step(), reply.step(force=eos)]
+    return steps, reply
+
+
+def test_a_forced_end_of_sequence_ends_the_reply_as_locally(
+    stub: VllmStub, tiny_engine: Any, tiny_model_dir: Path, tokenizer: Any
+) -> None:
+    """With a named tokenizer the remote reply knows its EOS ids: forcing one ends the
+    reply (`stop`), as the local loop does."""
+    eos = tokenizer.eos_token_id
+    runs = [_force_end(engine, eos) for engine in (_remote(stub, tokenizer=str(tiny_model_dir)),
+                                                   tiny_engine[0])]  # fmt: skip
+    (remote, r_reply), (local, l_reply) = runs
+    assert [s.token_id for s in remote] == [s.token_id for s in local]
+    assert remote[-1].finish_reason == local[-1].finish_reason == "stop"
+    assert remote[-1].special and remote[-1].text == "" and r_reply.done
+    assert r_reply.summary().text == l_reply.summary().text
+    assert r_reply.summary().finish_reason == l_reply.summary().finish_reason == "stop"
+
+
+def test_an_end_the_server_stopped_on_is_learnt(stub: VllmStub, tokenizer: Any) -> None:
+    """Without a tokenizer, the server says which ids end a reply by stopping on one:
+    after that, forcing it ends a reply; before, it does not (nothing says so)."""
+    remote = _remote(stub)
+    eos = tokenizer.eos_token_id
+    before, _ = _force_end(remote, eos)
+    assert before[-1].finish_reason is None  # not known yet: the reply goes on
+    ended = None
+    for seed in range(40):  # bounded: the tiny model samples its EOS now and then (seed 3)
+        # top_k over the whole vocabulary: the server's default (the generation config's
+        # 50) would never let the random model's EOS through
+        params = SamplingParams(temperature=1.5, top_k=1024, max_new_tokens=40, seed=seed)
+        result = run_reply(remote.start([ChatMessage("user", "hi")], params))
+        if result.summary.finish_reason == "stop":
+            ended = result.steps[-1]
+            break
+    assert ended is not None and ended.token_id == eos and ended.special
+    after, reply = _force_end(remote, eos)
+    assert after[-1].finish_reason == "stop" and reply.summary().finish_reason == "stop"

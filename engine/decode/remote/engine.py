@@ -54,6 +54,9 @@ class RemoteEngine:
         self._caps: Capabilities | None = None
         self._pieces: Pieces | None = None  # per connection: what each id stands for
         self._local: TokenizerSource | None = None  # the named tokenizer, loaded
+        # ids that end a reply when forced: the named tokenizer's end-of-sequence ids, and
+        # the special tokens this server ended its own replies with (learnt per connection)
+        self._ends: set[int] = set()
 
     @property
     def url(self) -> str:
@@ -96,6 +99,7 @@ class RemoteEngine:
             self._local = TokenizerSource.load(self.tokenizer)
         source: Source = self._local or ServerSource(self.client, caps.model)
         self._pieces = Pieces(source)
+        self._ends = set(self._local.eos_ids()) if self._local is not None else set()
         report("ready", 1.0, caps.model)
         return ModelDescription(
             spec=spec,
@@ -199,6 +203,15 @@ class RemoteEngine:
 
     def learn(self, token_id: int, data: bytes) -> None:
         self.pieces.learn(token_id, data)
+
+    def ends_reply(self, token_id: int) -> bool:
+        """Whether `token_id` forced into a reply ends it, as an end-of-sequence token
+        ends a local one. A server does not say which ids those are: the named tokenizer
+        does (``--engine-tokenizer``), and a special token the server stopped on is one."""
+        return token_id in self._ends
+
+    def learn_end(self, token_id: int) -> None:
+        self._ends.add(token_id)
 
     def token_bytes(self, token_id: int) -> bytes:
         return self.pieces.get(token_id).data if token_id >= 0 else b""

@@ -99,6 +99,13 @@ class TokenizerSource:
     def decode(self, ids: Sequence[int]) -> str:
         return str(self._tokenizer.decode(list(ids), skip_special_tokens=True))
 
+    def eos_ids(self) -> tuple[int, ...]:
+        """The tokenizer's end-of-sequence ids (what ends a local reply, as far as a
+        tokenizer alone says)."""
+        from engine.model.checkpoint import eos_ids
+
+        return eos_ids(None, None, self._tokenizer)
+
     def chat_ids(self, messages: Sequence[ChatMessage]) -> list[int]:
         """The chat's prompt ids by this tokenizer's template, as the local engine's."""
         from engine.tokens.chat import chat_prompt_ids

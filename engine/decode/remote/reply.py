@@ -55,6 +55,8 @@ class Server(Protocol):
     def chat_ids(self, messages: Sequence[ChatMessage]) -> list[int]: ...
     def token_bytes(self, token_id: int) -> bytes: ...
     def learn(self, token_id: int, data: bytes) -> None: ...
+    def ends_reply(self, token_id: int) -> bool: ...
+    def learn_end(self, token_id: int) -> None: ...
     def sampling_body(self, params: SamplingParams, max_tokens: int) -> dict[str, Any]: ...
     def top_n(self, params: SamplingParams) -> int: ...
 
@@ -233,9 +235,13 @@ class RemoteReply:
         (its length limit, an abort) where no rule of ours ends the reply."""
         text = self._text.push(step)
         server = step.finish_reason
+        if server == "stop" and step.special and not self._text.stopped:
+            self._engine.learn_end(step.token_id)  # the server ended its reply on it
         made = len(self._prefix) + len(self._steps) + 1
         finish = finish_reason_after(
-            stopped=server == "stop" or self._text.stopped,
+            stopped=server == "stop"
+            or self._text.stopped
+            or (step.forced and self._engine.ends_reply(step.token_id)),
             generated=made,
             prompt_tokens=self.prompt_tokens,
             max_new_tokens=self._params.max_new_tokens,
