@@ -269,9 +269,7 @@ def test_an_end_the_server_stopped_on_is_learnt(stub: VllmStub, tokenizer: Any) 
     assert before[-1].finish_reason is None  # not known yet: the reply goes on
     ended = None
     for seed in range(40):  # bounded: the tiny model samples its EOS now and then (seed 3)
-        # top_k over the whole vocabulary: the server's default (the generation config's
-        # 50) would never let the random model's EOS through
-        params = SamplingParams(temperature=1.5, top_k=1024, max_new_tokens=40, seed=seed)
+        params = SamplingParams(temperature=1.5, max_new_tokens=40, seed=seed)
         result = run_reply(remote.start([ChatMessage("user", "hi")], params))
         if result.summary.finish_reason == "stop":
             ended = result.steps[-1]
@@ -279,3 +277,15 @@ def test_an_end_the_server_stopped_on_is_learnt(stub: VllmStub, tokenizer: Any) 
     assert ended is not None and ended.token_id == eos and ended.special
     after, reply = _force_end(remote, eos)
     assert after[-1].finish_reason == "stop" and reply.summary().finish_reason == "stop"
+
+
+def test_samplers_left_off_are_off_on_the_server(stub: VllmStub, tiny_engine: Any) -> None:
+    """top-k, min-p and the repetition penalty left off locally are sent as off: the
+    server's own defaults (here the generation config's top-k 50) do not apply, so a
+    seeded sampled reply is the local one, id for id."""
+    params = SamplingParams(temperature=1.5, max_new_tokens=24, seed=3, top_logprobs=2)
+    assert params.top_k == 0 and params.min_p == 0.0 and params.repetition_penalty == 1.0
+    remote = run_reply(_remote(stub).start([ChatMessage("user", "hi")], params))
+    local = run_reply(tiny_engine[0].start([ChatMessage("user", "hi")], params))
+    assert [s.token_id for s in remote.steps] == [s.token_id for s in local.steps]
+    assert remote.summary.finish_reason == local.summary.finish_reason == "stop"  # seed 3

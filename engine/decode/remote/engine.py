@@ -35,6 +35,9 @@ from engine.records import PromptScores, TokenScore
 from engine.tokens.chat import ChatMessage
 from engine.tokens.views import TokenInfo
 
+# servers that take top_k, min_p and repetition_penalty beside OpenAI's fields
+EXPLICIT_SAMPLERS = frozenset({"logitlab", "vllm", "sglang", "llama.cpp"})
+
 
 class RemoteEngine:
     """A model on a serving engine (vLLM, SGLang, llama.cpp, logitlab serve)."""
@@ -258,11 +261,15 @@ class RemoteEngine:
             "temperature": params.temperature,
             "top_p": params.top_p,
         }
-        if params.top_k:
-            body["top_k"] = params.top_k
-        if params.min_p:
+        # a server applies its own defaults (vLLM and logitlab serve: the model's generation
+        # config, top-k 50 for many) to what is left out: to one that knows these fields,
+        # "off" is said too (top-k off is -1 to all four), so its sampling is the local one
+        known = self.capabilities.server in EXPLICIT_SAMPLERS
+        if params.top_k or known:
+            body["top_k"] = params.top_k or -1
+        if params.min_p or known:
             body["min_p"] = params.min_p
-        if params.repetition_penalty != 1.0:
+        if params.repetition_penalty != 1.0 or known:
             body["repetition_penalty"] = params.repetition_penalty
         if params.seed is not None:
             body["seed"] = params.seed
