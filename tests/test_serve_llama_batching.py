@@ -60,16 +60,23 @@ def _alone(llama: tuple[LlamaEngine, Any], calls: Callable[[Any], list[Any]]) ->
 
 
 def test_concurrent_replies_each_equal_it_alone(
-    llama: tuple[LlamaEngine, Any], rows_seen: list[int]
+    llama: tuple[LlamaEngine, Any], rows_seen: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    engine, _facts = llama
+    per_token = engine.thread.call(llama_batch_module.kv_bytes_per_token, engine.loaded.llm)
+    monkeypatch.setattr(llama_batch_module, "KV_BUDGET", 8 * 1024 * per_token)  # 190 MB
+
     def calls(server: Any) -> list[Any]:
         scoring = [functools.partial(_legacy, server, body) for body in SCORING]
         return [*_chats(server, REQUESTS), *scoring]
 
     alone = _alone(llama, calls)
     with _server(llama, max_batch=8) as server:
-        assert type(server.app.state.server.scheduler).__name__ == "BatchScheduler"
+        scheduler = server.app.state.server.scheduler
+        assert type(scheduler).__name__ == "BatchScheduler"
         together = _concurrently(server, calls(server))
+        assert scheduler._batch is not None
+    assert scheduler._batch is None  # the server stopped: its llama.cpp context is freed
     chats = len(REQUESTS)
     for got, want in zip(together[:chats], alone[:chats], strict=True):
         _same(got, want)

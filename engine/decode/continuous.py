@@ -176,6 +176,14 @@ class ContinuousBatch:
             steps.append((member.key, step))
         return Advanced(steps, left + self._leave(), refused, deferred)
 
+    def close(self) -> None:
+        """Let go of the rows' memory now (a llama.cpp context's KV cache is allocated
+        whole), not when the batch is collected."""
+        self.members = []
+        close = getattr(self._batch, "close", None)
+        if close is not None:
+            close()
+
     def abandon(self) -> list[Member]:
         """Drop every row (the batch failed): the members, for the caller to report."""
         members, self.members = self.members, []

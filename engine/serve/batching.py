@@ -98,6 +98,13 @@ class BatchScheduler(Scheduler):
     def max_batch(self) -> int:
         return self._max_batch
 
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the worker, then free the batch's memory on the engine thread."""
+        super().close(timeout)
+        if self._batch is not None and not self._worker.is_alive():
+            batch, self._batch = self._batch, None
+            self._call(batch.close)
+
     def _work(self) -> None:
         stopping = False
         while True:
