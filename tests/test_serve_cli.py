@@ -120,6 +120,8 @@ def test_serve_prints_the_url_it_answers_on(served: Served) -> None:
     assert reply.usage is not None and reply.usage.completion_tokens == 3
     assert served.stop(signal.SIGINT) == STOPPED_BY[signal.SIGINT]
     assert not [line for line in served.lines if "warning" in line or "Traceback" in line]
+    # the default on a CPU: continuous batching of 16
+    assert "  up to 16 replies decoded together (--max-batch), 64 more may wait" in served.lines
 
 
 def test_a_port_in_use_is_one_line_and_exit_1(tiny_model_dir: Path) -> None:

@@ -95,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
         '"logprobs": true, "top_logprobs": 5}\'',
         file=sys.stderr,
     )
+    batch = getattr(app.state.server.scheduler, "max_batch", 1)
+    how = f"up to {batch} replies decoded together" if batch > 1 else "one reply at a time"
+    print(f"  {how} (--max-batch), {args.max_queue} more may wait", file=sys.stderr)
     if store is not None:
         print(f"  requests are recorded as sessions in {store.path}", file=sys.stderr)
     serve(app, args.host, port, sock=sock)
