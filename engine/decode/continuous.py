@@ -32,8 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from engine.decode.rules import reply_summary
-from engine.errors import GenerationError, InvalidParameterError, PromptTooLongError
+from engine.decode.rules import prompt_problem, reply_summary
+from engine.errors import GenerationError
 from engine.params import SamplingParams
 from engine.records import GenerationSummary, Step
 
@@ -196,7 +196,7 @@ class ContinuousBatch:
         deferred: list[Any] = []
         for n in newcomers:
             ids = [int(i) for i in n.prompt_ids]
-            problem = self._check_prompt(ids)
+            problem: Exception | None = prompt_problem(ids, int(self.loaded.context_window))
             if problem is None and self._row_cells is not None:
                 needs = min(len(ids) + n.params.max_new_tokens, int(self.loaded.context_window))
                 if needs > self._row_cells:
@@ -219,18 +219,6 @@ class ContinuousBatch:
             member.decoder.prefill(member.prompt_ids)
         self.members += joining
         return refused, deferred
-
-    def _check_prompt(self, ids: list[int]) -> Exception | None:
-        """What `Decoder.prefill` would refuse, refused before the prompt joins the batch."""
-        window = int(self.loaded.context_window)
-        if not ids:
-            return InvalidParameterError("prompt", "is empty; give at least one token")
-        if len(ids) >= window:
-            return PromptTooLongError(
-                f"the prompt is {len(ids)} tokens but the model's context window is "
-                f"{window}; shorten it to at most {window - 1} tokens"
-            )
-        return None
 
     def _leave(self) -> list[Member]:
         """Rows whose reply has ended leave the batch (their cache lines and columns)."""

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import torch
 
-from engine.decode.rules import finish_reason_after, reply_summary
+from engine.decode.rules import finish_reason_after, prompt_problem, reply_summary
 from engine.decode.sampling import (
     Stages,
     StepStats,
@@ -42,7 +42,7 @@ from engine.decode.sampling import (
     why_dropped,
 )
 from engine.decode.textstream import TextStream, TokenTable
-from engine.errors import GenerationError, InvalidParameterError, PromptTooLongError
+from engine.errors import GenerationError, InvalidParameterError
 from engine.model.loading import LoadedModel
 from engine.params import SamplingParams
 from engine.records import (
@@ -193,13 +193,8 @@ class Decoder:
         if self._prefilled:
             raise GenerationError("this decoder is already prefilled; start a new one")
         ids = [int(i) for i in prompt_ids]
-        if not ids:
-            raise InvalidParameterError("prompt", "is empty; give at least one token")
-        if len(ids) >= self._context:
-            raise PromptTooLongError(
-                f"the prompt is {len(ids)} tokens but the model's context window is "
-                f"{self._context}; shorten it to at most {self._context - 1} tokens"
-            )
+        if (problem := prompt_problem(ids, self._context)) is not None:
+            raise problem
         started = time.perf_counter()
         self._runner.reset()
         self._logits = self._runner.forward(ids)

@@ -42,16 +42,32 @@ if TYPE_CHECKING:
 FanOutItem = tuple[Any, ...]  # ("progress", finished, tokens) | ("branch", row, steps, reason)
 
 
-def can_batch(engine: object) -> bool:
-    """Whether `engine` runs a transformers model in this process (rows can share a batch)."""
-    loading = sys.modules.get("engine.model.loading")  # not imported: nothing is loaded here
-    if loading is None or getattr(engine, "thread", None) is None:
-        return False
+# the in-process models, by the module that defines each (not imported: none is loaded)
+_IN_PROCESS = (
+    ("engine.model.loading", "LoadedModel", "transformers"),
+    ("engine.model.llama", "LlamaModel", "llama.cpp"),
+)
+
+
+def in_process(engine: object) -> str | None:
+    """Which model `engine` runs in this process on its own thread ("transformers",
+    "llama.cpp"), or None (a remote engine, or nothing loaded yet)."""
+    if getattr(engine, "thread", None) is None:
+        return None
     try:
         loaded = getattr(engine, "loaded", None)
     except LogitlabError:  # no model loaded yet
-        return False
-    return isinstance(loaded, loading.LoadedModel)
+        return None
+    for module, name, kind in _IN_PROCESS:
+        found = sys.modules.get(module)
+        if found is not None and isinstance(loaded, getattr(found, name)):
+            return kind
+    return None
+
+
+def can_batch(engine: object) -> bool:
+    """Whether `engine` runs a transformers model in this process (rows can share a batch)."""
+    return in_process(engine) == "transformers"
 
 
 class SharedBatch:

@@ -71,11 +71,7 @@ class SharedContext:
         """Make the KV cache hold `target` and return the logits after its last id."""
         self._fits(len(target))
         self._sync(target, evaluate_last=True)
-        pointer = self._lib.llama_get_logits_ith(self.ctx, -1)
-        row = np.ctypeslib.as_array(
-            ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(self.n_vocab,)
-        )
-        return torch.from_numpy(row.copy())  # [vocab] float32; llama.cpp reuses its buffer
+        return logits_row(self._lib, self.ctx, -1, self.n_vocab)
 
     def logit_chunks(
         self, ids: list[int], start: int, next_token: bool = False
@@ -135,20 +131,37 @@ class SharedContext:
     def _decode(self, ids: list[int], first_position: int, *, outputs_from: int = -1) -> None:
         """Evaluate `ids` at `first_position..`; logits for the batch's entries from
         index `outputs_from` on (-1: the last only)."""
-        batch = self.batch
-        batch.n_tokens = len(ids)
         first_output = len(ids) - 1 if outputs_from < 0 else outputs_from
-        for i, token in enumerate(ids):
-            batch.token[i] = token
-            batch.pos[i] = first_position + i
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = 0
-            batch.logits[i] = i >= first_output
-        code = self._lib.llama_decode(self.ctx, batch)
+        entries = [(t, first_position + i, 0, i >= first_output) for i, t in enumerate(ids)]
+        code = decode_entries(self._lib, self.ctx, self.batch, entries)
         if code != 0:
             # the cache may hold part of the batch now: forget what we know of it
             self._lib.llama_memory_seq_rm(self.memory, 0, first_position, -1)
             raise GenerationError(f"llama.cpp could not decode {len(ids)} tokens (code {code})")
+
+
+Entry = tuple[int, int, int, bool]  # token, position, sequence id, logits wanted
+
+
+def decode_entries(lib: Any, ctx: Any, batch: Any, entries: Sequence[Entry]) -> int:
+    """Fill llama.cpp's `batch` with `entries` and decode it in `ctx` (`lib`: the
+    llama_cpp module, as the caller holds it): llama_decode's code."""
+    batch.n_tokens = len(entries)
+    for i, (token, pos, seq, wanted) in enumerate(entries):
+        batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, pos, 1
+        batch.seq_id[i][0] = seq
+        batch.logits[i] = wanted
+    return int(lib.llama_decode(ctx, batch))
+
+
+def logits_row(lib: Any, ctx: Any, i: int, n_vocab: int) -> torch.Tensor:
+    """The logits of the last decode's output `i` (-1: the last), ``[vocab]`` float32,
+    copied: llama.cpp reuses its buffer."""
+    pointer = lib.llama_get_logits_ith(ctx, i)
+    row = np.ctypeslib.as_array(
+        ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(n_vocab,)
+    )
+    return torch.from_numpy(row.copy())
 
 
 class LlamaRunner:

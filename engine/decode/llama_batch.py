@@ -27,13 +27,12 @@ Call everything on the engine's thread.
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
+from engine.decode.llama import Entry, decode_entries, logits_row
 from engine.errors import GenerationError
 
 KV_BUDGET = 1 << 30  # bytes of the batch's KV cache
@@ -146,22 +145,12 @@ class LlamaSequences:
         self._free = sorted(self._free + [seq for seq, _ in self.rows])
         self.rows = []
 
-    def _decode(self, entries: Sequence[tuple[int, int, int, bool]]) -> None:
-        batch = self._batch
-        batch.n_tokens = len(entries)
-        for i, (token, pos, seq, wanted) in enumerate(entries):
-            batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, pos, 1
-            batch.seq_id[i][0] = seq
-            batch.logits[i] = wanted
-        code = self._lib.llama_decode(self.ctx, batch)
+    def _decode(self, entries: Sequence[Entry]) -> None:
+        code = decode_entries(self._lib, self.ctx, self._batch, entries)
         if code != 0:
             raise GenerationError(
                 f"llama.cpp could not decode a batch of {len(entries)} tokens (code {code})"
             )
 
     def _row(self, i: int) -> torch.Tensor:
-        pointer = self._lib.llama_get_logits_ith(self.ctx, i)
-        row = np.ctypeslib.as_array(
-            ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(self.n_vocab,)
-        )
-        return torch.from_numpy(row.copy())  # llama.cpp reuses its buffer
+        return logits_row(self._lib, self.ctx, i, self.n_vocab)

@@ -10,8 +10,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine.errors import GenerationError
+from engine.errors import (
+    GenerationError,
+    InvalidParameterError,
+    LogitlabError,
+    PromptTooLongError,
+)
 from engine.records import FinishReason, GenerationSummary, Step, decode_rate
+
+# --- what a reply may start from ---------------------------------------------------
+
+
+def prompt_problem(ids: Sequence[int], context: int) -> LogitlabError | None:
+    """Why `ids` cannot be prefilled in a context window of `context` tokens (it must
+    leave room for one new token), or None."""
+    if not ids:
+        return InvalidParameterError("prompt", "is empty; give at least one token")
+    if len(ids) >= context:
+        return PromptTooLongError(
+            f"the prompt is {len(ids)} tokens but the model's context window is "
+            f"{context}; shorten it to at most {context - 1} tokens"
+        )
+    return None
+
 
 # --- when a reply stops --------------------------------------------------------------
 

@@ -31,16 +31,14 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 from engine.decode.continuous import RunsAlone
-from engine.decode.fanout import can_batch
-from engine.decode.protocol import Engine, prompt_scoring
-from engine.decode.run import ReplyResult, run_reply
+from engine.decode.fanout import can_batch, in_process
+from engine.decode.protocol import Engine
+from engine.decode.run import ReplyResult
 from engine.decode.score_request import check_request
-from engine.errors import LogitlabError
 from engine.records import TokenScore
 from engine.serve.queue import Failed, Finished, Job, Scheduler, Scored, score_only
 
@@ -66,21 +64,9 @@ def default_max_batch(device: str) -> int:
 def make_scheduler(engine: Engine, max_queue: int, max_batch: int) -> Scheduler:
     """The batch where rows can share one (a transformers model or a GGUF file on
     llama.cpp in this process, and ``max_batch`` above 1), the FIFO elsewhere."""
-    if max_batch > 1 and (can_batch(engine) or runs_llama(engine)):
+    if max_batch > 1 and in_process(engine) is not None:
         return BatchScheduler(engine, max_queue, max_batch)
     return Scheduler(engine, max_queue)
-
-
-def runs_llama(engine: object) -> bool:
-    """Whether `engine` runs a GGUF file in llama.cpp in this process (its sequences can
-    share a context: engine/decode/llama_batch.py)."""
-    llama = sys.modules.get("engine.model.llama")  # not imported: nothing is loaded there
-    if llama is None or getattr(engine, "thread", None) is None:
-        return False
-    try:
-        return isinstance(getattr(engine, "loaded", None), llama.LlamaModel)
-    except LogitlabError:  # no model loaded yet
-        return False
 
 
 class BatchScheduler(Scheduler):
@@ -185,13 +171,8 @@ class BatchScheduler(Scheduler):
             return [job for job in live if job not in passing]
         joining = [job for job in live if job not in passing]
         for job, path in zip(passing, scored, strict=True):
-            scores = path.scores if job.score_top is not None else None
-            if scores is not None:
-                job.emit(Scored(scores))
-            if not job.generate:
-                self._end(job, Finished(score_only(job.prompt_ids), scores))
+            if not self._scored(job, path.scores if job.score_top is not None else None):
                 continue
-            self._scores[job] = scores
             if path.next_logits is None:  # a longer reply: it joins the batch
                 joining.append(job)
                 continue
@@ -204,38 +185,36 @@ class BatchScheduler(Scheduler):
             self._finish(member)
         return joining
 
-    def _run_alone(self, job: Job) -> None:
-        """`job`'s reply on the engine's own context, as the FIFO runs it (its prompt
-        already scored where asked)."""
-
-        def alone() -> ReplyResult:
-            reply = self._engine.start_ids(job.prompt_ids, job.params, cancel=job.cancel)
-            return run_reply(reply, on_step=job.emit)
-
-        try:
-            result = self._call(alone)
-        except Exception as exc:
-            self._end(job, Failed(exc))
-            return
-        self._end(job, Finished(result, self._scores.get(job)))
-
-    def _score_alone(self, job: Job) -> bool:
-        """Where prompts cannot run as rows (llama.cpp): `job`'s prompt scored on the
-        engine's own context when asked; whether it joins the batch."""
-        if job.score_top is None:
-            return True
-        try:
-            scores = self._call(prompt_scoring(self._engine).score, job.prompt_ids,
-                                top=job.score_top)  # fmt: skip
-        except Exception as exc:
-            self._end(job, Failed(exc))
-            return False
-        job.emit(Scored(scores))
+    def _scored(self, job: Job, scores: tuple[TokenScore, ...] | None) -> bool:
+        """`job` hears its prompt's scores (None: not asked) and ends here when it only
+        scores; whether it goes on to generate."""
+        if scores is not None:
+            job.emit(Scored(scores))
         if not job.generate:
             self._end(job, Finished(score_only(job.prompt_ids), scores))
             return False
         self._scores[job] = scores
         return True
+
+    def _score_alone(self, job: Job) -> bool:
+        """Where prompts cannot run as rows (llama.cpp): `job`'s prompt scored on the
+        engine's own context when asked; whether it joins the batch."""
+        try:
+            scores = self._call(self._prompt_scores, job)
+        except Exception as exc:
+            self._end(job, Failed(exc))
+            return False
+        return self._scored(job, scores)
+
+    def _run_alone(self, job: Job) -> None:
+        """`job`'s reply on the engine's own context, as the FIFO runs it (its prompt
+        already scored where asked)."""
+        try:
+            result = self._call(self._reply, job)
+        except Exception as exc:
+            self._end(job, Failed(exc))
+            return
+        self._end(job, Finished(result, self._scores.get(job)))
 
     def _one_token(self, job: Job, logits: Any, pass_ms: float) -> Member:
         from engine.decode.continuous import one_token_reply

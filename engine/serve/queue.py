@@ -139,14 +139,23 @@ class Scheduler:
     def _run(self, job: Job) -> Finished:
         """The prompt's scores when asked, then the loop the CLI runs too (`run_reply`),
         each step handed to the request."""
-        scores = None
-        if job.score_top is not None:
-            scores = prompt_scoring(self._engine).score(job.prompt_ids, top=job.score_top)
+        scores = self._prompt_scores(job)
+        if scores is not None:
             job.emit(Scored(scores))
         if not job.generate:
             return Finished(score_only(job.prompt_ids), scores)
+        return Finished(self._reply(job), scores)
+
+    def _prompt_scores(self, job: Job) -> tuple[TokenScore, ...] | None:
+        """The job's prompt scored by the engine, when it asks (on the engine's thread)."""
+        if job.score_top is None:
+            return None
+        return prompt_scoring(self._engine).score(job.prompt_ids, top=job.score_top)
+
+    def _reply(self, job: Job) -> ReplyResult:
+        """The job's reply run alone by the engine (on the engine's thread)."""
         reply = self._engine.start_ids(job.prompt_ids, job.params, cancel=job.cancel)
-        return Finished(run_reply(reply, on_step=job.emit), scores)
+        return run_reply(reply, on_step=job.emit)
 
 
 def score_only(prompt_ids: Sequence[int]) -> ReplyResult:
