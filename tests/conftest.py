@@ -228,3 +228,24 @@ def tiny_engine(tiny_model_dir: Path) -> Iterator[tuple[Any, Any]]:
     model = engine.load(ModelSpec(model=str(tiny_model_dir), device="cpu", dtype="float32"))
     yield engine, model
     engine.thread.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_tokenizer(tiny_model_dir: Path) -> Any:
+    """The tiny Llama's tokenizer, loaded on its own (no model)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def vllm_stub(tiny_engine: tuple[Any, Any], tiny_tokenizer: Any) -> Iterator[Any]:
+    """A server answering in vLLM's ``token_id:N`` shapes (tests/vllm_stub.py) in front of
+    `logitlab serve` on the tiny model; stopped with the module."""
+    from engine.serve import ServeOptions, ServerThread, create_app
+    from tests.vllm_stub import VllmStub
+
+    engine, model = tiny_engine
+    app = create_app(engine, model, ServeOptions(record=False), None)
+    with ServerThread(app) as server, VllmStub(server.url, tiny_tokenizer) as proxy:
+        yield proxy

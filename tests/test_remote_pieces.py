@@ -8,7 +8,6 @@ looked up once per connection, or from a tokenizer the user names."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from engine.decode.textstream import TokenTable
 from engine.model.spec import ModelSpec
 from engine.params import SamplingParams
 from engine.records import Step
-from engine.serve import ServeOptions, ServerThread, create_app
 from engine.tokens import ChatMessage
 from tests.vllm_stub import VllmStub
 from tui.cli.main import main
@@ -28,21 +26,6 @@ from tui.cli.main import main
 pytestmark = pytest.mark.timeout(240)
 QUESTION = [ChatMessage("user", "What is 2+2?")]
 GREEDY = SamplingParams(temperature=0.0, max_new_tokens=10, top_logprobs=5)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tiny_model_dir: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_model_dir)
-
-
-@pytest.fixture(scope="module")
-def stub(tiny_engine: Any, tokenizer: Any) -> Iterator[VllmStub]:
-    engine, model = tiny_engine
-    app = create_app(engine, model, ServeOptions(record=False), None)
-    with ServerThread(app) as server, VllmStub(server.url, tokenizer) as proxy:
-        yield proxy
 
 
 def _remote(stub: VllmStub, **kwargs: Any) -> RemoteEngine:
@@ -105,32 +88,34 @@ def _same_as(remote: list[Step], local: list[Step], tokenizer: Any, exact: bool 
     _like_local(remote, tokenizer, exact)
 
 
-def test_probe_sees_token_id_strings(stub: VllmStub) -> None:
-    caps = _remote(stub).capabilities
+def test_probe_sees_token_id_strings(vllm_stub: VllmStub) -> None:
+    caps = _remote(vllm_stub).capabilities
     assert caps.server == "vllm"
     assert caps.ids_in_logprobs == "token_id:N strings"
     assert caps.token_id_prompts
 
 
-def test_full_reply_matches_local(stub: VllmStub, tiny_engine: Any, tokenizer: Any) -> None:
+def test_full_reply_matches_local(
+    vllm_stub: VllmStub, tiny_engine: Any, tiny_tokenizer: Any
+) -> None:
     local = run_reply(tiny_engine[0].start(QUESTION, GREEDY))
-    remote_engine = _remote(stub)
+    remote_engine = _remote(vllm_stub)
     remote = run_reply(remote_engine.start(QUESTION, GREEDY))
-    _same_as(list(remote.steps), list(local.steps), tokenizer)
+    _same_as(list(remote.steps), list(local.steps), tiny_tokenizer)
     assert remote.summary.text == local.summary.text
     # each id was looked up once on this connection, however often it came back
-    assert max(stub.detokenized.values()) == 1
+    assert max(vllm_stub.detokenized.values()) == 1
     again = run_reply(remote_engine.start(QUESTION, GREEDY))
     assert [s.piece for s in again.steps] == [s.piece for s in remote.steps]
-    assert max(stub.detokenized.values()) == 1
+    assert max(vllm_stub.detokenized.values()) == 1
 
 
 def test_step_force_continue_keeps_the_text(
-    stub: VllmStub, tiny_engine: Any, tokenizer: Any
+    vllm_stub: VllmStub, tiny_engine: Any, tiny_tokenizer: Any
 ) -> None:
     """The issue's example: step, step, force candidate 2, continue."""
     runs = []
-    for engine in (_remote(stub), tiny_engine[0]):
+    for engine in (_remote(vllm_stub), tiny_engine[0]):
         reply = engine.start(QUESTION, GREEDY)
         reply.prefill()
         steps = [reply.step(), reply.step()]
@@ -140,14 +125,14 @@ def test_step_force_continue_keeps_the_text(
         runs.append((steps, reply.summary()))
     (remote, r_summary), (local, l_summary) = runs
     assert remote[2].forced
-    _same_as(remote, local, tokenizer)
+    _same_as(remote, local, tiny_tokenizer)
     assert r_summary.text == l_summary.text
-    assert r_summary.text == tokenizer.decode(r_summary.token_ids, skip_special_tokens=True)
+    assert r_summary.text == tiny_tokenizer.decode(r_summary.token_ids, skip_special_tokens=True)
 
 
-def test_branch_matches_local(stub: VllmStub, tiny_engine: Any, tokenizer: Any) -> None:
+def test_branch_matches_local(vllm_stub: VllmStub, tiny_engine: Any, tiny_tokenizer: Any) -> None:
     runs = []
-    for engine in (_remote(stub), tiny_engine[0]):
+    for engine in (_remote(vllm_stub), tiny_engine[0]):
         reply = engine.start(QUESTION, GREEDY)
         reply.prefill()
         for _ in range(4):
@@ -158,14 +143,14 @@ def test_branch_matches_local(stub: VllmStub, tiny_engine: Any, tokenizer: Any) 
             steps.append(reply.step())
         runs.append((steps, reply.summary()))
     (remote, r_summary), (local, l_summary) = runs
-    _same_as(remote, local, tokenizer)
+    _same_as(remote, local, tiny_tokenizer)
     assert r_summary.text == l_summary.text
 
 
-def test_fan_out_records_pieces(stub: VllmStub, tokenizer: Any) -> None:
+def test_fan_out_records_pieces(vllm_stub: VllmStub, tiny_tokenizer: Any) -> None:
     events: list[Any] = []
     sampled = SamplingParams(temperature=1.0, max_new_tokens=6, top_logprobs=3, seed=1)
-    driver = ReplyDriver(_remote(stub), QUESTION, sampled, on_event=events.append)
+    driver = ReplyDriver(_remote(vllm_stub), QUESTION, sampled, on_event=events.append)
     driver.run()
     kept = [e.step for e in events if isinstance(e, StepDecoded)][:2]
     driver.fan_out([s.token_id for s in kept], [7, 8])
@@ -173,18 +158,18 @@ def test_fan_out_records_pieces(stub: VllmStub, tokenizer: Any) -> None:
     assert [b.seed for b in branches] == [7, 8]
     for branch in branches:
         assert branch.steps and branch.steps[0].index == 2
-        _like_local([*kept, *branch.steps], tokenizer)
+        _like_local([*kept, *branch.steps], tiny_tokenizer)
 
 
 def test_named_tokenizer_gives_the_same_pieces(
-    stub: VllmStub, tiny_engine: Any, tiny_model_dir: Path, tokenizer: Any
+    vllm_stub: VllmStub, tiny_engine: Any, tiny_model_dir: Path, tiny_tokenizer: Any
 ) -> None:
-    remote_engine = _remote(stub, tokenizer=str(tiny_model_dir))
-    before = sum(stub.detokenized.values())
+    remote_engine = _remote(vllm_stub, tokenizer=str(tiny_model_dir))
+    before = sum(vllm_stub.detokenized.values())
     remote = run_reply(remote_engine.start(QUESTION, GREEDY))
     local = run_reply(tiny_engine[0].start(QUESTION, GREEDY))
-    _same_as(list(remote.steps), list(local.steps), tokenizer, exact=True)
-    assert sum(stub.detokenized.values()) == before  # the server was not asked
+    _same_as(list(remote.steps), list(local.steps), tiny_tokenizer, exact=True)
+    assert sum(vllm_stub.detokenized.values()) == before  # the server was not asked
 
 
 def _jsonl(argv: list[str], capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
@@ -193,12 +178,12 @@ def _jsonl(argv: list[str], capsys: pytest.CaptureFixture[str]) -> list[dict[str
 
 
 def test_generate_jsonl_and_saved_session_match_local(
-    stub: VllmStub, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+    vllm_stub: VllmStub, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     common = ["generate", "What is 2+2?", "--temperature", "0", "--max-new-tokens", "8"]
     common += ["--format", "jsonl", "--top-logprobs", "4", "--save"]
     local = _jsonl([*common, "--model", str(tiny_model_dir), "--device", "cpu"], capsys)
-    remote = _jsonl([*common, "--engine", stub.url], capsys)
+    remote = _jsonl([*common, "--engine", vllm_stub.url], capsys)
     assert [o.get("token_id") for o in remote] == [o.get("token_id") for o in local]
     for r, lo in zip(remote[:-1], local[:-1], strict=True):
         assert r["text"] == lo["text"]
@@ -208,7 +193,7 @@ def test_generate_jsonl_and_saved_session_match_local(
         assert all(a["token"] == b["token"] for a, b in pairs if "\\x" not in b["token"])
     assert remote[-1]["text"] == local[-1]["text"]
     assert "token_id:" not in json.dumps(remote)
-    named = [*common[:-1], "--engine", stub.url, "--engine-tokenizer", str(tiny_model_dir)]
+    named = [*common[:-1], "--engine", vllm_stub.url, "--engine-tokenizer", str(tiny_model_dir)]
     exact = _jsonl(named, capsys)  # with the tokenizer named: every token as local
     assert [(o.get("token"), [c["token"] for c in o.get("top", [])]) for o in exact[:-1]] == [
         (o.get("token"), [c["token"] for c in o.get("top", [])]) for o in local[:-1]
@@ -228,11 +213,11 @@ def test_generate_jsonl_and_saved_session_match_local(
     ]
 
 
-def test_engine_tokenizer_errors(stub: VllmStub, tmp_path: Path, capsys: Any) -> None:
+def test_engine_tokenizer_errors(vllm_stub: VllmStub, tmp_path: Path, capsys: Any) -> None:
     assert main(["generate", "Hi", "--engine-tokenizer", str(tmp_path)]) == 2
     assert "--engine" in capsys.readouterr().err
     missing = str(tmp_path / "no-such-tokenizer")
-    assert main(["generate", "Hi", "--engine", stub.url, "--engine-tokenizer", missing]) == 1
+    assert main(["generate", "Hi", "--engine", vllm_stub.url, "--engine-tokenizer", missing]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--engine-tokenizer" in err
 
@@ -245,12 +230,12 @@ def _force_end(engine: Any, eos: int) -> tuple[list[Step], Any]:
 
 
 def test_a_forced_end_of_sequence_ends_the_reply_as_locally(
-    stub: VllmStub, tiny_engine: Any, tiny_model_dir: Path, tokenizer: Any
+    vllm_stub: VllmStub, tiny_engine: Any, tiny_model_dir: Path, tiny_tokenizer: Any
 ) -> None:
     """With a named tokenizer the remote reply knows its EOS ids: forcing one ends the
     reply (`stop`), as the local loop does."""
-    eos = tokenizer.eos_token_id
-    runs = [_force_end(engine, eos) for engine in (_remote(stub, tokenizer=str(tiny_model_dir)),
+    eos = tiny_tokenizer.eos_token_id
+    runs = [_force_end(engine, eos) for engine in (_remote(vllm_stub, tokenizer=str(tiny_model_dir)),
                                                    tiny_engine[0])]  # fmt: skip
     (remote, r_reply), (local, l_reply) = runs
     assert [s.token_id for s in remote] == [s.token_id for s in local]
@@ -260,11 +245,11 @@ def test_a_forced_end_of_sequence_ends_the_reply_as_locally(
     assert r_reply.summary().finish_reason == l_reply.summary().finish_reason == "stop"
 
 
-def test_an_end_the_server_stopped_on_is_learnt(stub: VllmStub, tokenizer: Any) -> None:
+def test_an_end_the_server_stopped_on_is_learnt(vllm_stub: VllmStub, tiny_tokenizer: Any) -> None:
     """Without a tokenizer, the server says which ids end a reply by stopping on one:
     after that, forcing it ends a reply; before, it does not (nothing says so)."""
-    remote = _remote(stub)
-    eos = tokenizer.eos_token_id
+    remote = _remote(vllm_stub)
+    eos = tiny_tokenizer.eos_token_id
     before, _ = _force_end(remote, eos)
     assert before[-1].finish_reason is None  # not known yet: the reply goes on
     ended = None
@@ -279,13 +264,13 @@ def test_an_end_the_server_stopped_on_is_learnt(stub: VllmStub, tokenizer: Any) 
     assert after[-1].finish_reason == "stop" and reply.summary().finish_reason == "stop"
 
 
-def test_samplers_left_off_are_off_on_the_server(stub: VllmStub, tiny_engine: Any) -> None:
+def test_samplers_left_off_are_off_on_the_server(vllm_stub: VllmStub, tiny_engine: Any) -> None:
     """top-k, min-p and the repetition penalty left off locally are sent as off: the
     server's own defaults (here the generation config's top-k 50) do not apply, so a
     seeded sampled reply is the local one, id for id."""
     params = SamplingParams(temperature=1.5, max_new_tokens=24, seed=3, top_logprobs=2)
     assert params.top_k == 0 and params.min_p == 0.0 and params.repetition_penalty == 1.0
-    remote = run_reply(_remote(stub).start([ChatMessage("user", "hi")], params))
+    remote = run_reply(_remote(vllm_stub).start([ChatMessage("user", "hi")], params))
     local = run_reply(tiny_engine[0].start([ChatMessage("user", "hi")], params))
     assert [s.token_id for s in remote.steps] == [s.token_id for s in local.steps]
     assert remote.summary.finish_reason == local.summary.finish_reason == "stop"  # seed 3

@@ -4,7 +4,6 @@ on a free loopback port (no mocked transport); the tiny random model for speed."
 from __future__ import annotations
 
 import json
-import queue
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from transformers import AutoTokenizer
 
 from engine.serve import SERVED_PREFIX, ServeOptions, ServerThread, create_app
 from engine.sessions import SessionStore
+from tests.engine_hold import codes_while_held
 from tests.timeouts import scaled
 
 pytestmark = pytest.mark.timeout(120)
@@ -273,38 +273,10 @@ def test_client_disconnect_cancels_the_reply(tiny_engine: Any) -> None:
 def test_queue_full_is_503(tiny_engine: Any) -> None:
     engine, _model = tiny_engine
     with _server(tiny_engine, max_queue=1) as server:
-        hold, entered = threading.Event(), threading.Event()
-
-        def busy() -> None:
-            entered.set()
-            hold.wait(120)
-
-        # block the engine thread so requests pile up: the worker holds one job, the
-        # queue one more; whatever the order they arrive in, a third is refused
-        blocker = threading.Thread(target=lambda: engine.thread.call(busy))
-        blocker.start()
-        assert entered.wait(scaled(60))
-        body = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 1}
-        codes: queue.Queue[int] = queue.Queue()
-
-        def post() -> None:
-            codes.put(
-                httpx.post(server.url + "/v1/chat/completions", json=body, timeout=120).status_code
-            )
-
-        posts = [threading.Thread(target=post) for _ in range(3)]
-        try:
-            for p in posts:
-                p.start()
-            # nothing can finish with 200 while the engine is held: the first answer is a 503
-            assert codes.get(timeout=scaled(60)) == 503
-        finally:
-            hold.set()
-            blocker.join(120)
-            for p in posts:
-                p.join(120)
-        results = [503, *(codes.get_nowait() for _ in range(codes.qsize()))]
-        assert len(results) == 3 and results.count(200) >= 1
+        # the engine held, requests pile up: the worker holds one job, the queue one
+        # more; whatever the order they arrive in, a third is refused first
+        results = codes_while_held(server.url, engine, 3)
+    assert results[0] == 503 and len(results) == 3 and results.count(200) >= 1
 
 
 def test_concurrent_streams_all_complete(server: ServerThread) -> None:

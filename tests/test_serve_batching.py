@@ -7,7 +7,6 @@ speed, one test on the bundled model."""
 from __future__ import annotations
 
 import functools
-import queue
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +20,7 @@ from engine.decode.batch import BatchRunner
 from engine.decode.decoder import TransformersRunner
 from engine.serve import SERVED_PREFIX, ServeOptions, ServerThread, create_app
 from engine.sessions import SessionStore
+from tests.engine_hold import codes_while_held, engine_held
 from tests.timeouts import scaled
 
 pytestmark = pytest.mark.timeout(180)
@@ -225,7 +225,6 @@ def _concurrently(
     first alone, or a few; the rest join at the next step)."""
     engine = server.app.state.server.engine
     scheduler = server.app.state.server.scheduler
-    hold, entered = threading.Event(), threading.Event()
     submitted: list[Any] = []
     submit = scheduler.submit
 
@@ -234,13 +233,6 @@ def _concurrently(
         submitted.append(job)
 
     scheduler.submit = counted
-
-    def busy() -> None:
-        entered.set()
-        hold.wait(scaled(120))
-
-    blocker = threading.Thread(target=lambda: engine.thread.call(busy))
-    blocker.start()
     results: dict[int, Any] = {}
     errors: list[BaseException] = []
 
@@ -252,13 +244,11 @@ def _concurrently(
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(len(calls))]
     try:
-        assert entered.wait(scaled(60))
-        for t in threads:
-            t.start()
-        _until(lambda: len(submitted) == (jobs or len(calls)), "every request to queue")
+        with engine_held(engine):
+            for t in threads:
+                t.start()
+            _until(lambda: len(submitted) == (jobs or len(calls)), "every request to queue")
     finally:
-        hold.set()
-        blocker.join(scaled(120))
         for t in threads:
             t.join(scaled(120))
     assert not errors, errors[0]
@@ -463,36 +453,10 @@ def test_prompt_passes_batch_and_a_one_token_reply_runs_its_prompt_once(
 def test_queue_full_is_503_beyond_the_batch(tiny_engine: Any) -> None:
     engine, _model = tiny_engine
     with _server(tiny_engine, max_queue=1, max_batch=2) as server:
-        hold, entered = threading.Event(), threading.Event()
-
-        def busy() -> None:
-            entered.set()
-            hold.wait(scaled(120))
-
-        blocker = threading.Thread(target=lambda: engine.thread.call(busy))
-        blocker.start()
-        assert entered.wait(scaled(60))
-        body = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 1}
-        codes: queue.Queue[int] = queue.Queue()
-
-        def post() -> None:
-            reply = httpx.post(server.url + "/v1/chat/completions", json=body, timeout=120)
-            codes.put(reply.status_code)
-
         # the batch takes at most two, the queue one more: of four, one is refused
-        posts = [threading.Thread(target=post) for _ in range(4)]
-        try:
-            for p in posts:
-                p.start()
-            assert codes.get(timeout=scaled(60)) == 503  # nothing finishes while held
-        finally:
-            hold.set()
-            blocker.join(scaled(120))
-            for p in posts:
-                p.join(scaled(120))
-        results = [503, *(codes.get_nowait() for _ in range(codes.qsize()))]
-        assert len(results) == 4 and results.count(200) >= 2
+        results = codes_while_held(server.url, engine, 4)
         assert httpx.get(server.url + "/health").json()["status"] == "ok"
+    assert results[0] == 503 and len(results) == 4 and results.count(200) >= 2
 
 
 @pytest.mark.real_model

@@ -5,15 +5,12 @@ spell, every token with the piece, bytes and special flag a local run records.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.decode import RemoteEngine
 from engine.decode.textstream import TokenTable
-from engine.serve import ServeOptions, ServerThread, create_app
 from tests.tui_helpers import SIZE, finished, ready, send, until
 from tests.vllm_stub import VllmStub
 from tui.app import make_app
@@ -23,25 +20,10 @@ from tui.widgets.token_stream import TokenStream
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(240)]
 
 
-@pytest.fixture(scope="module")
-def tokenizer(tiny_model_dir: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_model_dir)
-
-
-@pytest.fixture(scope="module")
-def stub(tiny_engine: Any, tokenizer: Any) -> Iterator[VllmStub]:
-    engine, model = tiny_engine
-    app = create_app(engine, model, ServeOptions(record=False), None)
-    with ServerThread(app) as server, VllmStub(server.url, tokenizer) as proxy:
-        yield proxy
-
-
 async def test_step_force_continue_saves_the_text_of_the_ids(
-    stub: VllmStub, tokenizer: Any, recorder: Any
+    vllm_stub: VllmStub, tiny_tokenizer: Any, recorder: Any
 ) -> None:
-    remote = RemoteEngine(stub.url)
+    remote = RemoteEngine(vllm_stub.url)
     app = make_app(remote, recorder=recorder, persist_theme=False)
     async with app.run_test(size=SIZE) as pilot:
         screen = await ready(pilot)
@@ -74,9 +56,9 @@ async def test_step_force_continue_saves_the_text_of_the_ids(
     session = store.get(store.list()[0].id)
     reply = next(m for m in session.messages if m.role == "assistant")
     ids = [s.token_id for s in reply.steps]
-    assert reply.content == tokenizer.decode(ids, skip_special_tokens=True)
+    assert reply.content == tiny_tokenizer.decode(ids, skip_special_tokens=True)
     assert reply.content.strip()
-    table = TokenTable(tokenizer)
+    table = TokenTable(tiny_tokenizer)
     for step in reply.steps:
         assert step.special == table.is_special(step.token_id)
         if step.token_bytes:  # b"": part of a character, unknown to the server alone

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from textual.command import CommandPalette
 
@@ -77,14 +79,20 @@ async def test_escape_cancels_keeping_partial_reply() -> None:
         backend.close()
 
 
+async def _first_proposal(pilot: Any) -> Any:
+    """Step mode on, "hi" sent: the screen once the first proposal waits for a pick."""
+    screen = await ready(pilot)
+    await pilot.press("ctrl+t")
+    await send(pilot, "hi")
+    await until(pilot, lambda: screen.proposal is not None)
+    return screen
+
+
 async def test_step_mode_accept_and_choose_candidate_two(backend: FakeEngine) -> None:
     app = fake_app(backend)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await ready(pilot)
-        await pilot.press("ctrl+t")
+        screen = await _first_proposal(pilot)
         assert screen.query_one(StatusBar).step_mode
-        await send(pilot, "hi")
-        await until(pilot, lambda: screen.proposal is not None)
         first = screen.proposal
         assert screen.query_one(StepView).candidate_count == len(first.top)  # type: ignore[union-attr]
         await pilot.press("space")
@@ -107,10 +115,7 @@ async def test_step_mode_continue_pressed_while_a_forced_step_decodes() -> None:
     backend = FakeEngine(step_delay=0.3)
     app = fake_app(backend)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await ready(pilot)
-        await pilot.press("ctrl+t")
-        await send(pilot, "hi")
-        await until(pilot, lambda: screen.proposal is not None)
+        screen = await _first_proposal(pilot)
         pick = screen.proposal.top[1].token_id  # type: ignore[union-attr]
         await pilot.press("2", "c")  # the forced step takes 0.3 s: c lands during it
         await until(pilot, lambda: finished(screen))
@@ -124,10 +129,7 @@ async def test_step_mode_continue_pressed_while_a_forced_step_decodes() -> None:
 async def test_step_mode_escape_stops(backend: FakeEngine) -> None:
     app = fake_app(backend)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await ready(pilot)
-        await pilot.press("ctrl+t")
-        await send(pilot, "hi")
-        await until(pilot, lambda: screen.proposal is not None)
+        screen = await _first_proposal(pilot)
         await pilot.press("escape")
         await until(pilot, lambda: finished(screen))
         assert screen.conversation.last_reply.finish_reason == "cancelled"  # type: ignore[union-attr]
