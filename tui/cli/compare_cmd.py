@@ -25,7 +25,7 @@ import json
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from engine.errors import InvalidParameterError
 from tui.cli.interrupts import sigint_sets
@@ -109,27 +109,22 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def _run_path(args: argparse.Namespace, a: Side, b: Side, prompt: str) -> int:
-    from engine.compare import CompareCancelled, compare_sides
+    from engine.compare import compare_sides
 
-    cancel = threading.Event()
-    bar = _bar("comparing")
-    try:
-        with sigint_sets(cancel):
-            comparison = compare_sides(
-                a,
-                b,
-                prompt,
-                text=args.text,
-                max_new_tokens=args.max_new_tokens,
-                top=0 if args.format == "json" else 1,
-                progress=bar,
-                cancel=cancel,
-            )
-    except CompareCancelled:
-        _clear(bar)
-        print("logitlab: compare cancelled", file=sys.stderr)
+    comparison = _cancellable(
+        lambda bar, cancel: compare_sides(
+            a,
+            b,
+            prompt,
+            text=args.text,
+            max_new_tokens=args.max_new_tokens,
+            top=0 if args.format == "json" else 1,
+            progress=bar,
+            cancel=cancel,
+        )
+    )
+    if comparison is None:
         return EXIT_INTERRUPTED
-    _clear(bar)
     if args.format == "json":
         sys.stdout.write(json.dumps(comparison.to_json(), ensure_ascii=False) + "\n")
     else:
@@ -143,7 +138,6 @@ def _run_path(args: argparse.Namespace, a: Side, b: Side, prompt: str) -> int:
 
 
 def _run_corpus(args: argparse.Namespace, a: Side, b: Side, prompt: str | None, corpus: str) -> int:
-    from engine.compare import CompareCancelled
     from engine.compare.corpus import compare_corpus
     from engine.compare.run import vocabulary_problem
     from tui.cli.score_cmd import bos_id, plan_sizes, windows
@@ -166,25 +160,13 @@ def _run_corpus(args: argparse.Namespace, a: Side, b: Side, prompt: str | None, 
     if prefix_a and prefix_b:  # both sides see a context before the first token: score it
         begin, end, _start = plan[0]
         plan[0] = (begin, end, 0)
-    cancel = threading.Event()
-    bar = _bar("comparing")
-    try:
-        with sigint_sets(cancel):
-            report = compare_corpus(
-                a,
-                b,
-                path,
-                plan,
-                prefix_a=prefix_a,
-                prefix_b=prefix_b,
-                progress=bar,
-                cancel=cancel,
-            )
-    except CompareCancelled:
-        _clear(bar)
-        print("logitlab: compare cancelled", file=sys.stderr)
+    report = _cancellable(
+        lambda bar, cancel: compare_corpus(
+            a, b, path, plan, prefix_a=prefix_a, prefix_b=prefix_b, progress=bar, cancel=cancel
+        )
+    )
+    if report is None:
         return EXIT_INTERRUPTED
-    _clear(bar)
     if args.format == "json":
         obj = {
             "a": a.describe(),
@@ -245,6 +227,29 @@ class _Bar:
             sys.stderr.write(f"\r{self._label}: {stage}\033[K")
         sys.stderr.flush()
         self.shown = True
+
+
+T = TypeVar("T")
+
+
+def _cancellable(
+    work: Callable[[Callable[[CompareProgress], None] | None, threading.Event], T],
+) -> T | None:
+    """`work(progress, cancel)` under a progress bar, Ctrl+C setting `cancel`: its result,
+    or None once it was cancelled (said in one line on stderr)."""
+    from engine.compare import CompareCancelled
+
+    cancel = threading.Event()
+    bar = _bar("comparing")
+    try:
+        with sigint_sets(cancel):
+            result = work(bar, cancel)
+    except CompareCancelled:
+        _clear(bar)
+        print("logitlab: compare cancelled", file=sys.stderr)
+        return None
+    _clear(bar)
+    return result
 
 
 def _bar(label: str) -> Callable[[CompareProgress], None] | None:
