@@ -281,6 +281,36 @@ def test_cli_corpus_report(
     assert "Mean    KL" in text and "Same top p" in text and "PPL(B)/PPL(A)" in text
 
 
+@pytest.mark.parametrize("mode", ["path", "corpus"])
+def test_cli_ctrl_c_is_exit_130_with_nothing_written(
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    mode: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Ctrl+C cancels the comparison (the engine raises `CompareCancelled` at its next
+    step): exit 130, one line on stderr, nothing on stdout."""
+    import engine.compare
+    import engine.compare.corpus
+    from engine.compare import CompareCancelled
+
+    def cancelled(*_args: object, **_kwargs: object) -> None:
+        raise CompareCancelled("cancelled")
+
+    monkeypatch.setattr(engine.compare, "compare_sides", cancelled)
+    monkeypatch.setattr(engine.compare.corpus, "compare_corpus", cancelled)
+    side = _side(tiny_model_dir)
+    argv = ["compare", PROMPT, "--a", side, "--b", side, "--max-new-tokens", "3"]
+    if mode == "corpus":
+        corpus = tmp_path / "corpus.txt"
+        corpus.write_text("one two three four five six seven eight " * 4)
+        argv = ["compare", "--a", side, "--b", side, "--file", str(corpus)]
+    assert main(argv) == 130
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.strip() == "logitlab: compare cancelled"
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
